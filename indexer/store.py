@@ -1,0 +1,359 @@
+"""The index on disk: SQLite (source of truth) and the FAISS file derived from it.
+
+Layout of an index directory::
+
+    index.sqlite          files, sentences, vectors (float32 blobs), meta; WAL mode
+    vectors.<gen>.faiss   inner-product index over sentence ids, for generation <gen>
+    build.lock            held by the one build allowed to write
+
+SQLite's ``meta.generation`` names the FAISS file that matches it. A build writes the
+next generation's FAISS file first (temp file, fsync, rename) and then commits the
+SQLite transaction that points at it, so a reader that reads the generation and its
+sentences inside one read transaction always sees a matching pair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import sqlite_utils
+
+from indexer.errors import IndexUnusableError, NoIndexError
+
+DB_NAME = "index.sqlite"
+LOCK_NAME = "build.lock"
+FAISS_PATTERN = "vectors.{gen}.faiss"
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """What the index remembers about one indexed file."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SentenceRow:
+    """One stored sentence, as read back for a hit or its context."""
+
+    id: int
+    file_id: int
+    path: str
+    position: int
+    text: str
+    kind: str
+    line_start: int
+    line_end: int
+    char_start: int
+    char_end: int
+
+
+def vector_key(model_checksum: str, embedded_text: str) -> str:
+    """Content address of a vector: the exact text the model saw, prefix included, and the model."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(model_checksum.encode())
+    digest.update(b"\0")
+    digest.update(embedded_text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute(
+        """CREATE TABLE files (
+            id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, encoding TEXT, format TEXT,
+            sentences INTEGER NOT NULL DEFAULT 0, truncated INTEGER NOT NULL DEFAULT 0,
+            indexed_at TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE vectors (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, vector BLOB NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE sentences (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL, text TEXT NOT NULL, kind TEXT NOT NULL,
+            line_start INTEGER NOT NULL, line_end INTEGER NOT NULL,
+            char_start INTEGER NOT NULL, char_end INTEGER NOT NULL,
+            vector_id INTEGER NOT NULL REFERENCES vectors(id))"""
+    )
+    db.execute("CREATE INDEX sentences_file ON sentences(file_id, position)")
+    db.execute("CREATE INDEX sentences_vector ON sentences(vector_id)")
+    db.execute("CREATE INDEX files_sha ON files(sha256)")
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("0001_initial", _m001_initial),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the named migrations not yet applied, each in its own transaction."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        with db.atomic():
+            step(db)
+            db.execute(
+                "INSERT INTO _migrations VALUES (?, datetime('now'))",
+                [name],
+            )
+        applied.append(name)
+    return applied
+
+
+# ---------------------------------------------------------------- the store
+
+
+class Store:
+    """An index directory: one SQLite database and the FAISS file of its current generation."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.db_path = self.path / DB_NAME
+        self.lock_path = self.path / LOCK_NAME
+        self._db: sqlite_utils.Database | None = None
+
+    # -- opening
+
+    def exists(self) -> bool:
+        """True when an index database is present."""
+        return self.db_path.is_file()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The open database (opened on first use)."""
+        if self._db is None:
+            self._db = self._connect()
+        return self._db
+
+    def _connect(self) -> sqlite_utils.Database:
+        if not self.exists():
+            raise NoIndexError(self.path)
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            return sqlite_utils.Database(conn)
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnusableError(
+                f"cannot open {self.db_path}: {exc} — delete {self.path} and run `index build DIR`"
+            ) from exc
+
+    def create(self) -> None:
+        """Create the directory and database if missing, and bring the schema up to date."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.exists():
+            conn = sqlite3.connect(self.db_path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.close()
+        self.upgrade()
+
+    def upgrade(self) -> list[str]:
+        """Apply pending migrations (writers only)."""
+        try:
+            return migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnusableError(
+                f"{self.db_path} is not a usable index ({exc}) — delete {self.path} and rebuild"
+            ) from exc
+
+    def check_schema(self) -> None:
+        """Refuse to read an index whose schema this version does not know."""
+        try:
+            names = {r[0] for r in self.db.execute("SELECT name FROM _migrations").fetchall()}
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnusableError(
+                f"{self.db_path} is not a usable index ({exc}) — delete {self.path} and rebuild"
+            ) from exc
+        known = {name for name, _ in MIGRATIONS}
+        if names - known:
+            raise IndexUnusableError(
+                f"{self.path} was written by a newer version of indexer — upgrade indexer"
+            )
+        if known - names:
+            raise IndexUnusableError(
+                f"{self.path} uses an older schema — run `index build DIR` to upgrade it"
+            )
+
+    def close(self) -> None:
+        """Close the database connection."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- meta
+
+    def meta(self) -> dict[str, str]:
+        """All meta key/value pairs."""
+        return {k: v for k, v in self.db.execute("SELECT key, value FROM meta").fetchall()}
+
+    def set_meta(self, values: dict[str, object]) -> None:
+        """Upsert meta values (inside the caller's transaction, if any)."""
+        self.db.conn.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(k, str(v)) for k, v in values.items()],
+        )
+
+    def generation(self) -> int:
+        """The committed generation (0 before the first build)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- files and sentences
+
+    def files(self) -> dict[str, FileRow]:
+        """Indexed files by relative path."""
+        rows = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM files").fetchall()
+        return {r[1]: FileRow(*r) for r in rows}
+
+    def sentences(self, ids: Sequence[int]) -> dict[int, SentenceRow]:
+        """Sentences by id, with their file path."""
+        found: dict[int, SentenceRow] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"""SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind, s.line_start,
+                    s.line_end, s.char_start, s.char_end
+                    FROM sentences s JOIN files f ON f.id = s.file_id WHERE s.id IN ({marks})""",
+                chunk,
+            ).fetchall()
+            found.update({r[0]: SentenceRow(*r) for r in rows})
+        return found
+
+    def neighbours(self, file_id: int, first: int, last: int) -> list[SentenceRow]:
+        """Sentences of one file with position in [first, last], in order."""
+        rows = self.db.execute(
+            """SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind, s.line_start,
+               s.line_end, s.char_start, s.char_end
+               FROM sentences s JOIN files f ON f.id = s.file_id
+               WHERE s.file_id = ? AND s.position BETWEEN ? AND ? ORDER BY s.position""",
+            [file_id, first, last],
+        ).fetchall()
+        return [SentenceRow(*r) for r in rows]
+
+    # -- vectors
+
+    def known_keys(self, keys: Iterable[str]) -> dict[str, int]:
+        """Vector ids of the given keys that are already stored."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(keys), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT key, id FROM vectors WHERE key IN ({marks})", chunk
+            ).fetchall()
+            found.update(dict(rows))
+        return found
+
+    def add_vectors(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Store new vectors and commit, so an interrupted build keeps them."""
+        blobs = [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in vectors]
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO vectors(key, vector) VALUES (?, ?)", zip(keys, blobs)
+            )
+
+    def iter_sentence_vectors(self, dim: int, block: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(sentence ids, vectors) in blocks, read in the current transaction's snapshot."""
+        cursor = self.db.execute(
+            "SELECT s.id, v.vector FROM sentences s JOIN vectors v ON v.id = s.vector_id ORDER BY s.id"
+        )
+        while rows := cursor.fetchmany(block):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            yield ids, vecs.reshape(len(rows), dim)
+
+    # -- FAISS
+
+    def faiss_path(self, generation: int) -> Path:
+        """The FAISS file belonging to a generation."""
+        return self.path / FAISS_PATTERN.format(gen=generation)
+
+    def write_faiss(self, generation: int, dim: int) -> Path:
+        """Build the FAISS index from the stored vectors and write it atomically."""
+        index = build_faiss(self.iter_sentence_vectors(dim), dim)
+        target = self.faiss_path(generation)
+        tmp = target.with_suffix(".tmp")
+        faiss.write_index(index, str(tmp))
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+        _fsync_dir(self.path)
+        return target
+
+    def read_faiss(self, generation: int) -> faiss.Index:
+        """Open the FAISS file of a generation (memory-mapped where faiss allows it)."""
+        path = self.faiss_path(generation)
+        try:
+            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:
+            return faiss.read_index(str(path))
+
+    def remove_old_faiss(self, keep: int) -> None:
+        """Delete FAISS files older than the previous generation (readers may still hold it)."""
+        for path in self.path.glob("vectors.*.faiss"):
+            gen = path.name.split(".")[1]
+            if gen.isdigit() and int(gen) < keep - 1:
+                path.unlink(missing_ok=True)
+        for path in self.path.glob("vectors.*.tmp"):
+            path.unlink(missing_ok=True)
+
+    def size_on_disk(self) -> int:
+        """Bytes used by the index directory."""
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+
+def build_faiss(blocks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int) -> faiss.Index:
+    """An exact inner-product index (cosine on normalised vectors) keyed by sentence id."""
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    for ids, vecs in blocks:
+        index.add_with_ids(np.ascontiguousarray(vecs), ids)
+    return index
+
+
+def faiss_ids(index: faiss.Index) -> np.ndarray:
+    """The sentence ids stored in a FAISS index built by build_faiss."""
+    return faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

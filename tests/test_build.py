@@ -1,0 +1,206 @@
+"""Build and ask through the Python API on a tiny real model: incremental behaviour, consistency."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from indexer import Index
+from indexer.errors import EmptyFolderError, EmptyQuestionError, ModelMismatchError, NoIndexError
+
+DOCS = {
+    "ja/npu.md": "# NPUの測定\n\nNNAPI経由でNPUを使うと、CPUより約15倍速くなりました。\n"
+    "消費電力も大きく下がりました。\n\n## 注意\n\n一部の演算はCPUにフォールバックします。\n",
+    "en/review.md": "# Code review\n\n- Respond within one working day.\n- Keep pull requests small.\n\n"
+    "Reviewers check tests first. Style comments come last.\n",
+    "en/faq.txt": "Welcome to the team.\n\nYour laptop arrives on the first day. Ask your buddy "
+    "about the VPN. Expenses are claimed monthly.\n",
+}
+
+
+def write_docs(root: Path, docs: dict[str, str]) -> Path:
+    for rel, text in docs.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def all_hits(index: Index, question: str) -> list:
+    return index.ask(question, k=100, context=0)
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    return write_docs(tmp_path / "docs", DOCS)
+
+
+@pytest.fixture
+def index(tmp_path: Path, tiny_model_dir: Path) -> Index:
+    return Index(tmp_path / "idx", model=tiny_model_dir)
+
+
+def test_build_then_ask_finds_sentence_with_place(index: Index, docs: Path) -> None:
+    report = index.build(docs)
+    assert len(report.added) == 3 and report.sentences > 5 and report.embedded > 0
+    hits = index.ask("NNAPI経由でNPUを使うと、CPUより約15倍速くなりました。", k=3)
+    assert hits[0].path == "ja/npu.md"
+    assert hits[0].line == 3
+    assert "15倍" in hits[0].text
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert hits[0].before == ["NPUの測定"]
+
+
+def test_hits_are_distinct_places(index: Index, docs: Path) -> None:
+    index.build(docs)
+    hits = index.ask("Reviewers check tests first.", k=5, context=1)
+    places = [(h.path, h.line) for h in hits]
+    assert len(places) == len(set(places))
+    ids = [h.sentence_id for h in hits]
+    assert len(ids) == len(set(ids))
+
+
+def test_unchanged_rerun_embeds_nothing_and_reads_no_file(
+    index: Index, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index.build(docs)
+    import indexer.build as build_module
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("an unchanged file was read")
+
+    monkeypatch.setattr(build_module, "read_document", refuse)
+    report = index.build(docs)
+    assert report.unchanged == 3 and report.embedded == 0 and not report.touched
+
+
+def test_add_change_delete_rename_follow_exactly(index: Index, docs: Path) -> None:
+    index.build(docs)
+    (docs / "en/new.md").write_text("A brand new document about kittens.\n", encoding="utf-8")
+    (docs / "en/faq.txt").write_text("Welcome aboard.\n\nExpenses are claimed weekly now.\n")
+    (docs / "en/review.md").unlink()
+    (docs / "ja/npu.md").rename(docs / "moved.md")
+    report = index.build(docs)
+    assert report.added == ["en/new.md"]
+    assert report.changed == ["en/faq.txt"]
+    assert report.deleted == ["en/review.md"]
+    assert report.renamed == [("ja/npu.md", "moved.md")]
+    texts = {(h.path, h.text) for h in all_hits(index, "anything")}
+    assert not any(p == "en/review.md" for p, _ in texts), "ghost hit from a deleted file"
+    assert not any(p == "ja/npu.md" for p, _ in texts), "ghost hit from the old path"
+    assert ("moved.md", "NNAPI経由でNPUを使うと、CPUより約15倍速くなりました。") in texts
+    assert ("en/faq.txt", "Expenses are claimed weekly now.") in texts
+    assert ("en/faq.txt", "Expenses are claimed monthly.") not in texts
+    assert len(texts) == len(all_hits(index, "anything")), "duplicate hits"
+    assert index.verify().ok
+
+
+def test_editing_one_sentence_embeds_one(index: Index, tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    lines = [f"Sentence number {i} talks about topic {i * 7 % 13}." for i in range(300)]
+    write_docs(root, {"big.txt": "\n\n".join(lines)})
+    first = index.build(root)
+    assert first.embedded == 300
+    lines[150] = "This sentence was edited by hand today."
+    write_docs(root, {"big.txt": "\n\n".join(lines)})
+    second = index.build(root)
+    assert second.changed == ["big.txt"]
+    assert second.embedded == 1 and second.reused == 299
+
+
+def test_identical_text_embedded_once(index: Index, tmp_path: Path) -> None:
+    root = write_docs(tmp_path / "dup", {"a.txt": "Same words here.\n", "b.txt": "Same words here.\n"})
+    report = index.build(root)
+    assert report.sentences == 2 and report.embedded == 1
+    assert {h.path for h in all_hits(index, "Same words here.")} == {"a.txt", "b.txt"}
+
+
+def test_dry_run_changes_nothing(index: Index, docs: Path) -> None:
+    report = index.build(docs, dry_run=True)
+    assert report.dry_run and len(report.added) == 3 and report.embedded > 0
+    assert not index.path.exists()
+    index.build(docs)
+    (docs / "en/faq.txt").unlink()
+    assert index.build(docs, dry_run=True).deleted == ["en/faq.txt"]
+    assert any(h.path == "en/faq.txt" for h in all_hits(index, "VPN"))
+
+
+def test_deleting_files_shrinks_the_index(index: Index, tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    write_docs(root, {f"f{i}.txt": f"File {i} has its own words {i * 31}.\n" * 3 for i in range(60)})
+    index.build(root)
+    vectors_before = index.status()["vectors"]
+    for i in range(50):
+        (root / f"f{i}.txt").unlink()
+    index.build(root)
+    status = index.status()
+    assert status["files"] == 10 and status["vectors"] < vectors_before
+
+
+def test_unreadable_file_keeps_previous_version(index: Index, docs: Path) -> None:
+    index.build(docs)
+    (docs / "en/faq.txt").write_bytes(b"\x00\x01binary now\x00" * 10)
+    report = index.build(docs)
+    assert report.kept == ["en/faq.txt"] and report.skipped
+    assert any(h.path == "en/faq.txt" for h in all_hits(index, "VPN"))
+
+
+def test_model_mismatch_is_refused(index: Index, docs: Path, tmp_path: Path) -> None:
+    from tests.tiny_model import make_tiny_model
+
+    index.build(docs)
+    other = make_tiny_model(tmp_path / "other", dim=16)
+    with pytest.raises(ModelMismatchError, match="built with model"):
+        Index(index.path, model=other).ask("VPN")
+    with pytest.raises(ModelMismatchError):
+        Index(index.path, model=other).build(docs)
+
+
+def test_ask_without_model_flag_uses_the_recorded_model(index: Index, docs: Path) -> None:
+    index.build(docs)
+    again = Index(index.path)
+    assert again.ask("VPN", k=1)[0].path
+
+
+def test_expected_failures_are_named(index: Index, tmp_path: Path, docs: Path) -> None:
+    with pytest.raises(NoIndexError, match="index build"):
+        index.ask("hello")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EmptyFolderError):
+        index.build(empty)
+    index.build(docs)
+    with pytest.raises(EmptyQuestionError):
+        index.ask("   ")
+
+
+def test_mismatched_faiss_is_rebuilt_on_open(index: Index, docs: Path) -> None:
+    index.build(docs)
+    generation = index.status()["generation"]
+    faiss_file = index.path / f"vectors.{generation}.faiss"
+    faiss_file.unlink()
+    assert not index.verify().ok
+    messages: list[str] = []
+    reader = Index(index.path, echo=messages.append)
+    assert reader.ask("VPN", k=1)
+    assert any("rebuilding" in m for m in messages)
+    assert faiss_file.exists() and index.verify().ok
+
+
+def test_verify_repair(index: Index, docs: Path) -> None:
+    index.build(docs)
+    generation = index.status()["generation"]
+    (index.path / f"vectors.{generation}.faiss").write_bytes(b"garbage")
+    report = index.verify(repair=True)
+    assert report.repaired and report.ok
+    assert index.verify().ok
+
+
+def test_status_reports_counts(index: Index, docs: Path) -> None:
+    index.build(docs)
+    status = index.status()
+    assert status["files"] == 3 and status["sentences"] > 5
+    assert status["size_bytes"] > 0 and status["last_build"]
+    assert os.fspath(index.path) == status["index"]
