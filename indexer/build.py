@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import batched
+from itertools import islice
 from pathlib import Path
 
 from indexer import config
@@ -185,9 +185,7 @@ def build(
     return report
 
 
-def make_plan(
-    root: Path, old: dict[str, FileRow], embedder: Embedder, report: BuildReport
-) -> Plan:
+def make_plan(root: Path, old: dict[str, FileRow], embedder: Embedder, report: BuildReport) -> Plan:
     """Compare the folder with the index: stat first, content hash only when stat differs."""
     plan = Plan()
     listing = {info.path: info for info in walk(root)}
@@ -347,8 +345,17 @@ def _store_file(store: Store, file_plan: FilePlan) -> None:
     cursor = db.execute(
         """INSERT INTO files(path, size, mtime_ns, sha256, encoding, format, sentences,
            truncated, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [doc.path, doc.size, doc.mtime_ns, doc.sha256, doc.encoding, doc.format,
-         len(file_plan.units), int(doc.truncated), _now()],
+        [
+            doc.path,
+            doc.size,
+            doc.mtime_ns,
+            doc.sha256,
+            doc.encoding,
+            doc.format,
+            len(file_plan.units),
+            int(doc.truncated),
+            _now(),
+        ],
     )
     file_id = cursor.lastrowid
     vector_ids = store.known_keys(u.key for u in file_plan.units)
@@ -362,8 +369,24 @@ def _store_file(store: Store, file_plan: FilePlan) -> None:
 def _sentence_rows(file_id: int, units: list[Unit], vector_ids: dict[str, int]) -> Iterator[tuple]:
     for position, unit in enumerate(units):
         s = unit.sentence
-        yield (file_id, position, unit.text, s.kind, s.line_start, s.line_end,
-               s.char_start, s.char_end, vector_ids[unit.key])
+        yield (
+            file_id,
+            position,
+            unit.text,
+            s.kind,
+            s.line_start,
+            s.line_end,
+            s.char_start,
+            s.char_end,
+            vector_ids[unit.key],
+        )
+
+
+def batched(items: list[Unit], size: int) -> Iterator[list[Unit]]:
+    """Consecutive chunks of at most size items (itertools.batched arrived in Python 3.12)."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def checkpoint(step: str) -> None:
@@ -402,4 +425,3 @@ def rebuild_faiss(store: Store) -> int:
     finally:
         store.db.execute("COMMIT")
     return generation
-

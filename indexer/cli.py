@@ -32,17 +32,35 @@ def _echo_err(message: str) -> None:
 def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--index, --model, --cache-dir and --threads, shared by every command that opens an index."""
     decorators = [
-        click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
-                     help=f"Index directory [env {config.ENV_INDEX}; default ./.index]."),
-        click.option("--model", "model", type=click.Path(path_type=Path), default=None,
-                     help=f"Model directory with model.onnx, sentencepiece.bpe.model and "
-                     f"model.json [env {config.ENV_MODEL}; default: the model the index was "
-                     "built with, else multilingual-e5-small]."),
-        click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-                     help=f"Where the default model is prepared [env {config.ENV_CACHE}; "
-                     "default ~/.cache/indexer]."),
-        click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help=f"Inference threads [env {config.ENV_THREADS}; default: all cores]."),
+        click.option(
+            "--index",
+            "index_path",
+            type=click.Path(path_type=Path),
+            default=None,
+            help=f"Index directory [env {config.ENV_INDEX}; default ./.index].",
+        ),
+        click.option(
+            "--model",
+            "model",
+            type=click.Path(path_type=Path),
+            default=None,
+            help=f"Model directory with model.onnx, sentencepiece.bpe.model and "
+            f"model.json [env {config.ENV_MODEL}; default: the model the index was "
+            "built with, else multilingual-e5-small].",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(path_type=Path),
+            default=None,
+            help=f"Where the default model is prepared [env {config.ENV_CACHE}; "
+            "default ~/.cache/indexer].",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            default=None,
+            help=f"Inference threads [env {config.ENV_THREADS}; default: all cores].",
+        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -66,8 +84,13 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _open(index_path: Path | None, model: Path | None, cache_dir: Path | None,
-          threads: int | None, quiet: bool = False) -> Index:
+def _open(
+    index_path: Path | None,
+    model: Path | None,
+    cache_dir: Path | None,
+    threads: int | None,
+    quiet: bool = False,
+) -> Index:
     echo = (lambda message: None) if quiet else _echo_err
     return Index(index_path, model=model, cache_dir=cache_dir, threads=threads, echo=echo)
 
@@ -88,17 +111,36 @@ def cli() -> None:
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path))
 @index_options
-@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
-              help="Seconds to wait for another running build before giving up (exit 3).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=config.DEFAULT_BATCH_SIZE,
-              show_default=True, help="Sentences per inference batch.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for another running build before giving up (exit 3).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=config.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Sentences per inference batch.",
+)
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @handle_errors
-def build(folder: Path, index_path: Path | None, model: Path | None, cache_dir: Path | None,
-          threads: int | None, wait: float, batch_size: int, dry_run: bool, as_json: bool,
-          quiet: bool) -> None:
+def build(
+    folder: Path,
+    index_path: Path | None,
+    model: Path | None,
+    cache_dir: Path | None,
+    threads: int | None,
+    wait: float,
+    batch_size: int,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Index FOLDER incrementally: add new files, re-split changed ones, drop deleted ones.
 
     Exit codes: 0 ok, 1 error, 3 another build is running, 4 index unusable,
@@ -106,8 +148,9 @@ def build(folder: Path, index_path: Path | None, model: Path | None, cache_dir: 
     """
     index = _open(index_path, model, cache_dir, threads, quiet or as_json)
     with _progress_bar(enabled=not quiet and not as_json) as progress:
-        report = index.build(folder, dry_run=dry_run, wait=wait, batch_size=batch_size,
-                             progress=progress)
+        report = index.build(
+            folder, dry_run=dry_run, wait=wait, batch_size=batch_size, progress=progress
+        )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
@@ -159,15 +202,33 @@ def _progress_bar(*, enabled: bool) -> Iterator[Callable[[int], Progress] | None
 @cli.command()
 @click.argument("question", required=False)
 @index_options
-@click.option("-k", "k", type=click.IntRange(min=1), default=config.DEFAULT_K, show_default=True,
-              help="Number of hits.")
-@click.option("--context", type=click.IntRange(min=0), default=config.DEFAULT_CONTEXT,
-              show_default=True, help="Sentences of context shown before and after each hit.")
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=config.DEFAULT_K,
+    show_default=True,
+    help="Number of hits.",
+)
+@click.option(
+    "--context",
+    type=click.IntRange(min=0),
+    default=config.DEFAULT_CONTEXT,
+    show_default=True,
+    help="Sentences of context shown before and after each hit.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit (JSON lines).")
 @handle_errors
-def ask(question: str | None, index_path: Path | None, model: Path | None,
-        cache_dir: Path | None, threads: int | None, k: int, context: int,
-        as_json: bool) -> None:
+def ask(
+    question: str | None,
+    index_path: Path | None,
+    model: Path | None,
+    cache_dir: Path | None,
+    threads: int | None,
+    k: int,
+    context: int,
+    as_json: bool,
+) -> None:
     """Show the stored passages that best answer QUESTION, in any language.
 
     Without QUESTION, opens an interactive prompt that loads the model once.
@@ -220,8 +281,13 @@ def _print_hits(hits: list[Hit], *, as_json: bool) -> None:
 @index_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @handle_errors
-def status(index_path: Path | None, model: Path | None, cache_dir: Path | None,
-           threads: int | None, as_json: bool) -> None:
+def status(
+    index_path: Path | None,
+    model: Path | None,
+    cache_dir: Path | None,
+    threads: int | None,
+    as_json: bool,
+) -> None:
     """Show files, sentences, model, last build and size on disk."""
     info = _open(index_path, model, cache_dir, threads).status()
     if as_json:
@@ -236,8 +302,14 @@ def status(index_path: Path | None, model: Path | None, cache_dir: Path | None,
 @click.option("--repair", is_flag=True, help="Rebuild the FAISS file from the vectors in SQLite.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @handle_errors
-def verify(index_path: Path | None, model: Path | None, cache_dir: Path | None,
-           threads: int | None, repair: bool, as_json: bool) -> None:
+def verify(
+    index_path: Path | None,
+    model: Path | None,
+    cache_dir: Path | None,
+    threads: int | None,
+    repair: bool,
+    as_json: bool,
+) -> None:
     """Check that SQLite and FAISS agree (counts, ids, orphans, model checksum).
 
     Exits 4 when a problem remains.
@@ -261,8 +333,12 @@ def model() -> None:
 
 
 @model.command("prepare")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help=f"Where to prepare it [env {config.ENV_CACHE}; default ~/.cache/indexer].")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help=f"Where to prepare it [env {config.ENV_CACHE}; default ~/.cache/indexer].",
+)
 @click.option("--force", is_flag=True, help="Convert again even if a verified copy exists.")
 @handle_errors
 def model_prepare(cache_dir: Path | None, force: bool) -> None:
@@ -273,8 +349,12 @@ def model_prepare(cache_dir: Path | None, force: bool) -> None:
 
 @model.command("info")
 @click.argument("directory", type=click.Path(path_type=Path), required=False)
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help=f"Cache holding the default model [env {config.ENV_CACHE}].")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help=f"Cache holding the default model [env {config.ENV_CACHE}].",
+)
 @handle_errors
 def model_info(directory: Path | None, cache_dir: Path | None) -> None:
     """Show model.json of DIRECTORY (default: the prepared default model)."""

@@ -42,7 +42,7 @@ def model_dir(flag: str | Path | None = None) -> Path | None:
 
 
 def cache_dir(flag: str | Path | None = None) -> Path:
-    """Per-user cache for prepared models: --cache-dir, $INDEXER_CACHE_DIR, $XDG_CACHE_HOME/indexer."""
+    """Per-user model cache: --cache-dir, $INDEXER_CACHE_DIR, else $XDG_CACHE_HOME/indexer."""
     value = flag or os.environ.get(ENV_CACHE)
     if value:
         return Path(value)

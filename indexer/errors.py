@@ -49,7 +49,9 @@ class EmptyQuestionError(IndexerError):
     """The question is empty or only whitespace."""
 
     def __init__(self) -> None:
-        super().__init__("the question is empty — type a question, e.g. index ask \"How fast nnapi?\"")
+        super().__init__(
+            'the question is empty — type a question, e.g. index ask "How fast nnapi?"'
+        )
 
 
 class BuildLockedError(IndexerError):

@@ -34,8 +34,12 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready report."""
-        return {"ok": self.ok, "problems": self.problems, "notes": self.notes,
-                "repaired": self.repaired}
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "notes": self.notes,
+            "repaired": self.repaired,
+        }
 
 
 class Index:
@@ -107,7 +111,7 @@ class Index:
             lock.acquire()
         except filelock.Timeout:
             raise BuildLockedError(
-                f"another build is writing {self.store.path} — try again later or pass --wait SECONDS"
+                f"another build is writing {self.store.path} — try again later or pass --wait SECS"
             ) from None
         try:
             self.store.create()
@@ -122,7 +126,9 @@ class Index:
         finally:
             lock.release()
 
-    def ask(self, question: str, *, k: int = config.DEFAULT_K, context: int = config.DEFAULT_CONTEXT) -> list[Hit]:
+    def ask(
+        self, question: str, *, k: int = config.DEFAULT_K, context: int = config.DEFAULT_CONTEXT
+    ) -> list[Hit]:
         """The k best places for a question, best first."""
         if self._searcher is None:
             require_index(self.store)
@@ -187,7 +193,7 @@ class Index:
         recorded = self.store.meta().get("model_checksum")
         try:
             info = models.load_info(self._model_path())
-        except Exception as exc:  # noqa: BLE001 - any failure here is a finding, not a crash
+        except Exception as exc:
             report.notes.append(f"model not checked: {exc}")
             return
         if info.checksum != recorded:
@@ -245,4 +251,6 @@ def _verify_faiss(store: Store, report: VerifyReport) -> None:
             "run `index verify --repair`"
         )
     elif not np.array_equal(ids, stored):
-        report.problems.append("FAISS ids differ from SQLite sentence ids — run `index verify --repair`")
+        report.problems.append(
+            "FAISS ids differ from SQLite sentence ids — run `index verify --repair`"
+        )

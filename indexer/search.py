@@ -64,10 +64,13 @@ class Searcher:
             if index.ntotal == 0:
                 return []
             scores, ids = index.search(vector.reshape(1, -1).astype(np.float32), k * OVERFETCH)
-            ranked = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+            ranked = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             rows = self.store.sentences([i for i, _ in ranked])
             chosen = _distinct_places(ranked, rows, k=k, context=context)
-            return [self._hit(rank, rows[i], score, context) for rank, (i, score) in enumerate(chosen, 1)]
+            return [
+                self._hit(rank, rows[i], score, context)
+                for rank, (i, score) in enumerate(chosen, 1)
+            ]
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[None]:
@@ -142,10 +145,10 @@ class Searcher:
 def _distinct_places(
     ranked: list[tuple[int, float]], rows: dict[int, SentenceRow], *, k: int, context: int
 ) -> list[tuple[int, float]]:
-    """Drop hits that fall inside the shown context of a better hit in the same file."""
+    """Drop hits whose shown context would overlap that of a better hit in the same file."""
     chosen: list[tuple[int, float]] = []
     taken: list[SentenceRow] = []
-    reach = max(context, 0)
+    reach = 2 * max(context, 0)
     for sentence_id, score in ranked:
         row = rows.get(sentence_id)
         if row is None:

@@ -272,13 +272,17 @@ class Store:
         blobs = [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in vectors]
         with self.db.atomic():
             self.db.conn.executemany(
-                "INSERT OR IGNORE INTO vectors(key, vector) VALUES (?, ?)", zip(keys, blobs)
+                "INSERT OR IGNORE INTO vectors(key, vector) VALUES (?, ?)",
+                zip(keys, blobs, strict=True),
             )
 
-    def iter_sentence_vectors(self, dim: int, block: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_sentence_vectors(
+        self, dim: int, block: int = 65536
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(sentence ids, vectors) in blocks, read in the current transaction's snapshot."""
         cursor = self.db.execute(
-            "SELECT s.id, v.vector FROM sentences s JOIN vectors v ON v.id = s.vector_id ORDER BY s.id"
+            "SELECT s.id, v.vector FROM sentences s JOIN vectors v ON v.id = s.vector_id "
+            "ORDER BY s.id"
         )
         while rows := cursor.fetchmany(block):
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

@@ -13,7 +13,8 @@ from indexer.errors import EmptyFolderError, EmptyQuestionError, ModelMismatchEr
 DOCS = {
     "ja/npu.md": "# NPUの測定\n\nNNAPI経由でNPUを使うと、CPUより約15倍速くなりました。\n"
     "消費電力も大きく下がりました。\n\n## 注意\n\n一部の演算はCPUにフォールバックします。\n",
-    "en/review.md": "# Code review\n\n- Respond within one working day.\n- Keep pull requests small.\n\n"
+    "en/review.md": "# Code review\n\n- Respond within one working day.\n"
+    "- Keep pull requests small.\n\n"
     "Reviewers check tests first. Style comments come last.\n",
     "en/faq.txt": "Welcome to the team.\n\nYour laptop arrives on the first day. Ask your buddy "
     "about the VPN. Expenses are claimed monthly.\n",
@@ -56,10 +57,9 @@ def test_build_then_ask_finds_sentence_with_place(index: Index, docs: Path) -> N
 def test_hits_are_distinct_places(index: Index, docs: Path) -> None:
     index.build(docs)
     hits = index.ask("Reviewers check tests first.", k=5, context=1)
-    places = [(h.path, h.line) for h in hits]
-    assert len(places) == len(set(places))
-    ids = [h.sentence_id for h in hits]
-    assert len(ids) == len(set(ids))
+    shown = [(h.path, text) for h in hits for text in [*h.before, h.text, *h.after]]
+    assert len(shown) == len(set(shown)), "two hits show the same sentence"
+    assert len({h.sentence_id for h in hits}) == len(hits)
 
 
 def test_unchanged_rerun_embeds_nothing_and_reads_no_file(
@@ -111,7 +111,9 @@ def test_editing_one_sentence_embeds_one(index: Index, tmp_path: Path) -> None:
 
 
 def test_identical_text_embedded_once(index: Index, tmp_path: Path) -> None:
-    root = write_docs(tmp_path / "dup", {"a.txt": "Same words here.\n", "b.txt": "Same words here.\n"})
+    root = write_docs(
+        tmp_path / "dup", {"a.txt": "Same words here.\n", "b.txt": "Same words here.\n"}
+    )
     report = index.build(root)
     assert report.sentences == 2 and report.embedded == 1
     assert {h.path for h in all_hits(index, "Same words here.")} == {"a.txt", "b.txt"}
@@ -129,7 +131,9 @@ def test_dry_run_changes_nothing(index: Index, docs: Path) -> None:
 
 def test_deleting_files_shrinks_the_index(index: Index, tmp_path: Path) -> None:
     root = tmp_path / "many"
-    write_docs(root, {f"f{i}.txt": f"File {i} has its own words {i * 31}.\n" * 3 for i in range(60)})
+    write_docs(
+        root, {f"f{i}.txt": f"File {i} has its own words {i * 31}.\n" * 3 for i in range(60)}
+    )
     index.build(root)
     vectors_before = index.status()["vectors"]
     for i in range(50):

@@ -1,0 +1,56 @@
+"""Keyword terms for SQLite FTS5 that work without spaces: CJK and Thai as character bigrams.
+
+FTS5's own tokenizers either split on spaces (unicode61: a Japanese sentence becomes one
+token) or need three characters (trigram: most Japanese words are two). So terms are made
+here, the same way for stored text and for questions, and FTS5 indexes them as words.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Scripts written without spaces between words: Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer.
+_NO_SPACE = (
+    "\u0e00-\u0eff\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uac00-\ud7af\uf900-\ufaff"
+)
+_RUN = re.compile(rf"[{_NO_SPACE}]+|[^\W_{_NO_SPACE}]+")
+_NO_SPACE_RUN = re.compile(rf"[{_NO_SPACE}]+")
+#: Very common English words that match everywhere and only add noise to BM25.
+STOPWORDS = frozenset(
+    "a an and are as at be by did do does for from had has have how i in is it its of on or "
+    "the to was were what when where which who whom why with".split()
+)
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased words, and overlapping character bigrams inside CJK/Thai runs."""
+    normal = unicodedata.normalize("NFKC", text).lower()
+    out: list[str] = []
+    for match in _RUN.finditer(normal):
+        run = match.group()
+        if _NO_SPACE_RUN.fullmatch(run):
+            out.extend(_bigrams(run))
+        elif run not in STOPWORDS:
+            out.append(run)
+    return out
+
+
+def _bigrams(run: str) -> list[str]:
+    if len(run) == 1:
+        return [run]
+    return [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def document(text: str) -> str:
+    """The string stored in the FTS5 column for a text."""
+    return " ".join(terms(text))
+
+
+def query(text: str) -> str | None:
+    """A safe FTS5 MATCH expression (any term may match), or None when nothing is searchable."""
+    unique = list(dict.fromkeys(terms(text)))
+    if not unique:
+        return None
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in unique)
