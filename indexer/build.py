@@ -311,8 +311,7 @@ def commit(store: Store, plan: Plan, meta: dict[str, object]) -> int:
             db.execute("UPDATE files SET path = ? WHERE id = ?", [info.path, row.id])
             _update_file_stat(store, row.id, info)
         for row in plan.delete:
-            db.execute("DELETE FROM sentences WHERE file_id = ?", [row.id])
-            db.execute("DELETE FROM files WHERE id = ?", [row.id])
+            store.delete_file(row.id)
         for file_plan in plan.index:
             _store_file(store, file_plan)
         changed = bool(plan.index or plan.delete or plan.rename) or generation == 0
@@ -340,8 +339,7 @@ def _store_file(store: Store, file_plan: FilePlan) -> None:
     db = store.db
     doc = file_plan.doc
     if file_plan.old:
-        db.execute("DELETE FROM sentences WHERE file_id = ?", [file_plan.old.id])
-        db.execute("DELETE FROM files WHERE id = ?", [file_plan.old.id])
+        store.delete_file(file_plan.old.id)
     cursor = db.execute(
         """INSERT INTO files(path, size, mtime_ns, sha256, encoding, format, sentences,
            truncated, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -359,11 +357,7 @@ def _store_file(store: Store, file_plan: FilePlan) -> None:
     )
     file_id = cursor.lastrowid
     vector_ids = store.known_keys(u.key for u in file_plan.units)
-    db.conn.executemany(
-        """INSERT INTO sentences(file_id, position, text, kind, line_start, line_end,
-           char_start, char_end, vector_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        _sentence_rows(file_id, file_plan.units, vector_ids),
-    )
+    store.add_file_sentences(file_id, _sentence_rows(file_id, file_plan.units, vector_ids))
 
 
 def _sentence_rows(file_id: int, units: list[Unit], vector_ids: dict[str, int]) -> Iterator[tuple]:

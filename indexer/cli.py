@@ -16,7 +16,7 @@ from indexer import config, models
 from indexer.build import BuildReport, Progress
 from indexer.errors import IndexerError
 from indexer.index import Index
-from indexer.search import Hit
+from indexer.search import MODES, Hit, Mode
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -217,6 +217,13 @@ def _progress_bar(*, enabled: bool) -> Iterator[Callable[[int], Progress] | None
     show_default=True,
     help="Sentences of context shown before and after each hit.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=config.DEFAULT_MODE,
+    show_default=True,
+    help="hybrid: meaning and shared words; dense: meaning only; keyword: shared words only.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit (JSON lines).")
 @handle_errors
 def ask(
@@ -227,6 +234,7 @@ def ask(
     threads: int | None,
     k: int,
     context: int,
+    mode: Mode,
     as_json: bool,
 ) -> None:
     """Show the stored passages that best answer QUESTION, in any language.
@@ -234,13 +242,14 @@ def ask(
     Without QUESTION, opens an interactive prompt that loads the model once.
     """
     index = _open(index_path, model, cache_dir, threads)
+    ask_one = functools.partial(index.ask, k=k, context=context, mode=mode)
     if question is None:
-        _repl(index, k=k, context=context, as_json=as_json)
+        _repl(index, ask_one, as_json=as_json)
         return
-    _print_hits(index.ask(question, k=k, context=context), as_json=as_json)
+    _print_hits(ask_one(question), as_json=as_json)
 
 
-def _repl(index: Index, *, k: int, context: int, as_json: bool) -> None:
+def _repl(index: Index, ask_one: Callable[[str], list[Hit]], *, as_json: bool) -> None:
     index.ask("warm up", k=1, context=0)
     click.echo("Ask a question (press q to exit).", err=True)
     while True:
@@ -254,7 +263,7 @@ def _repl(index: Index, *, k: int, context: int, as_json: bool) -> None:
         if not question:
             continue
         try:
-            _print_hits(index.ask(question, k=k, context=context), as_json=as_json)
+            _print_hits(ask_one(question), as_json=as_json)
         except IndexerError as exc:
             _echo_err(f"error: {exc}")
 

@@ -15,6 +15,8 @@ DEFAULT_INDEX_DIR = Path(".index")
 DEFAULT_MODEL_NAME = "multilingual-e5-small"
 DEFAULT_K = 5
 DEFAULT_CONTEXT = 1
+#: How `index ask` ranks: "hybrid" (dense + keyword), "dense" or "keyword".
+DEFAULT_MODE = "hybrid"
 #: Sentences per onnxruntime run; batches are sorted by length so padding stays small.
 DEFAULT_BATCH_SIZE = 32
 #: Sentences embedded and committed to SQLite together (the unit of crash recovery).

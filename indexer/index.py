@@ -13,7 +13,7 @@ from indexer import config, models
 from indexer.build import BuildReport, Progress, build, rebuild_faiss
 from indexer.embed import Embedder
 from indexer.errors import BuildLockedError, ModelMismatchError, NotAFolderError
-from indexer.search import Hit, Searcher, require_index
+from indexer.search import Hit, Mode, Searcher, require_index
 from indexer.store import Store, faiss_ids
 
 Echo = Callable[[str], None]
@@ -127,14 +127,19 @@ class Index:
             lock.release()
 
     def ask(
-        self, question: str, *, k: int = config.DEFAULT_K, context: int = config.DEFAULT_CONTEXT
+        self,
+        question: str,
+        *,
+        k: int = config.DEFAULT_K,
+        context: int = config.DEFAULT_CONTEXT,
+        mode: Mode = config.DEFAULT_MODE,
     ) -> list[Hit]:
-        """The k best places for a question, best first."""
+        """The k best places for a question, best first (mode: hybrid, dense or keyword)."""
         if self._searcher is None:
             require_index(self.store)
             self._check_model()
             self._searcher = Searcher(self.store, self.embedder, warn=self._echo)
-        return self._searcher.ask(question, k=k, context=context)
+        return self._searcher.ask(question, k=k, context=context, mode=mode)
 
     def _check_model(self) -> None:
         recorded = self.store.meta().get("model_checksum")

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import faiss
 import filelock
 import numpy as np
 
+from indexer import config, keyword
 from indexer.embed import Embedder
-from indexer.errors import EmptyQuestionError, IndexUnusableError
+from indexer.errors import EmptyQuestionError, IndexerError, IndexUnusableError
 from indexer.store import SentenceRow, Store, build_faiss
 
+Mode = Literal["hybrid", "dense", "keyword"]
+MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
 #: Candidates fetched per requested hit, so grouping can still return k different places.
 OVERFETCH = 4
+MIN_POOL = 50
+#: Weight of the keyword side in hybrid mode when the question's terms are all known to the
+#: index; scaled down by how much of the question the index vocabulary holds (tuned on the
+#: dev sets with scripts/eval.py).
+HYBRID_KEYWORD_WEIGHT = 0.5
 
 
 @dataclass
@@ -32,6 +42,10 @@ class Hit:
     before: list[str] = field(default_factory=list)
     after: list[str] = field(default_factory=list)
     sentence_id: int = 0
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+    dense_score: float | None = None
+    keyword_score: float | None = None
 
     @property
     def location(self) -> str:
@@ -54,23 +68,78 @@ class Searcher:
         self.warn = warn or (lambda message: None)
         self._faiss: tuple[int, faiss.Index] | None = None
 
-    def ask(self, question: str, *, k: int = 5, context: int = 1) -> list[Hit]:
+    def ask(
+        self, question: str, *, k: int = 5, context: int = 1, mode: Mode = config.DEFAULT_MODE
+    ) -> list[Hit]:
         """The k best places for a question, best first."""
-        if not question or not question.strip():
+        question = question.strip() if question else ""
+        if not question:
             raise EmptyQuestionError()
-        vector = self.embedder.embed_query(question.strip())
+        if mode not in MODES:
+            raise IndexerError(f"unknown mode {mode!r} — choose one of {', '.join(MODES)}")
+        vector = None if mode == "keyword" else self.embedder.embed_query(question)
         with self._snapshot():
-            index = self._current_index()
-            if index.ntotal == 0:
-                return []
-            scores, ids = index.search(vector.reshape(1, -1).astype(np.float32), k * OVERFETCH)
-            ranked = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-            rows = self.store.sentences([i for i, _ in ranked])
-            chosen = _distinct_places(ranked, rows, k=k, context=context)
+            pool = max(k * OVERFETCH, MIN_POOL)
+            dense = self._dense(vector, pool) if vector is not None else []
+            match = keyword.query(question) if mode != "dense" else None
+            found = self.store.keyword_search(match, pool) if match else []
+            scored = self._rank(mode, question, vector, dense, found, match)
+            rows = self.store.sentences([s.id for s in scored[: pool * 2]])
+            chosen = _distinct_places(scored, rows, k=k, context=context)
+            return [self._hit(rank, rows[s.id], s, context) for rank, s in enumerate(chosen, 1)]
+
+    def _dense(self, vector: np.ndarray, pool: int) -> list[tuple[int, float]]:
+        index = self._current_index()
+        if index.ntotal == 0:
+            return []
+        scores, ids = index.search(vector.reshape(1, -1).astype(np.float32), pool)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def _rank(
+        self,
+        mode: Mode,
+        question: str,
+        vector: np.ndarray | None,
+        dense: list[tuple[int, float]],
+        found: list[tuple[int, float]],
+        match: str | None,
+    ) -> list[Scored]:
+        if mode == "dense":
+            return [Scored(i, s, dense_rank=r, dense_score=s) for r, (i, s) in enumerate(dense, 1)]
+        if mode == "keyword":
             return [
-                self._hit(rank, rows[i], score, context)
-                for rank, (i, score) in enumerate(chosen, 1)
+                Scored(i, s, keyword_rank=r, keyword_score=s) for r, (i, s) in enumerate(found, 1)
             ]
+        assert vector is not None
+        ids = list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in found]))
+        cosines = self._cosines(vector, ids, dict(dense))
+        bm25 = dict(found)
+        missing = [i for i in ids if i not in bm25]
+        if match and missing:
+            bm25.update(self.store.keyword_scores(match, missing))
+        weight = HYBRID_KEYWORD_WEIGHT * self._keyword_trust(question)
+        return fuse(ids, cosines, bm25, weight)
+
+    def _cosines(
+        self, vector: np.ndarray, ids: list[int], known: dict[int, float]
+    ) -> dict[int, float]:
+        missing = [i for i in ids if i not in known]
+        stored = self.store.sentence_vectors(missing, vector.shape[0]) if missing else {}
+        return {**known, **{i: float(v @ vector) for i, v in stored.items()}}
+
+    def _keyword_trust(self, question: str) -> float:
+        """How much of the question (IDF-weighted) the index's vocabulary contains at all.
+
+        An English question over Chinese passages shares only numbers and names with them, so
+        keyword matches are chance; this fraction is then small and the dense side decides.
+        """
+        terms = list(dict.fromkeys(keyword.terms(question)))
+        if not terms:
+            return 0.0
+        frequencies, total = self.store.term_frequencies(terms)
+        weights = {t: _idf(frequencies.get(t, 0), total) for t in terms}
+        known = sum(w for t, w in weights.items() if frequencies.get(t, 0) > 0)
+        return known / sum(weights.values())
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[None]:
@@ -118,11 +187,15 @@ class Searcher:
             faiss.write_index(index, str(tmp))
             tmp.replace(target)
 
-    def _hit(self, rank: int, row: SentenceRow, score: float, context: int) -> Hit:
+    def _hit(self, rank: int, row: SentenceRow, scored: Scored, context: int) -> Hit:
         before, after = self._context(row, context)
         return Hit(
             rank=rank,
-            score=round(score, 4),
+            score=round(scored.score, 4),
+            dense_rank=scored.dense_rank,
+            keyword_rank=scored.keyword_rank,
+            dense_score=_round(scored.dense_score),
+            keyword_score=_round(scored.keyword_score),
             path=row.path,
             line=row.line_start,
             line_end=row.line_end,
@@ -142,24 +215,74 @@ class Searcher:
         return before, after
 
 
+@dataclass
+class Scored:
+    """A candidate sentence with its final score and the evidence behind it."""
+
+    id: int
+    score: float
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+    dense_score: float | None = None
+    keyword_score: float | None = None
+
+
+def fuse(
+    ids: list[int], cosines: dict[int, float], bm25: dict[int, float], weight: float
+) -> list[Scored]:
+    """Weighted sum of min-max normalised cosine and BM25 over the candidates, best first."""
+    dense_rank = _ranks(cosines)
+    keyword_rank = _ranks(bm25)
+    low, high = min(cosines.values()), max(cosines.values())
+    top = max(bm25.values(), default=0.0)
+    scored = []
+    for i in ids:
+        dense = (cosines[i] - low) / (high - low) if high > low else 1.0
+        kw = bm25.get(i, 0.0) / top if top > 0 else 0.0
+        scored.append(
+            Scored(
+                i,
+                (1 - weight) * dense + weight * kw,
+                dense_rank=dense_rank.get(i),
+                keyword_rank=keyword_rank.get(i),
+                dense_score=cosines[i],
+                keyword_score=bm25.get(i),
+            )
+        )
+    return sorted(scored, key=lambda s: -s.score)
+
+
+def _ranks(scores: dict[int, float]) -> dict[int, int]:
+    ordered = sorted(scores, key=lambda i: -scores[i])
+    return {i: r for r, i in enumerate(ordered, 1)}
+
+
+def _idf(df: int, total: int) -> float:
+    return math.log((total - df + 0.5) / (df + 0.5) + 1.0)
+
+
 def _distinct_places(
-    ranked: list[tuple[int, float]], rows: dict[int, SentenceRow], *, k: int, context: int
-) -> list[tuple[int, float]]:
+    ranked: list[Scored], rows: dict[int, SentenceRow], *, k: int, context: int
+) -> list[Scored]:
     """Drop hits whose shown context would overlap that of a better hit in the same file."""
-    chosen: list[tuple[int, float]] = []
+    chosen: list[Scored] = []
     taken: list[SentenceRow] = []
     reach = 2 * max(context, 0)
-    for sentence_id, score in ranked:
-        row = rows.get(sentence_id)
+    for candidate in ranked:
+        row = rows.get(candidate.id)
         if row is None:
             continue
         if any(t.file_id == row.file_id and abs(t.position - row.position) <= reach for t in taken):
             continue
-        chosen.append((sentence_id, score))
+        chosen.append(candidate)
         taken.append(row)
         if len(chosen) == k:
             break
     return chosen
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def require_index(store: Store) -> None:

@@ -438,7 +438,7 @@ def _absorb_fillers(units: list[_Unit], document: str) -> list[_Unit]:
     waiting: list[_Unit] = []
     for unit in units:
         if unit.filler:
-            if unit.attach == "prev" and kept:
+            if unit.attach == "prev" and kept and not waiting:
                 kept[-1] = _combine(kept[-1], unit)
             else:
                 waiting.append(unit)
@@ -457,9 +457,13 @@ def _absorb_fillers(units: list[_Unit], document: str) -> list[_Unit]:
 
 def _lone_filler(fillers: list[_Unit], document: str) -> _Unit:
     """A document of nothing but markup still needs one unit to cover its characters."""
-    start, end = fillers[0].start, fillers[-1].end
+    return replace(_lone_unit(document, fillers[0].start, fillers[-1].end), kind=fillers[0].kind)
+
+
+def _lone_unit(document: str, start: int, end: int) -> _Unit:
+    """A unit showing the raw text of a span."""
     text = " ".join(document[start:end].split())
-    return _Unit(fillers[0].kind, start, end, text, "prev", prose=False)
+    return _Unit("text", start, end, text, "prev", prose=False)
 
 
 def _combine(host: _Unit, other: _Unit, *, spaced: bool = False) -> _Unit:
@@ -518,6 +522,9 @@ def _is_short_prose(unit: _Unit) -> bool:
 
 def _cover_gaps(units: list[_Unit], document: str) -> list[_Unit]:
     """Stretch spans over stray markup between units (list bullets, "|", underlines, fences)."""
+    if not units:
+        span = _trim(document, 0, len(document))
+        return [] if span is None else [_lone_unit(document, *span)]
     covered: list[_Unit] = []
     for unit in units:
         gap_start = covered[-1].end if covered else 0
@@ -793,6 +800,8 @@ def _md_item(lines: Sequence[_Line], index: int) -> tuple[list[_Block], int] | N
         elif _indent(line.text) >= width:
             body.append(_dedent(line, width))
             end += 1
+        elif _MD_ITEM.match(line.text):
+            break  # the next item of this list
         elif not _blank(body[-1]) and not _md_interrupts(lines, end):
             body.append(_dedent(line, width))  # lazy continuation
             end += 1

@@ -26,9 +26,15 @@ import faiss
 import numpy as np
 import sqlite_utils
 
+from indexer import keyword
 from indexer.errors import IndexUnusableError, NoIndexError
 
 DB_NAME = "index.sqlite"
+#: Keyword rows hold a sentence and this many neighbours on each side, so words of a question
+#: that are spread over a paragraph still meet (measured with scripts/eval.py).
+KEYWORD_WINDOW = 2
+#: BM25 column weights: the sentence's own words count more than its neighbours'.
+BM25_WEIGHTS = "1.0, 0.5"
 LOCK_NAME = "build.lock"
 FAISS_PATTERN = "vectors.{gen}.faiss"
 
@@ -99,8 +105,28 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX files_sha ON files(sha256)")
 
 
+def _m002_keyword(db: sqlite_utils.Database) -> None:
+    # Terms are made by indexer.keyword (CJK bigrams, words elsewhere), so unicode61 only has
+    # to split on the spaces between them. rowid = sentence id.
+    db.execute(
+        "CREATE VIRTUAL TABLE sentences_fts "
+        "USING fts5(own, near, tokenize='unicode61 remove_diacritics 0')"
+    )
+    db.execute("CREATE VIRTUAL TABLE sentences_vocab USING fts5vocab('sentences_fts', 'row')")
+    file_ids = [r[0] for r in db.execute("SELECT id FROM files").fetchall()]
+    for file_id in file_ids:
+        rows = db.execute(
+            "SELECT id, text FROM sentences WHERE file_id = ? ORDER BY position", [file_id]
+        ).fetchall()
+        db.conn.executemany(
+            "INSERT INTO sentences_fts(rowid, own, near) VALUES (?, ?, ?)",
+            keyword_rows([r[0] for r in rows], [r[1] for r in rows]),
+        )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _m001_initial),
+    ("0002_keyword", _m002_keyword),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -254,6 +280,77 @@ class Store:
         ).fetchall()
         return [SentenceRow(*r) for r in rows]
 
+    def add_file_sentences(self, file_id: int, rows: Iterable[tuple]) -> None:
+        """Insert a file's sentences (position order) and their keyword rows."""
+        self.db.conn.executemany(
+            """INSERT INTO sentences(file_id, position, text, kind, line_start, line_end,
+               char_start, char_end, vector_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            rows,
+        )
+        stored = self.db.execute(
+            "SELECT id, text FROM sentences WHERE file_id = ? ORDER BY position", [file_id]
+        ).fetchall()
+        self.db.conn.executemany(
+            "INSERT INTO sentences_fts(rowid, own, near) VALUES (?, ?, ?)",
+            keyword_rows([r[0] for r in stored], [r[1] for r in stored]),
+        )
+
+    def delete_file(self, file_id: int, *, keep_row: bool = False) -> None:
+        """Remove a file's sentences and keyword rows (and the file row unless keep_row)."""
+        self.db.execute(
+            "DELETE FROM sentences_fts WHERE rowid IN (SELECT id FROM sentences WHERE file_id = ?)",
+            [file_id],
+        )
+        self.db.execute("DELETE FROM sentences WHERE file_id = ?", [file_id])
+        if not keep_row:
+            self.db.execute("DELETE FROM files WHERE id = ?", [file_id])
+
+    # -- keyword search
+
+    def keyword_search(self, match: str, limit: int) -> list[tuple[int, float]]:
+        """(sentence id, BM25 score — higher is better) for the best keyword rows."""
+        rows = self.db.execute(
+            f"SELECT rowid, -bm25(sentences_fts, {BM25_WEIGHTS}) AS score FROM sentences_fts "
+            "WHERE sentences_fts MATCH ? ORDER BY score DESC LIMIT ?",
+            [match, limit],
+        ).fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def keyword_scores(self, match: str, ids: Sequence[int]) -> dict[int, float]:
+        """BM25 scores of the given sentences for a match expression (absent = no match)."""
+        found: dict[int, float] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT rowid, -bm25(sentences_fts, {BM25_WEIGHTS}) FROM sentences_fts "
+                f"WHERE sentences_fts MATCH ? AND rowid IN ({marks})",
+                [match, *chunk],
+            ).fetchall()
+            found.update({int(r[0]): float(r[1]) for r in rows})
+        return found
+
+    def term_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        """How many keyword rows hold each term, and how many rows there are."""
+        marks = ",".join("?" * len(terms))
+        rows = self.db.execute(
+            f"SELECT term, doc FROM sentences_vocab WHERE term IN ({marks})", list(terms)
+        ).fetchall()
+        total = self.db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
+        return {r[0]: int(r[1]) for r in rows}, int(total)
+
+    def sentence_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """The stored vectors of some sentences."""
+        found: dict[int, np.ndarray] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT s.id, v.vector FROM sentences s JOIN vectors v ON v.id = s.vector_id "
+                f"WHERE s.id IN ({marks})",
+                chunk,
+            ).fetchall()
+            found.update({int(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows})
+        return found
+
     # -- vectors
 
     def known_keys(self, keys: Iterable[str]) -> dict[str, int]:
@@ -326,6 +423,14 @@ class Store:
     def size_on_disk(self) -> int:
         """Bytes used by the index directory."""
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+
+def keyword_rows(ids: Sequence[int], texts: Sequence[str]) -> Iterator[tuple[int, str, str]]:
+    """FTS5 rows for one file's sentences in order: a sentence's terms and its neighbours'."""
+    terms = [keyword.document(text) for text in texts]
+    for i, sentence_id in enumerate(ids):
+        near = terms[max(0, i - KEYWORD_WINDOW) : i] + terms[i + 1 : i + KEYWORD_WINDOW + 1]
+        yield sentence_id, terms[i], " ".join(near)
 
 
 def build_faiss(blocks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int) -> faiss.Index:

@@ -46,12 +46,28 @@ def index(tmp_path: Path, tiny_model_dir: Path) -> Index:
 def test_build_then_ask_finds_sentence_with_place(index: Index, docs: Path) -> None:
     report = index.build(docs)
     assert len(report.added) == 3 and report.sentences > 5 and report.embedded > 0
-    hits = index.ask("NNAPI経由でNPUを使うと、CPUより約15倍速くなりました。", k=3)
-    assert hits[0].path == "ja/npu.md"
-    assert hits[0].line == 3
-    assert "15倍" in hits[0].text
-    assert hits[0].score == pytest.approx(1.0, abs=1e-3)
-    assert hits[0].before == ["NPUの測定"]
+    question = "NNAPI経由でNPUを使うと、CPUより約15倍速くなりました。"
+    for mode in ("hybrid", "dense", "keyword"):
+        hits = index.ask(question, k=3, mode=mode)
+        assert (hits[0].path, hits[0].line) == ("ja/npu.md", 3), mode
+        assert "15倍" in hits[0].text
+        assert hits[0].before == ["NPUの測定"]
+    dense = index.ask(question, k=1, mode="dense")[0]
+    assert dense.score == pytest.approx(1.0, abs=1e-3) and dense.dense_rank == 1
+
+
+def test_hybrid_reports_both_sides(index: Index, docs: Path) -> None:
+    index.build(docs)
+    hit = index.ask("Reviewers check tests first.", k=1)[0]
+    assert hit.dense_rank == 1 and hit.keyword_rank == 1
+    assert hit.dense_score is not None and hit.keyword_score is not None
+
+
+@pytest.mark.parametrize("question", ['"unbalanced', "NEAR(a b)", "*", "a OR", "AND NOT -", "()"])
+def test_any_text_is_a_safe_keyword_query(index: Index, docs: Path, question: str) -> None:
+    index.build(docs)
+    assert isinstance(index.ask(question, mode="keyword"), list)
+    assert isinstance(index.ask(question), list)
 
 
 def test_hits_are_distinct_places(index: Index, docs: Path) -> None:
