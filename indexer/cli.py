@@ -368,8 +368,9 @@ def model_prepare(cache_dir: Path | None, force: bool) -> None:
 def model_info(directory: Path | None, cache_dir: Path | None) -> None:
     """Show model.json of DIRECTORY (default: the prepared default model)."""
     path = models.resolve(directory, cache=config.cache_dir(cache_dir), echo=_echo_err)
-    info = models.load_info(path)
-    click.echo(json.dumps({"path": str(path), **info.to_dict()}, ensure_ascii=False, indent=2))
+    models.load_info(path)
+    data = json.loads((path / "model.json").read_text(encoding="utf-8"))
+    click.echo(json.dumps({"path": str(path), **data}, ensure_ascii=False, indent=2))
 
 
 def main() -> None:
