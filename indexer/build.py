@@ -19,6 +19,10 @@ from indexer.load import Document, FileInfo, read_document, walk
 from indexer.split import Sentence, split_document
 from indexer.store import FileRow, Store, vector_key
 
+#: Bump when splitting or windowing changes: files of an index built with another version are
+#: re-split on the next build (their unchanged sentences keep their vectors).
+SPLIT_VERSION = "1"
+
 #: Skip reasons that mean "could not read now" rather than "not a text document".
 FAILURE_REASONS = ("permission denied", "file vanished", "i/o error", "cannot read")
 
@@ -134,6 +138,7 @@ def model_meta(embedder: Embedder, model_path: str) -> dict[str, object]:
         "normalize": info.normalize,
         "query_prefix": info.query_prefix,
         "passage_prefix": info.passage_prefix,
+        "split_version": SPLIT_VERSION,
     }
 
 
@@ -166,7 +171,8 @@ def build(
     if store.exists():
         check_model(store, embedder)
     old = store.files() if store.exists() else {}
-    plan = make_plan(root, old, embedder, report)
+    resplit = store.exists() and store.meta().get("split_version") not in (None, SPLIT_VERSION)
+    plan = make_plan(root, old, embedder, report, resplit=resplit)
     if not old and not plan.index and not report.skipped:
         raise EmptyFolderError(
             f"no documents found in {root} (looked for {', '.join(sorted(config.TEXT_SUFFIXES))})"
@@ -185,7 +191,14 @@ def build(
     return report
 
 
-def make_plan(root: Path, old: dict[str, FileRow], embedder: Embedder, report: BuildReport) -> Plan:
+def make_plan(
+    root: Path,
+    old: dict[str, FileRow],
+    embedder: Embedder,
+    report: BuildReport,
+    *,
+    resplit: bool = False,
+) -> Plan:
     """Compare the folder with the index: stat first, content hash only when stat differs."""
     plan = Plan()
     listing = {info.path: info for info in walk(root)}
@@ -193,7 +206,7 @@ def make_plan(root: Path, old: dict[str, FileRow], embedder: Embedder, report: B
     gone_by_sha = {row.sha256: row for row in gone.values()}
     for path, info in listing.items():
         row = old.get(path)
-        if row and row.size == info.size and row.mtime_ns == info.mtime_ns:
+        if row and row.size == info.size and row.mtime_ns == info.mtime_ns and not resplit:
             report.unchanged += 1
             continue
         try:
@@ -203,7 +216,7 @@ def make_plan(root: Path, old: dict[str, FileRow], embedder: Embedder, report: B
             if row:
                 report.kept.append(path)
             continue
-        _classify(plan, report, doc, info, row, gone_by_sha, embedder)
+        _classify(plan, report, doc, info, row, gone_by_sha, embedder, resplit=resplit)
     for path, row in gone.items():
         if row not in (r for r, _ in plan.rename):
             plan.delete.append(row)
@@ -219,8 +232,10 @@ def _classify(
     row: FileRow | None,
     gone_by_sha: dict[str, FileRow],
     embedder: Embedder,
+    *,
+    resplit: bool = False,
 ) -> None:
-    if row and row.sha256 == doc.sha256:
+    if row and row.sha256 == doc.sha256 and not resplit:
         plan.touch.append((row, info))
         report.unchanged += 1
         return

@@ -224,3 +224,13 @@ def test_status_reports_counts(index: Index, docs: Path) -> None:
     assert status["files"] == 3 and status["sentences"] > 5
     assert status["size_bytes"] > 0 and status["last_build"]
     assert os.fspath(index.path) == status["index"]
+
+
+def test_new_split_version_resplits_without_reembedding(index: Index, docs: Path) -> None:
+    first = index.build(docs)
+    with index.store.db.atomic():
+        index.store.set_meta({"split_version": "0"})
+    report = index.build(docs)
+    assert sorted(report.changed) == sorted(first.added)
+    assert report.embedded == 0 and report.reused == first.sentences
+    assert index.build(docs).unchanged == 3

@@ -1,0 +1,204 @@
+"""scripts/eval.py: metric functions, and the real script on tiny sets with the tiny model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from indexer import Index
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "eval.py"
+
+#: Passages in English and Japanese; every question below is one exact sentence of its passage.
+PASSAGES = {
+    "p-en-1": ("Onboarding", "Your laptop arrives on the first day. Ask your buddy about the VPN."),
+    "p-en-2": ("Reviews", "Keep pull requests small and focused. Respond within one working day."),
+    "p-en-3": ("Weather", "The weather is nice today, but it may rain tomorrow."),
+    "p-ja-1": ("東京", "東京は日本の首都で、人口が多い都市です。電車が遅れました。"),
+    "p-ja-2": ("経費", "経費は毎月まとめて申請します。会議は午後三時から始まります。"),
+}
+QUERIES = [
+    ("q1", "Your laptop arrives on the first day.", "p-en-1"),
+    ("q2", "Keep pull requests small and focused.", "p-en-2"),
+    ("q3", "The weather is nice today, but it may rain tomorrow.", "p-en-3"),
+    ("q4", "東京は日本の首都で、人口が多い都市です。", "p-ja-1"),
+    ("q5", "経費は毎月まとめて申請します。", "p-ja-2"),
+]
+STS = [
+    ("今日はいい天気ですね。", "今日はいい天気ですね。", 5.0),
+    ("東京は日本の首都です。", "東京は大きな都市です。", 3.0),
+    ("経費は毎月申請します。", "モデルの推論速度を測定しました。", 0.0),
+    ("The weather is nice today.", "It may rain tomorrow.", 1.0),
+    ("Keep pull requests small.", "Respond to code reviews quickly.", 1.0),
+]
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("eval_script", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+ev = load_script()
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+
+
+@pytest.fixture
+def retrieval_set(tmp_path: Path) -> Path:
+    root = tmp_path / "tiny_qa"
+    (root / "docs").mkdir(parents=True)
+    write_jsonl(
+        root / "passages.jsonl",
+        [
+            {"id": pid, "lang": "ja" if "ja" in pid else "en", "title": t, "text": x}
+            for pid, (t, x) in PASSAGES.items()
+        ],
+    )
+    write_jsonl(
+        root / "queries.jsonl",
+        [{"id": qid, "lang": "xx", "question": q, "passage_id": p} for qid, q, p in QUERIES],
+    )
+    for pid, (title, text) in PASSAGES.items():
+        (root / "docs" / f"{pid}.txt").write_text(f"{title}\n\n{text}\n", "utf-8")
+    return root
+
+
+@pytest.fixture
+def sts_set(tmp_path: Path) -> Path:
+    root = tmp_path / "tiny_sts"
+    root.mkdir()
+    write_jsonl(root / "sts.jsonl", [{"s1": a, "s2": b, "score": s} for a, b, s in STS])
+    return root
+
+
+def run(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+def last_json(done: subprocess.CompletedProcess[str]) -> dict:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- metrics
+
+
+def test_passage_ranking_keeps_each_stem_once_at_its_best_rank() -> None:
+    paths = ["a.txt", "sub/b.txt", "a.txt", "c.txt", "b.txt", "d.txt"]
+    assert ev.passage_ranking(paths, k=3) == ["a", "b", "c"]
+    assert ev.passage_ranking(paths, k=10) == ["a", "b", "c", "d"]
+
+
+def test_recall_and_reciprocal_rank() -> None:
+    ranking = ["x", "y", "gold", "z"]
+    assert ev.recall_at(ranking, "gold", 1) == 0.0
+    assert ev.recall_at(ranking, "gold", 3) == 1.0
+    assert ev.reciprocal_rank(ranking, "gold") == pytest.approx(1 / 3)
+    assert ev.reciprocal_rank(ranking, "gold", 2) == 0.0
+    assert ev.reciprocal_rank(ranking, "missing") == 0.0
+
+
+def test_retrieval_scores_average_over_queries() -> None:
+    scores = ev.retrieval_scores([["a"], ["x", "b"], ["x"] * 10 + ["c"]], ["a", "b", "c"])
+    assert scores == pytest.approx(
+        {"recall@1": 1 / 3, "recall@5": 2 / 3, "recall@10": 2 / 3, "mrr@10": (1 + 0.5) / 3}
+    )
+
+
+def test_average_ranks_share_ties() -> None:
+    assert ev.average_ranks([10, 20, 20, 5, 20]).tolist() == [2, 4, 4, 1, 4]
+
+
+def test_spearman_matches_hand_computed_value_with_ties() -> None:
+    # ranks a = [1, 2.5, 2.5, 4], b = [1, 3, 2, 4]: cov 4.5, var 4.5 and 5 → rho = sqrt(0.9)
+    assert ev.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(np.sqrt(0.9))
+    assert ev.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
+    assert ev.spearman([1, 1, 1], [1, 2, 3]) == 0.0
+
+
+def test_results_table_lists_retrieval_and_sts() -> None:
+    results = [
+        {"set": "s", "mode": "dense", "queries": 3, "recall@1": 0.5, "recall@5": 1.0,
+         "recall@10": 1.0, "mrr@10": 0.75},
+        {"set": "sts", "pairs": 4, "spearman": 0.8123},
+    ]  # fmt: skip
+    table = ev.results_table(results, commit="abc123", day="2025-01-01")
+    assert "| s | dense | 3 | 0.500 | 1.000 | 1.000 | 0.750 |" in table
+    assert "sts: Spearman 0.812 over 4 pairs." in table
+    assert "abc123" in table
+
+
+# -- the script, end to end
+
+
+def test_retrieval_set_scores_exact_sentences_first(
+    retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = last_json(run(retrieval_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i"))
+    keys = {"set", "mode", "queries", "passages", "recall@1", "recall@5", "recall@10", "mrr@10"}
+    assert keys | {"seconds", "build_seconds"} <= result.keys()
+    assert result["set"] == "tiny_qa"
+    assert (result["queries"], result["passages"]) == (5, 5)
+    for metric in ("recall@1", "recall@5", "recall@10", "mrr@10"):
+        assert 0.0 <= result[metric] <= 1.0
+    assert result["recall@1"] == result["mrr@10"] == 1.0
+    assert result["seconds"] >= 0 and result["build_seconds"] >= 0
+
+
+def test_limit_and_index_reuse(retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    args = (retrieval_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i", "--limit", 2)
+    assert last_json(run(*args))["queries"] == 2
+    again = run(*args)
+    assert last_json(again)["queries"] == 2
+    assert "5 unchanged files; 0 sentences embedded" in again.stderr
+
+
+def test_every_mode_gives_one_line(
+    retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    if not ev.supports_mode(Index(tmp_path / "unused")):
+        pytest.skip("Index.ask has no mode yet")
+    done = run(
+        retrieval_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i", "--mode", "all"
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [r["mode"] for r in lines] == list(ev.MODES)
+    for r in lines:
+        assert 0.0 <= r["recall@1"] <= r["recall@5"] <= r["recall@10"] <= 1.0
+
+
+def test_sts_set_spearman_of_query_prefixed_cosines(
+    sts_set: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = last_json(run(sts_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i"))
+    assert set(result) == {"set", "pairs", "spearman", "seconds"}
+    assert result["pairs"] == len(STS)
+    embedder = Index(sts_set / "unused", model=tiny_model_dir).embedder
+    left = embedder.embed([embedder.query_text(a) for a, _, _ in STS])
+    right = embedder.embed([embedder.query_text(b) for _, b, _ in STS])
+    expected = ev.spearman(np.sum(left * right, axis=1).tolist(), [s for _, _, s in STS])
+    assert result["spearman"] == pytest.approx(expected, abs=1e-4)
+    assert -1.0 <= result["spearman"] <= 1.0
+
+
+def test_a_folder_that_is_no_set_fails_in_one_line(tmp_path: Path) -> None:
+    done = run(tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0
+    assert "is not an eval set" in done.stderr
+    assert "Traceback" not in done.stderr
