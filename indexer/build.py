@@ -27,6 +27,7 @@ SPLIT_VERSION = "1"
 FAILURE_REASONS = ("permission denied", "file vanished", "i/o error", "cannot read")
 
 Progress = Callable[[int], None]
+BAD_NAME = "file name is not valid UTF-8 (rename the file)"
 
 #: Crash-test hook: INDEXER_FAULT=STEP[:N] kills the build with SIGKILL at the N-th pass of STEP
 #: (vectors: after a chunk of vectors is committed; faiss: after the new FAISS file is written,
@@ -205,6 +206,9 @@ def make_plan(
     gone = {path: row for path, row in old.items() if path not in listing}
     gone_by_sha = {row.sha256: row for row in gone.values()}
     for path, info in listing.items():
+        if not _storable(path):
+            report.skipped.append((path.encode("utf-8", "backslashreplace").decode(), BAD_NAME))
+            continue
         row = old.get(path)
         if row and row.size == info.size and row.mtime_ns == info.mtime_ns and not resplit:
             report.unchanged += 1
@@ -307,6 +311,8 @@ def embed_missing(
         return
     tick = progress(len(units)) if progress else None
     prefix = embedder.info.passage_prefix
+    # Sorting the whole build by length (not each commit chunk) keeps padding near zero.
+    units = sorted(units, key=lambda u: len(u.text.encode()))
     for chunk in batched(units, config.COMMIT_EVERY):
         vectors = embedder.embed(
             [prefix + u.text for u in chunk], batch_size=batch_size, on_batch=tick
@@ -389,6 +395,14 @@ def _sentence_rows(file_id: int, units: list[Unit], vector_ids: dict[str, int]) 
             s.char_end,
             vector_ids[unit.key],
         )
+
+
+def _storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def batched(items: list[Unit], size: int) -> Iterator[list[Unit]]:

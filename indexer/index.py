@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import filelock
 import numpy as np
@@ -40,6 +41,26 @@ class VerifyReport:
             "notes": self.notes,
             "repaired": self.repaired,
         }
+
+
+class LazyEmbedder:
+    """Stands in for an Embedder: model.json is read at once, the session on first real use.
+
+    An unchanged re-run from cron then costs stat calls, not a model load.
+    """
+
+    def __init__(self, path: Path, *, threads: int | None) -> None:
+        self.info = models.load_info(path)
+        self._path = path
+        self._threads = threads
+        self._loaded: Embedder | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._loaded is None:
+            self._loaded = Embedder.load(self._path, threads=self._threads)
+        return getattr(self._loaded, name)
 
 
 class Index:
@@ -85,6 +106,12 @@ class Index:
             self._embedder = Embedder.load(self._model_path(), threads=self._threads)
         return self._embedder
 
+    def _lazy_embedder(self) -> Embedder:
+        """The model's identity now; its ONNX session only if a file needs splitting."""
+        if self._embedder is not None:
+            return self._embedder
+        return LazyEmbedder(self._model_path(), threads=self._threads)  # type: ignore[return-value]
+
     def _recorded_model_path(self) -> str:
         return str(self._model_flag.resolve()) if self._model_flag else ""
 
@@ -104,7 +131,7 @@ class Index:
         if not folder.is_dir():
             raise NotAFolderError(folder)
         if dry_run:
-            return build(self.store, self.embedder, folder, dry_run=True)
+            return build(self.store, self._lazy_embedder(), folder, dry_run=True)
         self.store.path.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(self.store.lock_path, timeout=wait)
         try:
@@ -117,7 +144,7 @@ class Index:
             self.store.create()
             return build(
                 self.store,
-                self.embedder,
+                self._lazy_embedder(),
                 folder,
                 model_path=self._recorded_model_path(),
                 batch_size=batch_size,

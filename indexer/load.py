@@ -174,7 +174,8 @@ def _read_bytes(path: Path, rel: str) -> tuple[bytes, str, bool, os.stat_result]
             status = os.fstat(handle.fileno())
             if not stat.S_ISREG(status.st_mode):
                 raise FileSkipped(rel, "not a regular file")
-            data = handle.read(_MAX_BYTES)
+            # Enough bytes for MAX_FILE_CHARS characters of UTF-8.
+            data = handle.read(config.MAX_FILE_CHARS * 4)
             digest = hashlib.sha256(data)
             complete = True
             while chunk := handle.read(1 << 20):
@@ -183,10 +184,6 @@ def _read_bytes(path: Path, rel: str) -> tuple[bytes, str, bool, os.stat_result]
     except OSError as error:
         raise FileSkipped(rel, _reason(error)) from None
     return data, digest.hexdigest(), complete, status
-
-
-#: Bytes read for decoding: enough for MAX_FILE_CHARS characters of UTF-8.
-_MAX_BYTES = config.MAX_FILE_CHARS * 4
 
 
 def _reason(error: OSError) -> str:
@@ -262,10 +259,11 @@ def _decode_utf8(data: bytes) -> tuple[str, str] | None:
     return _strict(data, "utf-8")
 
 
+_KANA = re.compile(r"[\u3041-\u30ff]")
 _JAPANESE = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff01-\uff5e]")
 _UNLIKELY = re.compile(r"[\uff61-\uff9f\ue000-\uf8ff\x80-\x9f]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
-#: Below this share of typical Japanese characters, a legacy decoding is a coincidence.
+#: Below this score a legacy Japanese decoding is a coincidence (Latin-1 bytes read as kanji).
 _MIN_JAPANESE_SCORE = 0.3
 
 
@@ -280,29 +278,46 @@ def _decode_japanese(data: bytes) -> tuple[str, str] | None:
 
 
 def _japanese_score(text: str) -> float:
-    """Kana, kanji and full-width forms minus half-width kana and private-use characters,
-    as a share of all non-ASCII characters (EUC-JP misread as CP932 is mostly half-width kana)."""
+    """How Japanese the non-ASCII characters look, at most 1.
+
+    Kana, kanji and full-width forms count for, half-width kana and private-use characters twice
+    against (EUC-JP misread as CP932 is mostly half-width kana); text without any kana is not
+    Japanese (cp1252 "ç" and "é" read as CP932 turn into kanji).
+    """
     sample = text[:200_000]
     total = len(_NON_ASCII.findall(sample))
     if total == 0:
         return 1.0
+    kana = len(_KANA.findall(sample))
+    if kana < max(1, total // 20):
+        return 0.0
     good, bad = len(_JAPANESE.findall(sample)), len(_UNLIKELY.findall(sample))
     return (good - 2 * bad) / total
 
 
 #: charset-normalizer's "chaos" (0 = clean text) above which its guess is not trusted.
 _MAX_CHAOS = 0.1
+#: Guesses from fewer bytes than this are coin flips between single-byte code pages.
+_MIN_GUESS_BYTES = 64
 
 
 def _decode_guess(data: bytes) -> tuple[str, str] | None:
     """charset-normalizer's best guess, only when it is confident and lossless."""
+    if len(data) < _MIN_GUESS_BYTES:
+        return None
     best = charset_normalizer.from_bytes(data).best()
     if best is None or best.chaos > _MAX_CHAOS:
         return None
     text = str(best)
-    if "\ufffd" in text or _control_share(text[:8192]) > 0.01:
+    sample = text[:8192]
+    if "\ufffd" in text or _control_share(sample) > 0.01 or _unlikely_share(sample) > 0.05:
         return None
     return text, codecs.lookup(best.encoding).name
+
+
+def _unlikely_share(text: str) -> float:
+    """Share of half-width kana, private-use and C1 characters among the non-ASCII ones."""
+    return len(_UNLIKELY.findall(text)) / max(1, len(_NON_ASCII.findall(text)))
 
 
 def _strict(data: bytes, encoding: str) -> tuple[str, str] | None:

@@ -22,6 +22,10 @@ MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
 #: Candidates fetched per requested hit, so grouping can still return k different places.
 OVERFETCH = 4
 MIN_POOL = 50
+#: Keyword rows scored per question in hybrid mode, so dense candidates get their BM25 score
+#: from one FTS5 query (a row outside this depth scores 0).
+KEYWORD_DEPTH = 1000
+PARALLEL_SEARCH_FROM = 200_000
 #: Weight of the keyword side in hybrid mode when the question's terms are all known to the
 #: index; scaled down by how much of the question the index vocabulary holds (tuned on the
 #: dev sets with scripts/eval.py).
@@ -67,6 +71,7 @@ class Searcher:
         self.embedder = embedder
         self.warn = warn or (lambda message: None)
         self._faiss: tuple[int, faiss.Index] | None = None
+        self._threads = faiss.omp_get_max_threads()
 
     def ask(
         self, question: str, *, k: int = 5, context: int = 1, mode: Mode = config.DEFAULT_MODE
@@ -82,8 +87,9 @@ class Searcher:
             pool = max(k * OVERFETCH, MIN_POOL)
             dense = self._dense(vector, pool) if vector is not None else []
             match = keyword.query(question) if mode != "dense" else None
-            found = self.store.keyword_search(match, pool) if match else []
-            scored = self._rank(mode, question, vector, dense, found, match)
+            depth = pool if mode == "keyword" else KEYWORD_DEPTH
+            found = self.store.keyword_search(match, depth) if match else []
+            scored = self._rank(mode, question, vector, dense, found[:pool], dict(found))
             rows = self.store.sentences([s.id for s in scored[: pool * 2]])
             chosen = _distinct_places(scored, rows, k=k, context=context)
             return [self._hit(rank, rows[s.id], s, context) for rank, s in enumerate(chosen, 1)]
@@ -92,6 +98,8 @@ class Searcher:
         index = self._current_index()
         if index.ntotal == 0:
             return []
+        # One query: threads only pay off on big indexes (measured by scripts/bench.py).
+        faiss.omp_set_num_threads(1 if index.ntotal < PARALLEL_SEARCH_FROM else self._threads)
         scores, ids = index.search(vector.reshape(1, -1).astype(np.float32), pool)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
@@ -102,7 +110,7 @@ class Searcher:
         vector: np.ndarray | None,
         dense: list[tuple[int, float]],
         found: list[tuple[int, float]],
-        match: str | None,
+        bm25: dict[int, float],
     ) -> list[Scored]:
         if mode == "dense":
             return [Scored(i, s, dense_rank=r, dense_score=s) for r, (i, s) in enumerate(dense, 1)]
@@ -113,10 +121,6 @@ class Searcher:
         assert vector is not None
         ids = list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in found]))
         cosines = self._cosines(vector, ids, dict(dense))
-        bm25 = dict(found)
-        missing = [i for i in ids if i not in bm25]
-        if match and missing:
-            bm25.update(self.store.keyword_scores(match, missing))
         weight = HYBRID_KEYWORD_WEIGHT * self._keyword_trust(question)
         return fuse(ids, cosines, bm25, weight)
 

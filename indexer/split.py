@@ -414,22 +414,26 @@ def _lines_span(lines: Sequence[_Line]) -> tuple[int, int] | None:
 def _prose_units(block: _Block, fmt: str) -> Iterator[_Unit]:
     """Split a prose block into sentences and map their spans back to the document."""
     paragraph = _joined(block.lines)
-    offsets, line_starts = [], []
-    position = 0
-    for line in block.lines:
-        offsets.append(position)
-        line_starts.append(line.start)
-        position += len(line.text) + 1
-
-    def to_document(pos: int) -> int:
-        index = bisect.bisect_right(offsets, pos) - 1
-        return line_starts[index] + pos - offsets[index]
-
+    to_document = _OffsetMap(block.lines)
     for start, end in split_sentences(paragraph):
         text = _clean(paragraph[start:end], fmt)
         # Markup-only prose (an HTML anchor, an rst "::") belongs to what follows it.
         attach: Attach = "next" if not text else block.attach
         yield _Unit(block.kind, to_document(start), to_document(end - 1) + 1, text, attach, True)
+
+
+class _OffsetMap:
+    """Maps offsets in the newline-joined text of some lines back to document offsets."""
+
+    def __init__(self, lines: Sequence[_Line]) -> None:
+        self.joined_starts = list(
+            itertools.accumulate((len(line.text) + 1 for line in lines), initial=0)
+        )
+        self.document_starts = [line.start for line in lines]
+
+    def __call__(self, pos: int) -> int:
+        index = bisect.bisect_right(self.joined_starts, pos) - 1
+        return self.document_starts[index] + pos - self.joined_starts[index]
 
 
 def _absorb_fillers(units: list[_Unit], document: str) -> list[_Unit]:

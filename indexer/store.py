@@ -33,7 +33,8 @@ DB_NAME = "index.sqlite"
 #: Keyword rows hold a sentence and this many neighbours on each side, so words of a question
 #: that are spread over a paragraph still meet (measured with scripts/eval.py).
 KEYWORD_WINDOW = 2
-#: BM25 column weights: the sentence's own words count more than its neighbours'.
+#: BM25 column weights: own words count double, so the sentence that holds them is the hit
+#: (equal weights were within noise on JSQuAD but point at neighbours, e.g. headings).
 BM25_WEIGHTS = "1.0, 0.5"
 LOCK_NAME = "build.lock"
 FAISS_PATTERN = "vectors.{gen}.faiss"
@@ -315,19 +316,6 @@ class Store:
             [match, limit],
         ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
-
-    def keyword_scores(self, match: str, ids: Sequence[int]) -> dict[int, float]:
-        """BM25 scores of the given sentences for a match expression (absent = no match)."""
-        found: dict[int, float] = {}
-        for chunk in _chunks(list(ids), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"SELECT rowid, -bm25(sentences_fts, {BM25_WEIGHTS}) FROM sentences_fts "
-                f"WHERE sentences_fts MATCH ? AND rowid IN ({marks})",
-                [match, *chunk],
-            ).fetchall()
-            found.update({int(r[0]): float(r[1]) for r in rows})
-        return found
 
     def term_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many keyword rows hold each term, and how many rows there are."""

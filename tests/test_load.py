@@ -1,0 +1,291 @@
+"""Walking folders and decoding files: encodings, skipped entries, symlinks, odd names."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer import config
+from indexer.errors import FileSkipped
+from indexer.load import UNDECODABLE, FileInfo, decode, read_document, walk
+
+JAPANESE = (
+    "吾輩は猫である。名前はまだ無い。\r\n"
+    "どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした所でニャーニャー泣いていた。\r\n"
+)
+EXPECTED = JAPANESE.replace("\r\n", "\n")
+ENCODED = {
+    "utf8.md": JAPANESE.encode("utf-8"),
+    "bom.md": b"\xef\xbb\xbf" + JAPANESE.encode("utf-8"),
+    "utf16le.txt": b"\xff\xfe" + JAPANESE.encode("utf-16-le"),
+    "utf16be.txt": b"\xfe\xff" + JAPANESE.encode("utf-16-be"),
+    "sjis.txt": JAPANESE.encode("cp932"),
+    "eucjp.rst": JAPANESE.encode("euc-jp"),
+}
+ENCODINGS = {
+    "utf8.md": "utf-8",
+    "bom.md": "utf-8-sig",
+    "utf16le.txt": "utf-16",
+    "utf16be.txt": "utf-16",
+    "sjis.txt": "cp932",
+    "eucjp.rst": "euc-jp",
+}
+_RANDOM = random.Random(1)
+UNDECODABLE_BYTES = bytes(_RANDOM.randrange(128, 256) for _ in range(300))
+BINARY_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256))
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    """Write bytes or UTF-8 text, creating parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A folder with every kind of file and folder the walker must handle."""
+    root = tmp_path / "root"
+    for name, data in ENCODED.items():
+        write(root / "enc" / name, data)
+    write(root / "bad" / "undecodable.txt", UNDECODABLE_BYTES)
+    write(root / "bad" / "binary.txt", BINARY_BYTES)
+    write(root / "empty.md", b"")
+    write(root / "name with spaces.md", "Spaces are fine in file names.")
+    write(root / "UPPER.MD", "Suffixes are matched without case.")
+    write(root / "notes.markdown", "A markdown file with the long suffix.")
+    write(root / "image.png", "not a text suffix")
+    write(root / ".hidden.md", "hidden file")
+    write(root / ".hidden" / "secret.md", "hidden folder")
+    write(root / ".git" / "config.md", "git internals")
+    write(root / "node_modules" / "pkg" / "README.md", "dependency docs")
+    write(root / "env" / "pyvenv.cfg", "home = /usr/bin")
+    write(root / "env" / "lib" / "README.md", "a virtual environment")
+    write(tmp_path / "outside" / "secret.md", "outside the root")
+    os.symlink(root / "enc", root / "enc" / "loop")
+    os.symlink(root / "missing.md", root / "broken.md")
+    os.symlink(tmp_path / "outside", root / "escape")
+    os.symlink(tmp_path / "outside" / "secret.md", root / "escape.md")
+    os.symlink(root / "empty.md", root / "link-to-empty.md")
+    with open(os.path.join(os.fsencode(root), b"caf\xe9.md"), "wb") as handle:
+        handle.write(b"A file name that is not UTF-8.")
+    return root
+
+
+# ---------------------------------------------------------------- walk
+
+
+def test_walk_lists_only_indexable_files_in_sorted_order(tree: Path) -> None:
+    paths = [info.path for info in walk(tree)]
+    expected = [
+        "UPPER.MD",
+        "bad/binary.txt",
+        "bad/undecodable.txt",
+        os.fsdecode(b"caf\xe9.md"),
+        "empty.md",
+        "enc/bom.md",
+        "enc/eucjp.rst",
+        "enc/sjis.txt",
+        "enc/utf16be.txt",
+        "enc/utf16le.txt",
+        "enc/utf8.md",
+        "link-to-empty.md",
+        "name with spaces.md",
+        "notes.markdown",
+    ]
+    assert paths == sorted(expected)
+    assert paths == expected
+
+
+def test_walk_reports_stat_values(tree: Path) -> None:
+    info = next(info for info in walk(tree) if info.path == "enc/utf8.md")
+    status = (tree / "enc" / "utf8.md").stat()
+    assert info == FileInfo("enc/utf8.md", status.st_size, status.st_mtime_ns)
+
+
+def test_walk_is_deterministic_and_only_stats(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = list(walk(tree))
+
+    def no_open(*args: object, **kwargs: object) -> None:
+        raise AssertionError("walk must not open files")
+
+    monkeypatch.setattr(os, "open", no_open)
+    monkeypatch.setattr("builtins.open", no_open)
+    assert list(walk(tree)) == first
+
+
+def test_walk_follows_symlinked_folders_inside_the_root(tmp_path: Path) -> None:
+    write(tmp_path / "real" / "doc.md", "A document in a real folder.")
+    os.symlink(tmp_path / "real", tmp_path / "alias")
+    # The same folder reached twice is listed once, under the first path in sorted order.
+    assert [info.path for info in walk(tmp_path)] == ["alias/doc.md"]
+
+
+def test_walk_of_missing_root_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        list(walk(tmp_path / "nope"))
+
+
+def test_walk_skips_unreadable_folder(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can read any folder")
+    write(tmp_path / "locked" / "doc.md", "Locked away.")
+    write(tmp_path / "open.md", "Readable.")
+    (tmp_path / "locked").chmod(0)
+    try:
+        assert [info.path for info in walk(tmp_path)] == ["open.md"]
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+
+
+# ---------------------------------------------------------------- read_document
+
+
+@pytest.mark.parametrize("name", sorted(ENCODED))
+def test_every_encoding_decodes_to_the_same_text(tree: Path, name: str) -> None:
+    doc = read_document(tree, next(i for i in walk(tree) if i.path == f"enc/{name}"))
+    assert doc.text == EXPECTED
+    assert doc.encoding == ENCODINGS[name]
+    assert doc.sha256 == hashlib.sha256(ENCODED[name]).hexdigest()
+    assert doc.size == len(ENCODED[name])
+    assert doc.truncated is False
+
+
+def test_formats_come_from_the_suffix(tree: Path) -> None:
+    formats = {
+        info.path: read_document(tree, info).format
+        for info in walk(tree)
+        if not info.path.startswith("bad/")
+    }
+    assert formats["enc/eucjp.rst"] == "rst"
+    assert formats["enc/sjis.txt"] == "text"
+    assert formats["UPPER.MD"] == "markdown"
+    assert formats["notes.markdown"] == "markdown"
+
+
+def test_empty_and_oddly_named_files_read_fine(tree: Path) -> None:
+    empty = read_document(tree, FileInfo("empty.md", 0, 0))
+    assert (empty.text, empty.encoding) == ("", "utf-8")
+    odd = read_document(tree, FileInfo(os.fsdecode(b"caf\xe9.md"), 0, 0))
+    assert odd.text == "A file name that is not UTF-8."
+    assert read_document(tree, FileInfo("name with spaces.md", 0, 0)).text.startswith("Spaces")
+
+
+def test_binary_and_undecodable_files_are_skipped(tree: Path) -> None:
+    with pytest.raises(FileSkipped) as binary:
+        read_document(tree, FileInfo("bad/binary.txt", 0, 0))
+    assert binary.value.reason == "binary file"
+    assert binary.value.path == "bad/binary.txt"
+    with pytest.raises(FileSkipped) as undecodable:
+        read_document(tree, FileInfo("bad/undecodable.txt", 0, 0))
+    assert undecodable.value.reason == UNDECODABLE
+
+
+def test_vanished_file_and_directory_are_skipped(tree: Path) -> None:
+    with pytest.raises(FileSkipped, match="file vanished while reading"):
+        read_document(tree, FileInfo("gone.md", 0, 0))
+    with pytest.raises(FileSkipped, match="not a regular file"):
+        read_document(tree, FileInfo("enc", 0, 0))
+
+
+def test_fifo_does_not_hang(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.md")
+    assert list(walk(tmp_path)) == []
+    with pytest.raises(FileSkipped, match="not a regular file"):
+        read_document(tmp_path, FileInfo("pipe.md", 0, 0))
+
+
+def test_permission_denied(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can read a mode-000 file")
+    path = write(tmp_path / "secret.md", "Nobody may read this.")
+    path.chmod(0)
+    try:
+        assert [info.path for info in walk(tmp_path)] == ["secret.md"]
+        with pytest.raises(FileSkipped, match="permission denied"):
+            read_document(tmp_path, FileInfo("secret.md", 0, 0))
+    finally:
+        path.chmod(0o644)
+
+
+def test_permission_error_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "doc.md", "Readable by root, so the error is simulated.")
+
+    def denied(*args: object, **kwargs: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(FileSkipped, match="permission denied"):
+        read_document(tmp_path, FileInfo("doc.md", 0, 0))
+
+
+def test_newlines_are_normalised(tmp_path: Path) -> None:
+    write(tmp_path / "mixed.txt", b"one\r\ntwo\rthree\n")
+    assert read_document(tmp_path, FileInfo("mixed.txt", 0, 0)).text == "one\ntwo\nthree\n"
+
+
+def test_long_text_is_truncated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "MAX_FILE_CHARS", 10)
+    data = ("あいうえお" * 30).encode("utf-8")
+    write(tmp_path / "long.txt", data)
+    doc = read_document(tmp_path, FileInfo("long.txt", 0, 0))
+    assert doc.text == "あいうえおあいうえお"
+    assert doc.truncated is True
+    assert doc.sha256 == hashlib.sha256(data).hexdigest()  # of all bytes, not the prefix
+
+
+# ---------------------------------------------------------------- decode
+
+
+def test_euc_jp_and_cp932_are_told_apart() -> None:
+    text = "本日は晴天なり。カタカナとひらがなと漢字が混ざった普通の日本語の文章です。"
+    assert decode(text.encode("euc-jp")) == (text, "euc-jp")
+    assert decode(text.encode("cp932")) == (text, "cp932")
+    # Bytes valid in both: EUC-JP "あいう" also reads as half-width kana in CP932.
+    assert "あいう".encode("euc-jp").decode("cp932") == "､｢､､､ｦ"
+    assert decode("あいう".encode("euc-jp")) == ("あいう", "euc-jp")
+
+
+def test_half_width_katakana_in_cp932_still_decodes() -> None:
+    text = "申請はｷﾝﾀｲｼｽﾃﾑから行ってください。前日の17時までに申請すること。"
+    assert decode(text.encode("cp932")) == (text, "cp932")
+
+
+def test_utf16_without_bom_is_recognised() -> None:
+    text = "Plain English text saved as UTF-16 without a byte order mark."
+    assert decode(text.encode("utf-16-le")) == (text, "utf-16-le")
+    assert decode(text.encode("utf-16-be")) == (text, "utf-16-be")
+
+
+def test_latin1_comes_from_a_confident_guess() -> None:
+    text = "Müller sagt, die Straße ist schön. Übermäßig viel Käse gab es über die Jahre."
+    decoded, _ = decode(text.encode("latin-1"))
+    assert decoded == text
+
+
+def test_cp1252_is_not_mistaken_for_japanese() -> None:
+    data = "Ceci est un texte en français, très élégant, à l'école.".encode("cp1252")
+    with pytest.raises(ValueError):
+        decode(data)
+
+
+def test_undecodable_bytes_raise() -> None:
+    with pytest.raises(ValueError):
+        decode(UNDECODABLE_BYTES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=512))
+def test_decode_never_crashes(data: bytes) -> None:
+    try:
+        text, encoding = decode(data)
+    except ValueError:
+        return
+    assert isinstance(text, str)
+    assert isinstance(encoding, str)
