@@ -24,7 +24,7 @@ from indexer.store import FileRow, Store, vector_key
 SPLIT_VERSION = "1"
 
 #: Skip reasons that mean "could not read now" rather than "not a text document".
-FAILURE_REASONS = ("permission denied", "file vanished", "i/o error", "cannot read")
+FAILURE_REASONS = ("permission denied", "file vanished", "read error", "i/o error", "cannot read")
 
 Progress = Callable[[int], None]
 BAD_NAME = "file name is not valid UTF-8 (rename the file)"
@@ -169,6 +169,8 @@ def build(
     """Index new and changed files under root, drop deleted ones, re-path moved ones."""
     started = time.perf_counter()
     report = BuildReport(root=str(root), dry_run=dry_run)
+    if store.exists() and not dry_run:
+        store.create()  # finishes a schema that an interrupted first build left half-made
     if store.exists():
         check_model(store, embedder)
     old = store.files() if store.exists() else {}
@@ -345,8 +347,7 @@ def commit(store: Store, plan: Plan, meta: dict[str, object]) -> int:
             store.set_meta({**meta, "generation": generation, "sentences": count})
         store.set_meta({"last_build": _now()})
     checkpoint("commit")
-    if changed:
-        store.remove_old_faiss(keep=generation)
+    store.remove_old_faiss(keep=generation)
     return generation
 
 

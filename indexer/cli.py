@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,6 +78,12 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except IndexerError as exc:
             _echo_err(f"error: {exc}")
             sys.exit(exc.exit_code)
+        except sqlite3.DatabaseError as exc:
+            _echo_err(
+                f"error: the index database (index.sqlite) is damaged ({exc}) — run `index "
+                "verify`, or delete the index directory and run `index build DIR` again"
+            )
+            sys.exit(EXIT_UNUSABLE)
         except KeyboardInterrupt:
             _echo_err("interrupted — the index is unchanged; run the command again to finish")
             sys.exit(130)
@@ -254,7 +261,8 @@ def _repl(index: Index, ask_one: Callable[[str], list[Hit]], *, as_json: bool) -
     click.echo("Ask a question (press q to exit).", err=True)
     while True:
         try:
-            question = input("? ").strip()
+            click.echo("? ", err=True, nl=False)
+            question = input().strip()
         except (EOFError, KeyboardInterrupt):
             click.echo("", err=True)
             return

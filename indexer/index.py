@@ -113,7 +113,10 @@ class Index:
         return LazyEmbedder(self._model_path(), threads=self._threads)  # type: ignore[return-value]
 
     def _recorded_model_path(self) -> str:
-        return str(self._model_flag.resolve()) if self._model_flag else ""
+        """What the index records as its model: the explicit one, else what it already had."""
+        if self._model_flag:
+            return str(self._model_flag.resolve())
+        return (self.store.meta().get("model_path") or "") if self.store.exists() else ""
 
     # -- use cases
 
@@ -141,7 +144,6 @@ class Index:
                 f"another build is writing {self.store.path} — try again later or pass --wait SECS"
             ) from None
         try:
-            self.store.create()
             return build(
                 self.store,
                 self._lazy_embedder(),

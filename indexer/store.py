@@ -175,8 +175,8 @@ class Store:
             self._db = self._connect()
         return self._db
 
-    def _connect(self) -> sqlite_utils.Database:
-        if not self.exists():
+    def _connect(self, *, create: bool = False) -> sqlite_utils.Database:
+        if not create and not self.exists():
             raise NoIndexError(self.path)
         try:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
@@ -191,10 +191,15 @@ class Store:
     def create(self) -> None:
         """Create the directory and database if missing, and bring the schema up to date."""
         self.path.mkdir(parents=True, exist_ok=True)
-        if not self.exists():
-            conn = sqlite3.connect(self.db_path, isolation_level=None)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.close()
+        if self._db is None:
+            self._db = self._connect(create=True)
+        try:
+            # Always (a build killed right after creating the file must not leave rollback mode).
+            self.db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnusableError(
+                f"{self.db_path} is not a usable index ({exc}) — delete {self.path} and rebuild"
+            ) from exc
         self.upgrade()
 
     def upgrade(self) -> list[str]:
