@@ -26,6 +26,10 @@ MIN_POOL = 50
 #: from one FTS5 query (a row outside this depth scores 0).
 KEYWORD_DEPTH = 1000
 PARALLEL_SEARCH_FROM = 200_000
+#: Hybrid mode compares the best cosine within this many sentences on each side (0: the
+#: sentence alone) with the keyword row, which covers the same neighbours.
+DENSE_WINDOW = 2
+TIE_BREAK = 0.05
 #: Weight of the keyword side in hybrid mode when the question's terms are all known to the
 #: index; scaled down by how much of the question the index vocabulary holds (tuned on the
 #: dev sets with scripts/eval.py).
@@ -120,9 +124,13 @@ class Searcher:
             ]
         assert vector is not None
         ids = list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in found]))
-        cosines = self._cosines(vector, ids, dict(dense))
+        near = self.store.windows(ids, DENSE_WINDOW) if DENSE_WINDOW else {}
+        everyone = list(dict.fromkeys(ids + [j for js in near.values() for j in js]))
+        cosines = self._cosines(vector, everyone, dict(dense))
+        # Both sides judge the same unit: the keyword row covers a window, so does the dense side.
+        window = {i: max(cosines[j] for j in near.get(i, [i])) for i in ids}
         weight = HYBRID_KEYWORD_WEIGHT * self._keyword_trust(question)
-        return fuse(ids, cosines, bm25, weight)
+        return fuse(ids, window, bm25, weight, own={i: cosines[i] for i in ids})
 
     def _cosines(
         self, vector: np.ndarray, ids: list[int], known: dict[int, float]
@@ -232,10 +240,20 @@ class Scored:
 
 
 def fuse(
-    ids: list[int], cosines: dict[int, float], bm25: dict[int, float], weight: float
+    ids: list[int],
+    cosines: dict[int, float],
+    bm25: dict[int, float],
+    weight: float,
+    *,
+    own: dict[int, float] | None = None,
 ) -> list[Scored]:
-    """Weighted sum of min-max normalised cosine and BM25 over the candidates, best first."""
-    dense_rank = _ranks(cosines)
+    """Weighted sum of min-max normalised cosine and BM25 over the candidates, best first.
+
+    `own` (each sentence's own cosine, when `cosines` are window maxima) breaks ties so the
+    best sentence of a window is the one shown.
+    """
+    own = own or cosines
+    dense_rank = _ranks(own)
     keyword_rank = _ranks(bm25)
     low, high = min(cosines.values()), max(cosines.values())
     top = max(bm25.values(), default=0.0)
@@ -243,13 +261,14 @@ def fuse(
     for i in ids:
         dense = (cosines[i] - low) / (high - low) if high > low else 1.0
         kw = bm25.get(i, 0.0) / top if top > 0 else 0.0
+        tie = TIE_BREAK * (own[i] - low) / (high - low) if high > low else 0.0
         scored.append(
             Scored(
                 i,
-                (1 - weight) * dense + weight * kw,
+                (1 - weight) * dense + weight * kw + tie,
                 dense_rank=dense_rank.get(i),
                 keyword_rank=keyword_rank.get(i),
-                dense_score=cosines[i],
+                dense_score=own[i],
                 keyword_score=bm25.get(i),
             )
         )

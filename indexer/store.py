@@ -322,6 +322,22 @@ class Store:
         ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
+    def windows(self, ids: Sequence[int], reach: int) -> dict[int, list[int]]:
+        """For each sentence, the ids of the sentences within reach positions in its file."""
+        found: dict[int, list[int]] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"""SELECT c.id, n.id FROM sentences c JOIN sentences n
+                    ON n.file_id = c.file_id
+                    AND n.position BETWEEN c.position - ? AND c.position + ?
+                    WHERE c.id IN ({marks})""",
+                [reach, reach, *chunk],
+            ).fetchall()
+            for centre, neighbour in rows:
+                found.setdefault(int(centre), []).append(int(neighbour))
+        return found
+
     def term_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many keyword rows hold each term, and how many rows there are."""
         marks = ",".join("?" * len(terms))
