@@ -21,7 +21,7 @@ from indexer.store import FileRow, Store, vector_key
 
 #: Bump when splitting or windowing changes: files of an index built with another version are
 #: re-split on the next build (their unchanged sentences keep their vectors).
-SPLIT_VERSION = "1"
+SPLIT_VERSION = "2"
 
 #: Skip reasons that mean "could not read now" rather than "not a text document".
 FAILURE_REASONS = ("permission denied", "file vanished", "read error", "i/o error", "cannot read")
@@ -46,12 +46,23 @@ class Unit:
 
 
 @dataclass
+class Chunk:
+    """A run of consecutive units embedded together, so a question can match a whole passage."""
+
+    first: int
+    last: int
+    text: str
+    key: str
+
+
+@dataclass
 class FilePlan:
     """A file to (re)index: its document metadata and the units to store."""
 
     doc: Document
     units: list[Unit]
     old: FileRow | None = None
+    chunks: list[Chunk] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +80,7 @@ class BuildReport:
     truncated: list[str] = field(default_factory=list)
     sentences: int = 0
     embedded: int = 0
+    chunks_embedded: int = 0
     reused: int = 0
     windowed: int = 0
     generation: int = 0
@@ -102,6 +114,7 @@ class BuildReport:
                 "total": self.sentences,
                 "embedded": self.embedded,
                 "reused": self.reused,
+                "chunks_embedded": self.chunks_embedded,
                 "windowed": self.windowed,
             },
             "added": self.added,
@@ -182,8 +195,9 @@ def build(
             " — point `index build` at a folder of text files"
         )
     missing = _missing_units(store, plan)
-    report.embedded = len(missing)
-    report.reused = report.sentences - len(missing)
+    report.embedded = sum(1 for m in missing if isinstance(m, Unit))
+    report.chunks_embedded = len(missing) - report.embedded
+    report.reused = report.sentences - report.embedded
     if dry_run:
         report.seconds = time.perf_counter() - started
         return report
@@ -251,11 +265,12 @@ def _classify(
         report.renamed.append((moved.path, info.path))
         return
     units = make_units(doc, embedder)
+    chunks = make_chunks(units, embedder)
     report.sentences += len(units)
     report.windowed += sum(1 for u in units if u.sentence.position < 0)
     if doc.truncated:
         report.truncated.append(doc.path)
-    plan.index.append(FilePlan(doc=doc, units=units, old=row))
+    plan.index.append(FilePlan(doc=doc, units=units, old=row, chunks=chunks))
     (report.changed if row else report.added).append(doc.path)
 
 
@@ -277,6 +292,36 @@ def make_units(doc: Document, embedder: Embedder) -> list[Unit]:
     return units
 
 
+def make_chunks(units: list[Unit], embedder: Embedder) -> list[Chunk]:
+    """Group consecutive units into chunks of up to CHUNK_SENTENCES that fit the model.
+
+    A heading starts a new chunk. A chunk of one unit has the unit's own text and key, so it
+    costs no extra embedding.
+    """
+    prefix = embedder.info.passage_prefix
+    checksum = embedder.info.checksum
+    limit = embedder.max_content_tokens
+    chunks: list[Chunk] = []
+    first = 0
+    while first < len(units):
+        last = first
+        while (
+            last + 1 < len(units)
+            and last + 1 - first < config.CHUNK_SENTENCES
+            and units[last + 1].sentence.kind != "heading"
+            and embedder.token_count(prefix + _joined(units[first : last + 2])) <= limit
+        ):
+            last += 1
+        text = _joined(units[first : last + 1])
+        chunks.append(Chunk(first, last, text, vector_key(checksum, prefix + text)))
+        first = last + 1
+    return chunks
+
+
+def _joined(units: list[Unit]) -> str:
+    return " ".join(u.text for u in units)
+
+
 def _window_of(sentence: Sentence, start: int, end: int) -> Sentence:
     # Position -1 marks a window of a long sentence; commit() renumbers positions.
     return Sentence(
@@ -290,12 +335,14 @@ def _window_of(sentence: Sentence, start: int, end: int) -> Sentence:
     )
 
 
-def _missing_units(store: Store, plan: Plan) -> list[Unit]:
+def _missing_units(store: Store, plan: Plan) -> list[Unit | Chunk]:
     """Units whose exact text has no stored vector yet, each text once."""
-    wanted: dict[str, Unit] = {}
+    wanted: dict[str, Unit | Chunk] = {}
     for file_plan in plan.index:
         for unit in file_plan.units:
             wanted.setdefault(unit.key, unit)
+        for chunk in file_plan.chunks:
+            wanted.setdefault(chunk.key, chunk)
     known = store.known_keys(wanted) if store.exists() else {}
     return [unit for key, unit in wanted.items() if key not in known]
 
@@ -303,7 +350,7 @@ def _missing_units(store: Store, plan: Plan) -> list[Unit]:
 def embed_missing(
     store: Store,
     embedder: Embedder,
-    units: list[Unit],
+    units: list[Unit | Chunk],
     *,
     batch_size: int,
     progress: Callable[[int], Progress] | None,
@@ -339,12 +386,12 @@ def commit(store: Store, plan: Plan, meta: dict[str, object]) -> int:
             _store_file(store, file_plan)
         changed = bool(plan.index or plan.delete or plan.rename) or generation == 0
         if changed:
-            db.execute("DELETE FROM vectors WHERE id NOT IN (SELECT vector_id FROM sentences)")
+            store.delete_unused_vectors()
             generation += 1
-            count = db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
+            count = store.faiss_entries()
             store.write_faiss(generation, int(meta["dimension"]))
             checkpoint("faiss")
-            store.set_meta({**meta, "generation": generation, "sentences": count})
+            store.set_meta({**meta, "generation": generation, "faiss_entries": count})
         store.set_meta({"last_build": _now()})
     checkpoint("commit")
     store.remove_old_faiss(keep=generation)
@@ -380,6 +427,10 @@ def _store_file(store: Store, file_plan: FilePlan) -> None:
     file_id = cursor.lastrowid
     vector_ids = store.known_keys(u.key for u in file_plan.units)
     store.add_file_sentences(file_id, _sentence_rows(file_id, file_plan.units, vector_ids))
+    chunk_ids = store.known_keys(c.key for c in file_plan.chunks)
+    store.add_file_chunks(
+        file_id, [(file_id, c.first, c.last, chunk_ids[c.key]) for c in file_plan.chunks]
+    )
 
 
 def _sentence_rows(file_id: int, units: list[Unit], vector_ids: dict[str, int]) -> Iterator[tuple]:

@@ -69,6 +69,20 @@ class FileSkipped(IndexerError):
         self.reason = reason
 
 
+class UnreadableDocument(IndexerError):
+    """A file's content cannot be turned into text: corrupt, encrypted, no text layer, too big."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BadPatternError(IndexerError):
+    """An --include or --exclude pattern is not valid gitignore syntax."""
+
+    exit_code = 2
+
+
 class TextTooLongError(IndexerError):
     """A text has more tokens than the model accepts; it should have been windowed first."""
 

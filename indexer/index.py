@@ -253,7 +253,8 @@ def _verify_database(store: Store, report: VerifyReport) -> None:
         if count:
             report.problems.append(f"{count} {label}")
     staged = db.execute(
-        "SELECT COUNT(*) FROM vectors WHERE id NOT IN (SELECT vector_id FROM sentences)"
+        "SELECT COUNT(*) FROM vectors WHERE id NOT IN "
+        "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM chunks)"
     ).fetchone()[0]
     if staged:
         report.notes.append(
@@ -276,12 +277,10 @@ def _verify_faiss(store: Store, report: VerifyReport) -> None:
         report.problems.append(f"{path.name} cannot be read ({exc}) — run `index verify --repair`")
         return
     ids = np.sort(faiss_ids(index))
-    stored = np.fromiter(
-        (r[0] for r in store.db.execute("SELECT id FROM sentences ORDER BY id")), dtype=np.int64
-    )
+    stored = store.faiss_expected_ids()
     if len(ids) != len(stored):
         report.problems.append(
-            f"FAISS holds {len(ids)} vectors but SQLite {len(stored)} sentences — "
+            f"FAISS holds {len(ids)} vectors but SQLite {len(stored)} sentences and chunks — "
             "run `index verify --repair`"
         )
     elif not np.array_equal(ids, stored):

@@ -38,6 +38,8 @@ KEYWORD_WINDOW = 2
 BM25_WEIGHTS = "1.0, 0.5"
 LOCK_NAME = "build.lock"
 FAISS_PATTERN = "vectors.{gen}.faiss"
+#: FAISS ids at or above this are chunks (id - CHUNK_BASE = chunks.id); below, sentence ids.
+CHUNK_BASE = 1 << 48
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,24 @@ def _m002_keyword(db: sqlite_utils.Database) -> None:
         )
 
 
+def _m003_chunks(db: sqlite_utils.Database) -> None:
+    # Runs of consecutive sentences (positions first..last) with a vector of their own; an
+    # index without chunks still answers from sentence vectors until its files change.
+    db.execute(
+        """CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            first INTEGER NOT NULL, last INTEGER NOT NULL,
+            vector_id INTEGER NOT NULL REFERENCES vectors(id))"""
+    )
+    db.execute("CREATE INDEX chunks_file ON chunks(file_id, first)")
+    db.execute("CREATE INDEX chunks_vector ON chunks(vector_id)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _m001_initial),
     ("0002_keyword", _m002_keyword),
+    ("0003_chunks", _m003_chunks),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -301,13 +318,80 @@ class Store:
             keyword_rows([r[0] for r in stored], [r[1] for r in stored]),
         )
 
+    def add_file_chunks(self, file_id: int, rows: Sequence[tuple[int, int, int, int]]) -> None:
+        """Insert a file's chunks: (file_id, first position, last position, vector id)."""
+        self.db.conn.executemany(
+            "INSERT INTO chunks(file_id, first, last, vector_id) VALUES (?, ?, ?, ?)", rows
+        )
+
+    def delete_unused_vectors(self) -> None:
+        """Drop vectors no sentence or chunk refers to (space is reclaimed on delete)."""
+        self.db.execute(
+            "DELETE FROM vectors WHERE id NOT IN "
+            "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM chunks)"
+        )
+
+    def faiss_entries(self) -> int:
+        """How many vectors the FAISS file of this state holds: sentences plus chunks."""
+        return self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM sentences) + (SELECT COUNT(*) FROM chunks)"
+        ).fetchone()[0]
+
+    def faiss_expected_ids(self) -> np.ndarray:
+        """The sorted FAISS ids the current state should hold."""
+        rows = self.db.execute(
+            f"SELECT id FROM sentences UNION ALL SELECT id + {CHUNK_BASE} FROM chunks ORDER BY 1"
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def chunks_of(self, sentence_ids: Sequence[int]) -> dict[int, int]:
+        """The chunk holding each sentence (sentences of an index without chunks are absent)."""
+        found: dict[int, int] = {}
+        for chunk in _chunks(list(sentence_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"""SELECT s.id, c.id FROM sentences s JOIN chunks c ON c.file_id = s.file_id
+                    AND s.position BETWEEN c.first AND c.last WHERE s.id IN ({marks})""",
+                chunk,
+            ).fetchall()
+            found.update({int(r[0]): int(r[1]) for r in rows})
+        return found
+
+    def chunk_members(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]:
+        """The sentence ids of each chunk."""
+        found: dict[int, list[int]] = {}
+        for chunk in _chunks(list(chunk_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"""SELECT c.id, s.id FROM chunks c JOIN sentences s ON s.file_id = c.file_id
+                    AND s.position BETWEEN c.first AND c.last WHERE c.id IN ({marks})""",
+                chunk,
+            ).fetchall()
+            for chunk_id, sentence_id in rows:
+                found.setdefault(int(chunk_id), []).append(int(sentence_id))
+        return found
+
+    def chunk_vectors(self, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of some chunks."""
+        found: dict[int, np.ndarray] = {}
+        for chunk in _chunks(list(chunk_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT c.id, v.vector FROM chunks c JOIN vectors v ON v.id = c.vector_id "
+                f"WHERE c.id IN ({marks})",
+                chunk,
+            ).fetchall()
+            found.update({int(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows})
+        return found
+
     def delete_file(self, file_id: int, *, keep_row: bool = False) -> None:
-        """Remove a file's sentences and keyword rows (and the file row unless keep_row)."""
+        """Remove a file's sentences, chunks and keyword rows (and the file row unless keep_row)."""
         self.db.execute(
             "DELETE FROM sentences_fts WHERE rowid IN (SELECT id FROM sentences WHERE file_id = ?)",
             [file_id],
         )
         self.db.execute("DELETE FROM sentences WHERE file_id = ?", [file_id])
+        self.db.execute("DELETE FROM chunks WHERE file_id = ?", [file_id])
         if not keep_row:
             self.db.execute("DELETE FROM files WHERE id = ?", [file_id])
 
@@ -321,22 +405,6 @@ class Store:
             [match, limit],
         ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
-
-    def windows(self, ids: Sequence[int], reach: int) -> dict[int, list[int]]:
-        """For each sentence, the ids of the sentences within reach positions in its file."""
-        found: dict[int, list[int]] = {}
-        for chunk in _chunks(list(ids), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"""SELECT c.id, n.id FROM sentences c JOIN sentences n
-                    ON n.file_id = c.file_id
-                    AND n.position BETWEEN c.position - ? AND c.position + ?
-                    WHERE c.id IN ({marks})""",
-                [reach, reach, *chunk],
-            ).fetchall()
-            for centre, neighbour in rows:
-                found.setdefault(int(centre), []).append(int(neighbour))
-        return found
 
     def term_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many keyword rows hold each term, and how many rows there are."""
@@ -388,7 +456,8 @@ class Store:
         """(sentence ids, vectors) in blocks, read in the current transaction's snapshot."""
         cursor = self.db.execute(
             "SELECT s.id, v.vector FROM sentences s JOIN vectors v ON v.id = s.vector_id "
-            "ORDER BY s.id"
+            f"UNION ALL SELECT c.id + {CHUNK_BASE}, v.vector FROM chunks c "
+            "JOIN vectors v ON v.id = c.vector_id ORDER BY 1"
         )
         while rows := cursor.fetchmany(block):
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
