@@ -391,7 +391,14 @@ def commit(store: Store, plan: Plan, meta: dict[str, object]) -> int:
             count = store.faiss_entries()
             store.write_faiss(generation, int(meta["dimension"]))
             checkpoint("faiss")
-            store.set_meta({**meta, "generation": generation, "faiss_entries": count})
+            store.set_meta(
+                {
+                    **meta,
+                    "generation": generation,
+                    "faiss_entries": count,
+                    "sentence_count": db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0],
+                }
+            )
         store.set_meta({"last_build": _now()})
     checkpoint("commit")
     store.remove_old_faiss(keep=generation)

@@ -412,8 +412,9 @@ class Store:
         rows = self.db.execute(
             f"SELECT term, doc FROM sentences_vocab WHERE term IN ({marks})", list(terms)
         ).fetchall()
-        total = self.db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
-        return {r[0]: int(r[1]) for r in rows}, int(total)
+        # Counted at commit time: COUNT(*) on every question would scan a large index.
+        total = self.db.execute("SELECT value FROM meta WHERE key = 'sentence_count'").fetchone()
+        return {r[0]: int(r[1]) for r in rows}, int(total[0]) if total else max(rows_max(rows), 1)
 
     def sentence_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
         """The stored vectors of some sentences."""
@@ -501,6 +502,11 @@ class Store:
     def size_on_disk(self) -> int:
         """Bytes used by the index directory."""
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+
+def rows_max(rows: Sequence[tuple[str, int]]) -> int:
+    """The largest document frequency among vocabulary rows (a floor for the row count)."""
+    return max((int(r[1]) for r in rows), default=0)
 
 
 def keyword_rows(ids: Sequence[int], texts: Sequence[str]) -> Iterator[tuple[int, str, str]]:
