@@ -7,7 +7,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -15,13 +15,13 @@ from pathlib import Path
 from indexer import config
 from indexer.embed import Embedder
 from indexer.errors import EmptyFolderError, FileSkipped, IndexerError, ModelMismatchError
-from indexer.load import Document, FileInfo, read_document, walk
+from indexer.load import Document, FileInfo, Selection, read_document, walk
 from indexer.split import Sentence, split_document
 from indexer.store import FileRow, Store, vector_key
 
 #: Bump when splitting or windowing changes: files of an index built with another version are
 #: re-split on the next build (their unchanged sentences keep their vectors).
-SPLIT_VERSION = "2"
+SPLIT_VERSION = "3"
 
 #: Skip reasons that mean "could not read now" rather than "not a text document".
 FAILURE_REASONS = ("permission denied", "file vanished", "read error", "i/o error", "cannot read")
@@ -178,6 +178,7 @@ def build(
     batch_size: int = config.DEFAULT_BATCH_SIZE,
     progress: Callable[[int], Progress] | None = None,
     warn: Callable[[str], None] | None = None,
+    selection: Selection | None = None,
 ) -> BuildReport:
     """Index new and changed files under root, drop deleted ones, re-path moved ones."""
     started = time.perf_counter()
@@ -187,8 +188,8 @@ def build(
     if store.exists():
         check_model(store, embedder)
     old = store.files() if store.exists() else {}
-    resplit = store.exists() and store.meta().get("split_version") not in (None, SPLIT_VERSION)
-    plan = make_plan(root, old, embedder, report, resplit=resplit)
+    resplit = store.exists() and store.meta().get("split_version") != SPLIT_VERSION
+    plan = make_plan(root, old, embedder, report, resplit=resplit, selection=selection)
     if not old and not plan.index and not report.skipped:
         raise EmptyFolderError(
             f"no documents found in {root} (looked for {', '.join(sorted(config.TEXT_SUFFIXES))})"
@@ -215,11 +216,26 @@ def make_plan(
     report: BuildReport,
     *,
     resplit: bool = False,
+    selection: Selection | None = None,
 ) -> Plan:
     """Compare the folder with the index: stat first, content hash only when stat differs."""
     plan = Plan()
-    listing = {info.path: info for info in walk(root)}
-    gone = {path: row for path, row in old.items() if path not in listing}
+    unlisted: list[tuple[str, str]] = []
+    listing = {
+        info.path: info
+        for info in walk(
+            root, selection or Selection(), on_skip=lambda path, why: unlisted.append((path, why))
+        )
+    }
+    report.skipped.extend(unlisted)
+    gone = {}
+    for path, row in old.items():
+        if path in listing:
+            continue
+        if _unreadable(path, unlisted):
+            report.kept.append(path)  # its folder cannot be listed now: keep what we have
+        else:
+            gone[path] = row
     gone_by_sha = {row.sha256: row for row in gone.values()}
     for path, info in listing.items():
         if not _storable(path):
@@ -324,14 +340,15 @@ def _joined(units: list[Unit]) -> str:
 
 def _window_of(sentence: Sentence, start: int, end: int) -> Sentence:
     # Position -1 marks a window of a long sentence; commit() renumbers positions.
-    return Sentence(
-        text=sentence.text[start:end].strip(),
-        kind=sentence.kind,
-        line_start=sentence.line_start,
-        line_end=sentence.line_end,
-        char_start=sentence.char_start,
-        char_end=sentence.char_end,
-        position=-1,
+    return replace(sentence, text=sentence.text[start:end].strip(), position=-1)
+
+
+def _unreadable(path: str, unlisted: list[tuple[str, str]]) -> bool:
+    """Whether the walk could not read this path, or a folder above it, for now."""
+    return any(
+        reason.startswith(FAILURE_REASONS)
+        and (path == where or path.startswith(where.rstrip("/") + "/"))
+        for where, reason in unlisted
     )
 
 
@@ -453,6 +470,7 @@ def _sentence_rows(file_id: int, units: list[Unit], vector_ids: dict[str, int]) 
             s.char_start,
             s.char_end,
             vector_ids[unit.key],
+            s.page,
         )
 
 

@@ -17,6 +17,7 @@ from indexer import config, models
 from indexer.build import BuildReport, Progress
 from indexer.errors import IndexerError
 from indexer.index import Index
+from indexer.load import Symlinks
 from indexer.search import MODES, Hit, Mode
 
 EXIT_OK = 0
@@ -132,6 +133,29 @@ def cli() -> None:
     show_default=True,
     help="Sentences per inference batch.",
 )
+@click.option(
+    "--include",
+    "include",
+    multiple=True,
+    metavar="GLOB",
+    help="Index only files matching GLOB (gitignore syntax, e.g. 'docs/**/*.md'); repeatable.",
+)
+@click.option(
+    "--exclude",
+    "exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Skip files and folders matching GLOB (gitignore syntax, e.g. 'drafts/' or '*.pdf'); "
+    "repeatable. Adds to the .indexignore files in FOLDER.",
+)
+@click.option(
+    "--symlinks",
+    type=click.Choice(["inside", "all", "none"]),
+    default="inside",
+    show_default=True,
+    help="Which symlinks to follow: those staying inside FOLDER, all (loops are still caught), "
+    "or none.",
+)
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
@@ -144,11 +168,18 @@ def build(
     threads: int | None,
     wait: float,
     batch_size: int,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    symlinks: Symlinks,
     dry_run: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Index FOLDER incrementally: add new files, re-split changed ones, drop deleted ones.
+
+    Reads .txt, .md, .rst, .html, .pdf, .docx, .pptx and .odt files; skips hidden files,
+    VCS folders, virtual environments and whatever .indexignore files (gitignore syntax) list.
+    A file that cannot be read is reported and skipped; its indexed version is kept.
 
     Exit codes: 0 ok, 1 error, 3 another build is running, 4 index unusable,
     5 some files could not be read (everything else was indexed).
@@ -156,7 +187,14 @@ def build(
     index = _open(index_path, model, cache_dir, threads, quiet or as_json)
     with _progress_bar(enabled=not quiet and not as_json) as progress:
         report = index.build(
-            folder, dry_run=dry_run, wait=wait, batch_size=batch_size, progress=progress
+            folder,
+            dry_run=dry_run,
+            wait=wait,
+            batch_size=batch_size,
+            progress=progress,
+            include=include,
+            exclude=exclude,
+            symlinks=symlinks,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))

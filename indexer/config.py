@@ -26,6 +26,8 @@ COMMIT_EVERY = 256
 CHUNK_SENTENCES = 3
 #: Fragments shorter than this many characters are merged into a neighbour.
 MIN_SENTENCE_CHARS = 8
+#: Longer sentences and blocks (a base64 blob, minified code, a log line) are cut into pieces.
+MAX_SENTENCE_CHARS = 2000
 #: File suffixes read as documents, and their formats (how each is read and split).
 TEXT_SUFFIXES = {
     ".txt": "text",

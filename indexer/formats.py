@@ -7,6 +7,8 @@ feed between pages (split.py counts pages on them). The other formats become lig
 
 from __future__ import annotations
 
+import codecs
+import errno
 import logging
 import math
 import re
@@ -17,17 +19,23 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from indexer import config
 from indexer.errors import UnreadableDocument
 from indexer.split import CJK
+
+if TYPE_CHECKING:
+    import pypdf
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
 
 # pypdf logs every repaired cross-reference table; without a handler Python would print those
 # warnings on stderr, in the middle of a cron mail.
 logging.getLogger("pypdf").addHandler(logging.NullHandler())
 
 ENCRYPTED_PDF = "encrypted PDF (needs a password)"
+NO_CRYPTOGRAPHY = "encrypted PDF (pip install cryptography to read it)"
 CORRUPT_PDF = "corrupt PDF (cannot be parsed)"
 NO_TEXT_LAYER = "PDF without a text layer (scanned? OCR is not supported)"
 ZIP_BOMB = "archive expands to more than the size limit (zip bomb?)"
@@ -60,19 +68,23 @@ class _Budget:
 
     @property
     def full(self) -> bool:
+        """True once the limit is reached."""
         return self.left <= 0
 
     def add(self, block: str) -> None:
+        """Keep a block (cut at the limit); nothing more once full."""
         if not block:
             return
-        if len(block) > self.left:
-            block, self.truncated = block[: max(self.left, 0)], True
-        self.blocks.append(block)
-        self.left -= len(block)
-        if self.left <= 0:
+        if self.full:
             self.truncated = True
+            return
+        if len(block) > self.left:
+            block, self.truncated = block[: self.left], True
+        self.blocks.append(block)
+        self.left -= len(block) + 2  # and a separator
 
     def result(self, separator: str = "\n\n") -> Extracted:
+        """The blocks kept, joined."""
         return Extracted(separator.join(self.blocks), self.truncated)
 
 
@@ -108,7 +120,8 @@ def pdf_text(handle: IO[bytes], *, max_chars: int) -> Extracted:
     return Extracted("\f".join(pages), truncated)
 
 
-def _open_pdf(handle: IO[bytes]):  # type: ignore[no-untyped-def]
+def _open_pdf(handle: IO[bytes]) -> pypdf.PdfReader:
+    # Imported here, like python-docx: a cron run with nothing new to read never pays for them.
     import pypdf
 
     try:
@@ -118,16 +131,19 @@ def _open_pdf(handle: IO[bytes]):  # type: ignore[no-untyped-def]
             if reader.is_encrypted and not reader.decrypt(""):
                 raise UnreadableDocument(ENCRYPTED_PDF)
             len(reader.pages)
-    except (UnreadableDocument, OSError):
+    except UnreadableDocument:
         raise
     except pypdf.errors.FileNotDecryptedError:
         raise UnreadableDocument(ENCRYPTED_PDF) from None
-    except Exception:  # a hostile file can raise anything from inside the parser
+    except pypdf.errors.DependencyError:
+        raise UnreadableDocument(NO_CRYPTOGRAPHY) from None
+    except Exception as error:
+        _raise_read_failure(error)
         raise UnreadableDocument(CORRUPT_PDF) from None
     return reader
 
 
-def _page_text(reader, number: int) -> str | None:  # type: ignore[no-untyped-def]
+def _page_text(reader: pypdf.PdfReader, number: int) -> str | None:
     """One page as paragraphs, or None when pypdf fails on it."""
     runs: list[_Run] = [_Run("")]
 
@@ -145,9 +161,8 @@ def _page_text(reader, number: int) -> str | None:  # type: ignore[no-untyped-de
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             reader.pages[number].extract_text(visitor_text=visit)
-    except OSError:
-        raise
-    except Exception:
+    except Exception as error:
+        _raise_read_failure(error)
         return None
     return "\n\n".join(join_pdf_lines(lines) for lines in _paragraphs(runs))
 
@@ -164,16 +179,18 @@ def _paragraphs(runs: Sequence[_Run]) -> Iterator[list[str]]:
     """Group pypdf's lines into visual lines and those into paragraphs by position and size."""
     lines: list[list[str]] = []
     last: _Run | None = None
+    spaced = False  # a lone space drawn by itself separates the pieces around it
     for run in runs:
         if run.y is None or not run.text.strip():
+            spaced = spaced or bool(run.text)
             continue
         if last is None or _new_paragraph(last, run):
             lines.append([run.text])
         elif abs(run.y - last.y) < 0.5 * max(run.size, last.size, 1e-6):  # type: ignore[operator]
-            lines[-1][-1] = _join_same_line(lines[-1][-1], run.text)
+            lines[-1][-1] = _join_same_line(lines[-1][-1], run.text, last.text, spaced=spaced)
         else:
             lines[-1].append(run.text)
-        last = run
+        last, spaced = run, False
     yield from lines
 
 
@@ -186,13 +203,21 @@ def _new_paragraph(last: _Run, run: _Run) -> bool:
     return large / small > _SIZE_CHANGE
 
 
-def _join_same_line(left: str, right: str) -> str:
-    """Two pieces of one visual line that pypdf put on separate lines."""
-    if not left or not right or left[-1].isspace() or right[0].isspace():
-        return left + right
-    if _is_cjk(left[-1]) or _is_cjk(right[0]):
-        return left + right
-    return f"{left} {right}"
+def _join_same_line(line: str, right: str, previous: str, *, spaced: bool) -> str:
+    """A piece of text placed on the line so far (pypdf puts each text object on its own line).
+
+    Without a drawn space, CJK pieces touch and so do single characters placed one by one; words
+    placed one by one are separate words.
+    """
+    if line[-1].isspace() or right[0].isspace():
+        return line + right
+    if spaced:
+        return f"{line} {right}"
+    if _is_cjk(line[-1]) or _is_cjk(right[0]):
+        return line + right
+    if len(previous.strip()) == 1 and len(right.strip()) == 1:
+        return line + right
+    return f"{line} {right}"
 
 
 _HYPHENATED = re.compile(r"[^\W\d_]-$")
@@ -200,7 +225,7 @@ _SOFT_HYPHEN = "\u00ad"
 
 
 def join_pdf_lines(lines: Sequence[str]) -> str:
-    """The lines of one paragraph as one line: hyphenation undone, CJK lines joined without space."""
+    """One paragraph's lines as one line: hyphenation undone, CJK lines joined without space."""
     text = ""
     for raw in lines:
         line = repair_pdf_spacing(raw)
@@ -217,7 +242,7 @@ def join_pdf_lines(lines: Sequence[str]) -> str:
     return text.replace(_SOFT_HYPHEN, "")
 
 
-_LETTER_SPACED = re.compile(f"[{CJK}](?: [{CJK}]){{2,}}(?![^{CJK}\\s])")
+_LETTER_SPACED = re.compile(f"[{CJK}](?: [{CJK}]){{2,}}")
 _SPACE_BY_CJK_PUNCTUATION = re.compile(
     f"(?<=[{CJK}]) +(?=[、。，．！？）」』】〕〉》])|(?<=[、。，．！？（「『【〔〈《]) +(?=[{CJK}])"
 )
@@ -234,13 +259,14 @@ def repair_pdf_spacing(line: str) -> str:
     return " ".join(line.split())
 
 
-def _is_cjk(char: str) -> bool:
-    return _CJK_CHAR.match(char) is not None
+def _is_cjk(chars: str) -> bool:
+    """Whether every character is Chinese, Japanese or full-width."""
+    return all(_CJK_CHAR.match(char) for char in chars)
 
 
 # ---------------------------------------------------------------- Markdown output helpers
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~])")
 _MD_LINE_START = re.compile(r"^([#>+=-]|\d+(?=[.)]))")
 
 
@@ -255,10 +281,12 @@ def md_escape(text: str) -> str:
 
 
 def md_heading(level: int, text: str) -> str:
+    """A Markdown heading ("" for empty text)."""
     return f"{'#' * min(max(level, 1), 6)} {md_escape(text)}" if text.strip() else ""
 
 
 def md_item(text: str) -> str:
+    """A Markdown list item ("" for empty text)."""
     return f"- {md_escape(text)}" if text.strip() else ""
 
 
@@ -268,7 +296,10 @@ def md_table(rows: Sequence[Sequence[str]]) -> str:
     if not rows:
         return ""
     width = max(len(row) for row in rows)
-    lines = ["| " + " | ".join(md_escape(cell) for cell in row) + " |" for row in rows]
+    lines = [
+        "| " + " | ".join(md_escape(cell).replace("|", "\\|") for cell in row) + " |"
+        for row in rows
+    ]
     lines.insert(1, "|" + " --- |" * width)
     return "\n".join(lines)
 
@@ -315,7 +346,7 @@ def declared_html_encoding(head: bytes) -> str | None:
     label = match.group(1).decode("ascii").lower()
     name = _BROWSER_ENCODINGS.get(label, label)
     try:
-        return __import__("codecs").lookup(name).name
+        return codecs.lookup(name).name
     except LookupError:
         return None
 
@@ -325,7 +356,7 @@ _VOID = frozenset(
 )
 _SKIPPED = frozenset(
     "script style noscript template svg math nav aside iframe object canvas select button "
-    "dialog head".split()
+    "dialog".split()
 )
 _BOILERPLATE_ROLES = frozenset(
     "navigation banner contentinfo complementary search menu menubar dialog".split()
@@ -333,7 +364,7 @@ _BOILERPLATE_ROLES = frozenset(
 #: Exact class or id values that mark navigation boilerplate.
 _BOILERPLATE_NAMES = frozenset(
     "nav navbar navigation menu sidebar breadcrumb breadcrumbs site-header site-footer "
-    "footer header skip-link cookie-banner cookie-notice".split()
+    "skip-link cookie-banner cookie-notice".split()
 )
 _CONTENT = frozenset({"article", "main"})
 _HEADINGS = {f"h{level}": level for level in range(1, 7)}
@@ -358,28 +389,31 @@ class HtmlText(HTMLParser):
         self.stack: list[str] = []
         self.skip_depth: int | None = None
         self.buffer: list[str] = []
-        self.kind: tuple[str, int] = ("p", 0)
         self.title: list[str] | None = None
         self.title_text = ""
-        self.rows: list[list[str]] | None = None
+        self.rows: list[list[str]] = []
         self.cell: list[str] | None = None
         self.tables = 0
         self.stopped = False
 
     @property
     def full(self) -> bool:
-        """True once no more input is wanted (text limit reached or input unparseable)."""
+        """True once no more input is wanted (text limit reached, or nothing parseable)."""
         return self.out.full or self.stopped
 
     def feed(self, data: str) -> None:
         if self.full:
             return
         super().feed(data)
+        # An unclosed comment or tag makes HTMLParser hold everything that follows.
         if len(self.rawdata) > _MAX_PENDING:
-            self.stopped = True
-            self.out.truncated = True
+            self.stopped = self.out.truncated = True
 
     def result(self) -> Extracted:
+        """Everything collected so far, once the input has ended."""
+        if not self.full:
+            self.close()
+        self._end_title()
         self._flush()
         self._end_table()
         return self.out.result()
@@ -388,18 +422,23 @@ class HtmlText(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _VOID:
-            self._void(tag)
+            if self.skip_depth is None:
+                self._void(tag)
             return
+        self._end_title()
+        if self.skip_depth is None and not self.tables and (tag in _BLOCKS or tag == "table"):
+            self._flush()
         self.stack.append(tag)
         if self.skip_depth is not None:
             return
-        if tag == "title" and self.title is None and not self.title_text:
+        if tag == "title" and not self.title_text:
             self.title = []
-            return
-        if _hidden(tag, dict(attrs), self.stack):
+        elif _hidden(tag, dict(attrs), self.stack):
             self.skip_depth = len(self.stack) - 1
-            return
-        self._open_block(tag)
+        elif self.tables:
+            self._open_in_table(tag)
+        elif tag == "table":
+            self.tables, self.rows = 1, []
 
     def handle_endtag(self, tag: str) -> None:
         if tag not in self.stack:
@@ -409,7 +448,7 @@ class HtmlText(HTMLParser):
             if self.skip_depth is not None and len(self.stack) <= self.skip_depth:
                 self.skip_depth = None
             elif self.skip_depth is None:
-                self._close_block(closed)
+                self._close(closed)
             if closed == tag:
                 return
 
@@ -426,87 +465,90 @@ class HtmlText(HTMLParser):
     # -- blocks
 
     def _void(self, tag: str) -> None:
-        if self.skip_depth is not None:
-            return
         if tag == "br":
             self.handle_data(_BREAK)
-        elif tag == "hr":
+        elif tag == "hr" and not self.tables:
             self._flush()
 
-    def _open_block(self, tag: str) -> None:
-        if self.cell is not None or self.tables > 1:
-            if tag == "table":
-                self.tables += 1
-            elif tag in ("td", "th") and self.tables == 1:
-                self._end_cell()
-                self.cell = []
-            elif tag in _BLOCKS or tag in ("td", "th"):
-                self.handle_data(" ")
-            return
+    def _close(self, tag: str) -> None:
+        if tag == "title":
+            self._end_title()
+        elif self.tables:
+            self._close_in_table(tag)
+        elif tag in _BLOCKS:
+            # The kind of the text collected so far depends on the elements still open.
+            self._flush(self._kind() if tag not in _KINDS else _KINDS[tag])
+
+    def _open_in_table(self, tag: str) -> None:
         if tag == "table":
-            self._flush()
-            self.tables, self.rows = 1, []
-        elif tag == "tr" and self.rows is not None:
+            self.tables += 1
+        elif self.tables == 1 and tag == "tr":
+            self._end_cell()
             self.rows.append([])
-        elif tag in ("td", "th") and self.rows is not None:
+        elif self.tables == 1 and tag in ("td", "th"):
+            self._end_cell()
             if not self.rows:
                 self.rows.append([])
             self.cell = []
         elif tag in _BLOCKS:
-            self._flush()
-            self.kind = _block_kind(tag)
+            self.handle_data(" ")
 
-    def _close_block(self, tag: str) -> None:
-        if tag == "title" and self.title is not None:
+    def _close_in_table(self, tag: str) -> None:
+        if tag == "table":
+            self.tables -= 1
+            if not self.tables:
+                self._end_table()
+        elif self.tables == 1 and tag in ("td", "th", "tr"):
+            self._end_cell()
+        elif self.tables == 1 and tag == "caption":
+            self._flush(("h", 6))
+        elif tag in _BLOCKS:
+            self.handle_data(" ")
+
+    def _end_title(self) -> None:
+        if self.title is not None:
             self.title_text = " ".join("".join(self.title).split())
             self.title = None
             self.out.add(md_heading(1, self.title_text))
-        elif tag == "table" and self.tables > 1:
-            self.tables -= 1
-        elif tag in ("td", "th") and self.tables == 1:
-            self._end_cell()
-        elif tag == "table":
-            self._end_table()
-        elif tag in _BLOCKS and self.cell is None and self.tables == 0:
-            self._flush()
-            self.kind = ("p", 0)
-        elif self.cell is not None:
-            self.cell.append(" ")
 
     def _end_cell(self) -> None:
-        if self.cell is not None and self.rows is not None:
+        if self.cell is not None and self.rows:
             self.rows[-1].append(_visible("".join(self.cell)))
         self.cell = None
 
     def _end_table(self) -> None:
         self._end_cell()
-        if self.rows is not None:
-            self.out.add(md_table(self.rows))
-        self.rows, self.tables = None, 0
+        self._flush()  # a caption
+        self.out.add(md_table(self.rows))
+        self.rows, self.tables = [], 0
 
-    def _flush(self) -> None:
+    def _kind(self) -> tuple[str, int]:
+        """What the innermost open heading, list item or <pre> makes of text: ("p", 0) if none."""
+        for tag in reversed(self.stack):
+            if tag in _KINDS:
+                return _KINDS[tag]
+        return ("p", 0)
+
+    def _flush(self, kind: tuple[str, int] | None = None) -> None:
         """Emit the text collected since the last block boundary."""
         raw, self.buffer = "".join(self.buffer), []
-        kind, level = self.kind
-        if kind == "pre":
+        if not raw.strip():
+            return
+        name, level = kind or self._kind()
+        if name == "pre":
             self.out.add(md_code(raw.replace(_BREAK, "\n")))
             return
+        # Two <br> in a row separate paragraphs on old pages.
         for part in re.split(f"{_BREAK}\\s*{_BREAK}[\\s{_BREAK}]*", raw):
             text = _visible(part)
-            if kind == "h" and text != self.title_text:
-                self.out.add(md_heading(level, text))
-            elif kind == "li":
-                self.out.add(md_item(text))
-            elif kind != "h":
-                self.out.add(md_escape(text))
+            if name == "h":
+                self.out.add(md_heading(level, text) if text != self.title_text else "")
+            else:
+                self.out.add(md_item(text) if name == "li" else md_escape(text))
 
 
-def _block_kind(tag: str) -> tuple[str, int]:
-    if tag in _HEADINGS:
-        return ("h", _HEADINGS[tag])
-    if tag in ("li", "dt", "pre"):
-        return ("li" if tag != "pre" else "pre", 0)
-    return ("p", 0)
+_KINDS = {**{tag: ("h", level) for tag, level in _HEADINGS.items()}, "li": ("li", 0)}
+_KINDS["pre"] = ("pre", 0)
 
 
 def _hidden(tag: str, attrs: dict[str, str | None], stack: Sequence[str]) -> bool:
@@ -529,10 +571,8 @@ def _visible(text: str) -> str:
 
     def space(match: re.Match[str]) -> str:
         start, end = match.start(), match.end()
-        if "\n" in match.group() and 0 < start and end < len(text):
-            if _is_cjk(text[start - 1]) and _is_cjk(text[end]):
-                return ""
-        return " "
+        joins_cjk = start > 0 and end < len(text) and _is_cjk(text[start - 1] + text[end])
+        return "" if "\n" in match.group() and joins_cjk else " "
 
     return _SPACES.sub(space, text.replace(_BREAK, "\n")).strip()
 
@@ -549,7 +589,8 @@ def _open_archive(handle: IO[bytes]) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(handle)
         members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+    except Exception as error:  # BadZipFile, and worse from a hostile central directory
+        _raise_read_failure(error)
         raise UnreadableDocument("not a valid Office file (corrupt zip archive)") from None
     if sum(member.file_size for member in members) > config.MAX_ARCHIVE_BYTES:
         raise UnreadableDocument(ZIP_BOMB)
@@ -560,15 +601,26 @@ def _guarded(kind: str, read: Callable[[], Extracted]) -> Extracted:
     """Run a parser on a hostile file: anything it raises becomes a one-line reason."""
     try:
         return read()
-    except (UnreadableDocument, OSError):
+    except UnreadableDocument:
         raise
-    except Exception:
+    except Exception as error:
+        _raise_read_failure(error)
         raise UnreadableDocument(f"corrupt {kind} (cannot be parsed)") from None
+
+
+def _raise_read_failure(error: Exception) -> None:
+    """Let a real read failure (EIO, the file vanished) through; the caller reports the rest.
+
+    Parsers on hostile input raise anything, OSError(EINVAL) from a wild seek included: that is
+    a corrupt file, not a failing disk.
+    """
+    if isinstance(error, OSError) and error.errno not in (None, errno.EINVAL):
+        raise error
 
 
 def docx_text(handle: IO[bytes], *, max_chars: int) -> Extracted:
     """Paragraphs, headings (as Markdown headings), list items and table rows of a Word file."""
-    _open_archive(handle)
+    _open_archive(handle).close()  # python-docx opens the archive again, checked
     handle.seek(0)
     return _guarded("DOCX", lambda: _docx_blocks(handle, max_chars))
 
@@ -591,7 +643,7 @@ def _docx_blocks(handle: IO[bytes], max_chars: int) -> Extracted:
     return out.result()
 
 
-def _docx_paragraph(paragraph) -> str:  # type: ignore[no-untyped-def]
+def _docx_paragraph(paragraph: Paragraph) -> str:
     text = paragraph.text
     style = (paragraph.style.name if paragraph.style is not None else "") or ""
     heading = _HEADING_STYLE.match(style)
@@ -605,7 +657,7 @@ def _docx_paragraph(paragraph) -> str:  # type: ignore[no-untyped-def]
     return md_escape(text)
 
 
-def _docx_rows(table) -> list[list[str]]:  # type: ignore[no-untyped-def]
+def _docx_rows(table: Table) -> list[list[str]]:
     rows = []
     for row in table.rows:
         cells, seen = [], set()
@@ -704,9 +756,21 @@ def _odt_walk(element: ET.Element, *, in_list: bool) -> Iterator[str]:
             yield from _odt_walk(child, in_list=in_list or child.tag == f"{_TEXT}list")
 
 
+_ODT_SPACES = frozenset({f"{_TEXT}s", f"{_TEXT}tab", f"{_TEXT}line-break"})
+
+
 def _odt_inline(element: ET.Element) -> str:
     """All text inside an element; <text:s/>, tabs and line breaks count as spaces."""
-    return " ".join("".join(element.itertext()).split())
+    return " ".join("".join(_odt_pieces(element)).split())
+
+
+def _odt_pieces(element: ET.Element) -> Iterator[str]:
+    if element.tag in _ODT_SPACES:
+        yield " "
+    yield element.text or ""
+    for child in element:
+        yield from _odt_pieces(child)
+        yield child.tail or ""
 
 
 CONTAINERS: dict[str, Callable[..., Extracted]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from indexer import config, models
 from indexer.build import BuildReport, Progress, build, rebuild_faiss
 from indexer.embed import Embedder
 from indexer.errors import BuildLockedError, ModelMismatchError, NotAFolderError
+from indexer.load import Selection, Symlinks
 from indexer.search import Hit, Mode, Searcher, require_index
 from indexer.store import Store, faiss_ids
 
@@ -128,13 +129,23 @@ class Index:
         wait: float = 0,
         batch_size: int = config.DEFAULT_BATCH_SIZE,
         progress: Callable[[int], Progress] | None = None,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        symlinks: Symlinks = "inside",
     ) -> BuildReport:
-        """Bring the index in line with a folder (incremental; one writer at a time)."""
+        """Bring the index in line with a folder (incremental; one writer at a time).
+
+        include/exclude: gitignore-style patterns (added to the folder's .indexignore files);
+        symlinks: follow those staying "inside" the folder, "all", or "none".
+        """
         folder = Path(folder)
         if not folder.is_dir():
             raise NotAFolderError(folder)
+        selection = Selection(tuple(include), tuple(exclude), symlinks)
         if dry_run:
-            return build(self.store, self._lazy_embedder(), folder, dry_run=True)
+            return build(
+                self.store, self._lazy_embedder(), folder, dry_run=True, selection=selection
+            )
         self.store.path.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(self.store.lock_path, timeout=wait)
         try:
@@ -151,6 +162,7 @@ class Index:
                 model_path=self._recorded_model_path(),
                 batch_size=batch_size,
                 progress=progress,
+                selection=selection,
             )
         finally:
             lock.release()

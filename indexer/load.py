@@ -1,21 +1,24 @@
-"""Folders → documents: walk a tree safely, read bytes, reject binary files, decode text."""
+"""Folders → documents: walk a tree safely, read files, decode text or extract it (formats.py)."""
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import errno
 import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import charset_normalizer
+import pathspec
 
-from indexer import config
-from indexer.errors import FileSkipped
+from indexer import config, formats
+from indexer.errors import BadPatternError, FileSkipped, UnreadableDocument
 
 UNDECODABLE = "undecodable text (not UTF-8, UTF-16, CP932 or EUC-JP)"
 
@@ -45,40 +48,200 @@ class Document:
 
 # ---------------------------------------------------------------- walking
 
+Symlinks = Literal["inside", "all", "none"]
+#: Called with a relative path and a one-line reason for an entry the walk passes by.
+OnSkip = Callable[[str, str], None]
 
-def walk(root: Path) -> Iterator[FileInfo]:
-    """Indexable files under root in sorted path order; unreadable entries are left out.
+BROKEN_LINK = "broken symlink"
+LINK_LOOP = "symlink loop"
+LINK_OUTSIDE = "symlink leads outside the folder (--symlinks all follows it)"
+WALKED_BEFORE = "symlink to a folder already walked (a loop or an alias)"
 
-    Raises OSError only when root itself cannot be listed.
+
+@dataclass(frozen=True)
+class Selection:
+    """Which files a walk lists: gitignore-style patterns and how symlinks are followed.
+
+    `include` keeps only files matching one of its patterns; `exclude` drops files and folders;
+    both add to the `.indexignore` files found in the tree, and win over them.
     """
-    root_real = os.path.realpath(root)
-    top = os.stat(root)
-    visited = {(top.st_dev, top.st_ino)}
-    stack = _children(os.fspath(root), "", strict=True)
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    symlinks: Symlinks = "inside"
+
+
+def walk(
+    root: Path, selection: Selection = Selection(), *, on_skip: OnSkip | None = None
+) -> Iterator[FileInfo]:
+    """Indexable files under root in sorted path order.
+
+    Entries that cannot be listed, or that lead nowhere, are left out and passed to `on_skip`.
+    Raises OSError only when root itself cannot be listed, BadPatternError for a bad pattern.
+    """
+    walker = _Walker(root, selection, on_skip or (lambda path, reason: None))
+    stack = walker.children(os.fspath(root), "", _root_rules(selection), strict=True)
     while stack:
-        entry, rel = stack.pop()
-        kind = _entry_kind(entry, root_real)
+        entry, rel, rules = stack.pop()
+        kind = walker.kind(entry, rel, rules)
         if kind == "file":
             info = _file_info(entry, rel)
             if info is not None:
                 yield info
-        elif kind == "dir" and _first_visit(entry, visited):
-            stack.extend(_children(entry.path, rel + "/"))
+        elif kind == "dir":
+            stack.extend(walker.children(entry.path, rel + "/", rules))
 
 
-_Entry = tuple[os.DirEntry[str], str]
+@dataclass(frozen=True)
+class _Rules:
+    """Patterns in force in one folder: each .indexignore from the root down, then --exclude."""
+
+    ignores: tuple[tuple[str, pathspec.PathSpec], ...]
+    exclude: pathspec.PathSpec | None
+    include: pathspec.PathSpec | None
+
+    def ignored(self, rel: str, *, folder: bool) -> bool:
+        """Whether .indexignore files or --exclude drop this path (gitignore semantics)."""
+        name = rel + "/" if folder else rel
+        result = False
+        for prefix, spec in self.ignores:
+            if name.startswith(prefix):
+                verdict = spec.check_file(name[len(prefix) :]).include
+                result = result if verdict is None else verdict
+        return result or bool(self.exclude and self.exclude.match_file(name))
+
+    def wanted(self, rel: str) -> bool:
+        """Whether a file passes --include (every file does when none was given)."""
+        return self.include is None or self.include.match_file(rel)
+
+    def below(self, prefix: str, spec: pathspec.PathSpec | None) -> _Rules:
+        """The rules of a subfolder that has its own .indexignore."""
+        if spec is None:
+            return self
+        return _Rules((*self.ignores, (prefix, spec)), self.exclude, self.include)
 
 
-def _children(path: str, prefix: str, *, strict: bool = False) -> list[_Entry]:
-    """Directory entries with their relative paths, reversed so that popping yields sorted order."""
+def _root_rules(selection: Selection) -> _Rules:
+    return _Rules(
+        (),
+        _compile(selection.exclude, "--exclude") if selection.exclude else None,
+        _compile(selection.include, "--include") if selection.include else None,
+    )
+
+
+def _compile(patterns: Iterable[str], option: str) -> pathspec.PathSpec:
     try:
-        with os.scandir(path) as scan:
-            entries = sorted(scan, key=_sort_key, reverse=True)
-    except OSError:
-        if strict:
-            raise
-        return []
-    return [(entry, prefix + entry.name) for entry in entries]
+        return pathspec.GitIgnoreSpec.from_lines(patterns)
+    except (ValueError, TypeError) as error:
+        raise BadPatternError(f"bad {option} pattern: {error} — use gitignore syntax") from None
+
+
+_Entry = tuple[os.DirEntry[str], str, _Rules]
+
+
+class _Walker:
+    """What one walk needs to remember: the root, the folders seen, where to report skips."""
+
+    def __init__(self, root: Path, selection: Selection, on_skip: OnSkip) -> None:
+        self.root_real = os.path.realpath(root)
+        top = os.stat(root)
+        self.visited = {(top.st_dev, top.st_ino)}
+        self.symlinks = selection.symlinks
+        self.on_skip = on_skip
+
+    def children(
+        self, path: str, prefix: str, rules: _Rules, *, strict: bool = False
+    ) -> list[_Entry]:
+        """Entries with their relative paths, reversed so that popping yields sorted order."""
+        try:
+            with os.scandir(path) as scan:
+                entries = sorted(scan, key=_sort_key, reverse=True)
+        except OSError as error:
+            if strict:
+                raise
+            self.on_skip(prefix, _reason(error))
+            return []
+        ignore = next((e for e in entries if e.name == config.IGNORE_FILE), None)
+        if ignore is not None:
+            rules = rules.below(prefix, self._ignore_file(ignore, prefix))
+        return [(entry, prefix + entry.name, rules) for entry in entries]
+
+    def _ignore_file(self, entry: os.DirEntry[str], prefix: str) -> pathspec.PathSpec | None:
+        try:
+            with open(entry.path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read(1 << 20).splitlines()
+        except OSError as error:
+            self.on_skip(prefix + entry.name, _reason(error))
+            return None
+        return _lenient_spec(lines)
+
+    def kind(
+        self, entry: os.DirEntry[str], rel: str, rules: _Rules
+    ) -> Literal["file", "dir", "skip"]:
+        """Whether to read an entry, descend into it, or pass it by (reporting why)."""
+        if entry.name.startswith("."):
+            return "skip"
+        document = _is_document(entry.name)
+        try:
+            folder = entry.is_dir()  # a symlink's target; False when the link is broken
+            if not (folder or document) or rules.ignored(rel, folder=folder):
+                return "skip"
+            if entry.is_symlink() and not self._follow(entry, rel):
+                return "skip"
+            if folder:
+                return self._folder_kind(entry, rel)
+            if entry.is_file():
+                return "file" if rules.wanted(rel) else "skip"
+        except OSError as error:
+            if document:
+                self.on_skip(rel, LINK_LOOP if error.errno == errno.ELOOP else _reason(error))
+        return "skip"
+
+    def _follow(self, entry: os.DirEntry[str], rel: str) -> bool:
+        """Whether a symlink may be followed; says why when it may not (unless told "none")."""
+        if self.symlinks == "none":
+            return False
+        try:
+            os.stat(entry.path)
+        except OSError as error:
+            self.on_skip(rel, LINK_LOOP if error.errno == errno.ELOOP else BROKEN_LINK)
+            return False
+        if self.symlinks == "inside" and not _inside(os.path.realpath(entry.path), self.root_real):
+            self.on_skip(rel, LINK_OUTSIDE)
+            return False
+        return True
+
+    def _folder_kind(self, entry: os.DirEntry[str], rel: str) -> Literal["dir", "skip"]:
+        """Descend unless a tool folder, a virtual environment, or a folder seen before."""
+        if _skipped_dir(entry):
+            return "skip"
+        info = entry.stat()
+        key = (info.st_dev, info.st_ino)
+        if key in self.visited:
+            if entry.is_symlink():
+                self.on_skip(rel, WALKED_BEFORE)
+            return "skip"
+        self.visited.add(key)
+        return "dir"
+
+
+def _lenient_spec(lines: list[str]) -> pathspec.PathSpec:
+    """A .indexignore file's patterns; a line pathspec cannot read is dropped, not fatal."""
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, TypeError):
+        good = []
+        for line in lines:
+            try:
+                pathspec.GitIgnoreSpec.from_lines([line])
+            except (ValueError, TypeError):
+                continue
+            good.append(line)
+        return pathspec.GitIgnoreSpec.from_lines(good)
+
+
+def _is_document(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in config.TEXT_SUFFIXES
 
 
 def _sort_key(entry: os.DirEntry[str]) -> str:
@@ -87,22 +250,6 @@ def _sort_key(entry: os.DirEntry[str]) -> str:
         return entry.name + "/" if entry.is_dir() else entry.name
     except OSError:
         return entry.name
-
-
-def _entry_kind(entry: os.DirEntry[str], root_real: str) -> Literal["file", "dir", "skip"]:
-    """Whether to read an entry, descend into it, or pass it by."""
-    if entry.name.startswith("."):
-        return "skip"
-    try:
-        if entry.is_symlink() and not _inside(os.path.realpath(entry.path), root_real):
-            return "skip"
-        if entry.is_dir():
-            return "skip" if _skipped_dir(entry) else "dir"
-        if entry.is_file() and os.path.splitext(entry.name)[1].lower() in config.TEXT_SUFFIXES:
-            return "file"
-    except OSError:
-        pass
-    return "skip"
 
 
 def _inside(path: str, root_real: str) -> bool:
@@ -115,19 +262,6 @@ def _skipped_dir(entry: os.DirEntry[str]) -> bool:
     if entry.name in config.SKIP_DIRS:
         return True
     return os.path.isfile(os.path.join(entry.path, "pyvenv.cfg"))
-
-
-def _first_visit(entry: os.DirEntry[str], visited: set[tuple[int, int]]) -> bool:
-    """Record a folder by device and inode; False when seen before (a symlink loop or alias)."""
-    try:
-        info = entry.stat()
-    except OSError:
-        return False
-    key = (info.st_dev, info.st_ino)
-    if key in visited:
-        return False
-    visited.add(key)
-    return True
 
 
 def _file_info(entry: os.DirEntry[str], rel: str) -> FileInfo | None:
@@ -143,21 +277,24 @@ def _file_info(entry: os.DirEntry[str], rel: str) -> FileInfo | None:
 
 
 def read_document(root: Path, info: FileInfo) -> Document:
-    """Read and decode one file listed by `walk`; raises FileSkipped when it cannot be indexed."""
-    data, digest, complete, status = _read_bytes(Path(root, info.path), info.path)
-    if _looks_binary(data):
-        raise FileSkipped(info.path, "binary file")
+    """Read one file listed by `walk` and turn it into text; raises FileSkipped when it cannot."""
+    fmt = config.TEXT_SUFFIXES.get(Path(info.path).suffix.lower(), "text")
     try:
-        text, encoding = decode(data) if complete else _decode_prefix(data)
-    except ValueError:
-        raise FileSkipped(info.path, UNDECODABLE) from None
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    truncated = not complete or len(text) > config.MAX_FILE_CHARS
+        with _opened(Path(root, info.path), info.path) as (handle, status):
+            if fmt in formats.CONTAINERS:
+                text, encoding, truncated, digest = _read_container(handle, fmt, info.path)
+                _check_unchanged(handle, status, info.path)
+            elif fmt == "html":
+                text, encoding, truncated, digest = _read_html(handle, info.path)
+            else:
+                text, encoding, truncated, digest = _read_text(handle, info.path)
+    except OSError as error:
+        raise FileSkipped(info.path, _reason(error)) from None
     return Document(
         path=info.path,
-        text=text[: config.MAX_FILE_CHARS],
+        text=text,
         encoding=encoding,
-        format=config.TEXT_SUFFIXES.get(Path(info.path).suffix.lower(), "text"),
+        format=fmt,
         size=status.st_size,
         mtime_ns=status.st_mtime_ns,
         sha256=digest,
@@ -165,25 +302,110 @@ def read_document(root: Path, info: FileInfo) -> Document:
     )
 
 
-def _read_bytes(path: Path, rel: str) -> tuple[bytes, str, bool, os.stat_result]:
-    """The file's bytes (up to the cap), the SHA-256 of all of them, whether all fit, and fstat."""
+_Read = tuple[str, str, bool, str]  # text, encoding, truncated, sha256
+
+
+@contextlib.contextmanager
+def _opened(path: Path, rel: str) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """The open file and its fstat; FileSkipped unless it is a regular file."""
+    # O_NONBLOCK: a FIFO that replaced the file must not hang the build.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise FileSkipped(rel, "not a regular file")
+        yield handle, status
+
+
+def _read_text(handle: BinaryIO, rel: str) -> _Read:
+    """A plain text file: bytes up to the cap decoded, the SHA-256 of all bytes."""
+    # Enough bytes for MAX_FILE_CHARS characters of UTF-8.
+    data = handle.read(config.MAX_FILE_CHARS * 4)
+    digest = hashlib.sha256(data)
+    complete = _hash_rest(handle, digest)
+    if _looks_binary(data):
+        raise FileSkipped(rel, "binary file")
     try:
-        # O_NONBLOCK: a FIFO that replaced the file must not hang the build.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb") as handle:
-            status = os.fstat(handle.fileno())
-            if not stat.S_ISREG(status.st_mode):
-                raise FileSkipped(rel, "not a regular file")
-            # Enough bytes for MAX_FILE_CHARS characters of UTF-8.
-            data = handle.read(config.MAX_FILE_CHARS * 4)
-            digest = hashlib.sha256(data)
-            complete = True
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-                complete = False
-    except OSError as error:
-        raise FileSkipped(rel, _reason(error)) from None
-    return data, digest.hexdigest(), complete, status
+        text, encoding = decode(data) if complete else _decode_prefix(data)
+    except ValueError:
+        raise FileSkipped(rel, UNDECODABLE) from None
+    del data
+    truncated = not complete or len(text) > config.MAX_FILE_CHARS
+    text = text[: config.MAX_FILE_CHARS].replace("\r\n", "\n").replace("\r", "\n")
+    return text, encoding, truncated, digest.hexdigest()
+
+
+def _hash_rest(handle: BinaryIO, digest: hashlib._Hash) -> bool:
+    """Feed the rest of the file to the digest; True when there was nothing left."""
+    complete = True
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+        complete = False
+    return complete
+
+
+#: Bytes looked at to find an HTML page's encoding when it does not declare one.
+_HTML_SNIFF = 1 << 20
+
+
+def _read_html(handle: BinaryIO, rel: str) -> _Read:
+    """An HTML page streamed through the parser: memory stays flat however large the file."""
+    head = handle.read(_HTML_SNIFF)
+    digest = hashlib.sha256(head)
+    if _looks_binary(head):
+        raise FileSkipped(rel, "binary file")
+    encoding = _html_encoding(head, rel)
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    parser = formats.HtmlText(max_chars=config.MAX_FILE_CHARS)
+    parser.feed(decoder.decode(head))
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+        parser.feed(decoder.decode(chunk))
+    parser.feed(decoder.decode(b"", final=True))
+    extracted = parser.result()
+    return extracted.text, encoding, extracted.truncated, digest.hexdigest()
+
+
+def _html_encoding(head: bytes, rel: str) -> str:
+    """A byte order mark, else the declared charset if the bytes fit it, else a detected one."""
+    declared = None if _bom(head) else formats.declared_html_encoding(head)
+    if declared and _decode_prefix_as(head, declared):
+        return declared
+    try:
+        return _decode_prefix(head)[1]
+    except ValueError:
+        raise FileSkipped(rel, UNDECODABLE) from None
+
+
+def _bom(data: bytes) -> bool:
+    return data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+
+
+def _decode_prefix_as(data: bytes, encoding: str) -> bool:
+    """Whether the bytes (maybe cut inside a character at the end) decode strictly."""
+    return any(_strict(data[: len(data) - cut], encoding) for cut in range(4))
+
+
+def _read_container(handle: BinaryIO, fmt: str, rel: str) -> _Read:
+    """A PDF or Office file: hashed in one pass, then parsed from the start."""
+    digest = hashlib.sha256()
+    _hash_rest(handle, digest)
+    handle.seek(0)
+    try:
+        extracted = formats.extract(fmt, handle, max_chars=config.MAX_FILE_CHARS)
+    except UnreadableDocument as error:
+        raise FileSkipped(rel, error.reason) from None
+    return extracted.text, "", extracted.truncated, digest.hexdigest()
+
+
+CHANGED = "file changed while reading (read again next build)"
+
+
+def _check_unchanged(handle: BinaryIO, before: os.stat_result, rel: str) -> None:
+    """A file read twice (hash, then parse) must not have changed in between."""
+    after = os.fstat(handle.fileno())
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise FileSkipped(rel, CHANGED)
 
 
 def _reason(error: OSError) -> str:
@@ -192,7 +414,7 @@ def _reason(error: OSError) -> str:
         return "file vanished while reading"
     if isinstance(error, PermissionError):
         return "permission denied"
-    if isinstance(error, IsADirectoryError):
+    if isinstance(error, (IsADirectoryError, NotADirectoryError)):
         return "not a regular file"
     return f"read error ({(error.strerror or type(error).__name__).lower()})"
 

@@ -51,6 +51,7 @@ class Hit:
     before: list[str] = field(default_factory=list)
     after: list[str] = field(default_factory=list)
     sentence_id: int = 0
+    page: int | None = None
     dense_rank: int | None = None
     keyword_rank: int | None = None
     dense_score: float | None = None
@@ -58,8 +59,8 @@ class Hit:
 
     @property
     def location(self) -> str:
-        """`path:line` as editors and terminals understand it."""
-        return f"{self.path}:{self.line}"
+        """`path:line` as editors understand it, or `path:pPAGE` for PDF pages and slides."""
+        return f"{self.path}:p{self.page}" if self.page is not None else f"{self.path}:{self.line}"
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready record with every field."""
@@ -245,6 +246,7 @@ class Searcher:
             before=before,
             after=after,
             sentence_id=row.id,
+            page=row.page,
         )
 
     def _context(self, row: SentenceRow, context: int) -> tuple[list[str], list[str]]:

@@ -31,20 +31,46 @@ class Sentence:
     char_start: int
     char_end: int
     position: int
+    page: int | None = None  # 1-based page (PDF) or slide (PPTX); None for unpaged formats
+
+
+#: How each document format is split: extracted formats are plain text or Markdown (formats.py).
+SYNTAX = {"pdf": "text", **dict.fromkeys(("html", "docx", "pptx", "odt"), "markdown")}
+#: Formats whose form feeds separate numbered pages (slides for PPTX).
+PAGED = frozenset({"pdf", "pptx"})
 
 
 def split_document(text: str, fmt: str) -> list[Sentence]:
-    """Split a document ("markdown", "rst" or "text") into sentences and structural units."""
+    """Split a document of a format in config.TEXT_SUFFIXES into sentences and structural units.
+
+    A form feed is a hard boundary: no unit spans two pages. In paged formats each sentence
+    gets the number of its page.
+    """
+    syntax = SYNTAX.get(fmt, fmt)
+    units: list[tuple[int, _Unit]] = []
+    start = 0
+    for page, segment in enumerate(text.split("\f"), 1):
+        shifted = [
+            (page, replace(unit, start=unit.start + start, end=unit.end + start))
+            for unit in _split_units(segment, syntax, top=start == 0)
+        ]
+        units.extend(shifted)
+        start += len(segment) + 1
+    return _to_sentences(units, text, paged=fmt in PAGED)
+
+
+def _split_units(text: str, syntax: str, *, top: bool) -> list[_Unit]:
+    """The units of one page, with offsets into that page's text."""
     lines = _lines(text)
-    if fmt == "markdown":
-        blocks = list(_md_blocks(lines, top=True))
-    elif fmt == "rst":
+    if syntax == "markdown":
+        blocks = list(_md_blocks(lines, top=top))
+    elif syntax == "rst":
         blocks = list(_rst_blocks(lines))
     else:
         blocks = _text_blocks(lines)
-    units = [unit for block in blocks for unit in _block_units(block, fmt)]
+    units = [unit for block in blocks for unit in _block_units(block, syntax)]
     units = _merge_short_blocks(_absorb_fillers(units, text))
-    return _to_sentences(_cover_gaps(units, text), text)
+    return _cover_gaps(units, text)
 
 
 def split_sentences(paragraph: str) -> list[tuple[int, int]]:
@@ -55,7 +81,34 @@ def split_sentences(paragraph: str) -> list[tuple[int, int]]:
         span = _trim(paragraph, start, end)
         if span:
             spans.append(span)
-    return _merge_fragments(paragraph, spans)
+    return _cap_spans(paragraph, _merge_fragments(paragraph, spans))
+
+
+def _cap_spans(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Cut spans longer than MAX_SENTENCE_CHARS (a base64 blob, a minified script, a log line).
+
+    A sentence that long is windowed anyway; cutting it here keeps memory and tokenizer time
+    proportional to the text however the text is shaped.
+    """
+    capped: list[tuple[int, int]] = []
+    for start, end in spans:
+        while end - start > config.MAX_SENTENCE_CHARS:
+            cut = _cut_point(text, start, start + config.MAX_SENTENCE_CHARS)
+            piece = _trim(text, start, cut)
+            if piece:
+                capped.append(piece)
+            start = cut
+        piece = _trim(text, start, end)
+        if piece:
+            capped.append(piece)
+    return capped
+
+
+def _cut_point(text: str, start: int, limit: int) -> int:
+    """After the last space or comma in the second half of text[start:limit], else at limit."""
+    floor = (start + limit) // 2
+    best = max(text.rfind(char, floor, limit) for char in " \n\t、，,")
+    return best + 1 if best > floor else limit
 
 
 # ---------------------------------------------------------------- sentence boundaries in prose
@@ -93,12 +146,13 @@ _ABBREVIATIONS = _words(
     "corp dept est fig figs eq eqs vol vols ch sec ed eds pp jan feb mar apr jun jul aug "
     "sep sept oct nov dec bzw usw vgl ggf evtl inkl sog nr str abs jh jhd hr fr"
 )
-_CJK = (
+#: Chinese, Japanese and full-width characters (a regex character class body).
+CJK = (
     "\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
     "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
 )
-_CJK_CHAR = re.compile(f"[{_CJK}]")
-_CJK_LINE_BREAK = re.compile(f"(?<=[{_CJK}])[ \\t]*\\n\\s*(?=[{_CJK}])")
+_CJK_CHAR = re.compile(f"[{CJK}]")
+_CJK_LINE_BREAK = re.compile(f"(?<=[{CJK}])[ \\t]*\\n\\s*(?=[{CJK}])")
 
 
 def _boundaries(paragraph: str) -> Iterator[int]:
@@ -396,9 +450,33 @@ def _block_units(block: _Block, fmt: str) -> list[_Unit]:
         if span is None:
             return []
         text = block.text.strip()
-        attach = block.attach
-        return [_Unit(block.kind, span[0], span[1], text, attach, prose=False)]
+        if len(text) > config.MAX_SENTENCE_CHARS:
+            return _long_block_units(block)
+        return [_Unit(block.kind, span[0], span[1], text, block.attach, prose=False)]
     return list(_prose_units(block, fmt))
+
+
+def _long_block_units(block: _Block) -> list[_Unit]:
+    """A code block or table row too long for one unit, cut into pieces of its raw text."""
+    units = []
+    for line in block.lines:
+        for start, end in _cap_spans(line.text, [(0, len(line.text))]):
+            text = line.text[start:end]
+            units.append(
+                _Unit(block.kind, line.start + start, line.start + end, text, "prev", False)
+            )
+    merged: list[_Unit] = []
+    for unit in units:
+        if (
+            merged
+            and merged[-1].end - merged[-1].start + len(unit.text) < config.MAX_SENTENCE_CHARS
+        ):
+            last = merged[-1]
+            text = f"{last.text}\n{unit.text}"
+            merged[-1] = replace(last, end=unit.end, text=text)
+        else:
+            merged.append(unit)
+    return merged
 
 
 def _lines_span(lines: Sequence[_Line]) -> tuple[int, int] | None:
@@ -474,7 +552,8 @@ def _combine(host: _Unit, other: _Unit, *, spaced: bool = False) -> _Unit:
     """The host unit extended over another one; prose hosts take its text too."""
     first, second = (host, other) if other.start >= host.start else (other, host)
     text = host.text
-    if host.prose and other.text:
+    # Markup around an over-long unit widens its span but not its text.
+    if host.prose and other.text and len(host.text) + len(other.text) < config.MAX_SENTENCE_CHARS:
         text = f"{first.text} {second.text}" if spaced else _join_text(first.text, second.text)
     return replace(host, start=first.start, end=max(host.end, other.end), text=text)
 
@@ -550,8 +629,8 @@ def _cover_gaps(units: list[_Unit], document: str) -> list[_Unit]:
     return covered
 
 
-def _to_sentences(units: list[_Unit], document: str) -> list[Sentence]:
-    """Final records with positions and 1-based line numbers."""
+def _to_sentences(units: list[tuple[int, _Unit]], document: str, *, paged: bool) -> list[Sentence]:
+    """Final records with positions, 1-based line numbers and (paged formats) page numbers."""
     newlines = [match.start() for match in re.finditer("\n", document)]
     return [
         Sentence(
@@ -562,8 +641,9 @@ def _to_sentences(units: list[_Unit], document: str) -> list[Sentence]:
             char_start=unit.start,
             char_end=unit.end,
             position=position,
+            page=page if paged else None,
         )
-        for position, unit in enumerate(units)
+        for position, (page, unit) in enumerate(units)
     ]
 
 

@@ -67,6 +67,7 @@ class SentenceRow:
     line_end: int
     char_start: int
     char_end: int
+    page: int | None = None
 
 
 def vector_key(model_checksum: str, embedded_text: str) -> str:
@@ -141,10 +142,16 @@ def _m003_chunks(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX chunks_vector ON chunks(vector_id)")
 
 
+def _m004_pages(db: sqlite_utils.Database) -> None:
+    # Page (PDF) or slide (PPTX) of a sentence; NULL for formats located by line.
+    db.execute("ALTER TABLE sentences ADD COLUMN page INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _m001_initial),
     ("0002_keyword", _m002_keyword),
     ("0003_chunks", _m003_chunks),
+    ("0004_pages", _m004_pages),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -285,7 +292,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 f"""SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind, s.line_start,
-                    s.line_end, s.char_start, s.char_end
+                    s.line_end, s.char_start, s.char_end, s.page
                     FROM sentences s JOIN files f ON f.id = s.file_id WHERE s.id IN ({marks})""",
                 chunk,
             ).fetchall()
@@ -296,7 +303,7 @@ class Store:
         """Sentences of one file with position in [first, last], in order."""
         rows = self.db.execute(
             """SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind, s.line_start,
-               s.line_end, s.char_start, s.char_end
+               s.line_end, s.char_start, s.char_end, s.page
                FROM sentences s JOIN files f ON f.id = s.file_id
                WHERE s.file_id = ? AND s.position BETWEEN ? AND ? ORDER BY s.position""",
             [file_id, first, last],
@@ -307,7 +314,7 @@ class Store:
         """Insert a file's sentences (position order) and their keyword rows."""
         self.db.conn.executemany(
             """INSERT INTO sentences(file_id, position, text, kind, line_start, line_end,
-               char_start, char_end, vector_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               char_start, char_end, vector_id, page) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             rows,
         )
         stored = self.db.execute(

@@ -236,3 +236,22 @@ def test_new_split_version_resplits_without_reembedding(index: Index, docs: Path
     assert sorted(report.changed) == sorted(first.added)
     assert report.embedded == 0 and report.reused == first.sentences
     assert index.build(docs).unchanged == 3
+
+
+def test_include_exclude_and_indexignore_select_files(index: Index, docs: Path) -> None:
+    (docs / ".indexignore").write_text("en/faq.txt\n", encoding="utf-8")
+    report = index.build(docs, exclude=["ja/"])
+    assert report.added == ["en/review.md"]
+    # Dropping a pattern brings files in; a new pattern takes them out of the index.
+    report = index.build(docs, include=["*.md"])
+    assert report.added == ["ja/npu.md"] and report.deleted == []
+    report = index.build(docs, include=["ja/**"])
+    assert report.deleted == ["en/review.md"]
+    assert {h.path for h in all_hits(index, "NPU")} == {"ja/npu.md"}
+
+
+def test_bad_pattern_is_a_named_error(index: Index, docs: Path) -> None:
+    from indexer.errors import BadPatternError
+
+    with pytest.raises(BadPatternError, match="--exclude"):
+        index.build(docs, exclude=["!"])

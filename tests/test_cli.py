@@ -466,3 +466,46 @@ def test_model_info_of_a_directory(tiny_model_dir: Path) -> None:
 
 def test_model_info_of_a_bad_directory(tmp_path: Path) -> None:
     assert "model.json" in assert_one_error(run("model", "info", tmp_path), 1)
+
+
+# ---------------------------------------------------------------- selecting files
+
+
+def test_build_include_exclude_and_symlinks_flags(
+    docs: Path, idx: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    outside = write_docs(tmp_path / "outside", {"linked.md": "A linked document from elsewhere.\n"})
+    os.symlink(outside, docs / "elsewhere")
+    result = run(
+        "build",
+        docs,
+        "--index",
+        idx,
+        "--model",
+        tiny_model_dir,
+        "--json",
+        "--include",
+        "*.md",
+        "--include",
+        "*.txt",
+        "--exclude",
+        "ja/weather.txt",
+    )
+    report = json.loads(assert_ok(result).stdout)
+    assert sorted(report["added"]) == ["en/faq.txt", "en/review.md", "ja/npu.md"]
+    assert report["skipped"] == [
+        {
+            "path": "elsewhere",
+            "reason": "symlink leads outside the folder (--symlinks all follows it)",
+        }
+    ]
+    result = run(
+        "build", docs, "--index", idx, "--model", tiny_model_dir, "--json", "--symlinks", "all"
+    )
+    report = json.loads(assert_ok(result).stdout)
+    assert sorted(report["added"]) == ["elsewhere/linked.md", "ja/weather.txt"]
+
+
+def test_build_bad_pattern_is_one_line(docs: Path, idx: Path, tiny_model_dir: Path) -> None:
+    result = run("build", docs, "--index", idx, "--model", tiny_model_dir, "--exclude", "!")
+    assert "bad --exclude pattern" in assert_one_error(result, 2)

@@ -13,7 +13,18 @@ from hypothesis import strategies as st
 
 from indexer import config
 from indexer.errors import FileSkipped
-from indexer.load import UNDECODABLE, FileInfo, decode, read_document, walk
+from indexer.load import (
+    BROKEN_LINK,
+    LINK_LOOP,
+    LINK_OUTSIDE,
+    UNDECODABLE,
+    WALKED_BEFORE,
+    FileInfo,
+    Selection,
+    decode,
+    read_document,
+    walk,
+)
 
 JAPANESE = (
     "吾輩は猫である。名前はまだ無い。\r\n"
@@ -289,3 +300,144 @@ def test_decode_never_crashes(data: bytes) -> None:
         return
     assert isinstance(text, str)
     assert isinstance(encoding, str)
+
+
+# ---------------------------------------------------------------- selecting files
+
+
+def listed(root: Path, selection: Selection | None = None) -> tuple[list[str], list[tuple]]:
+    """Paths a walk lists, and what it reported passing by."""
+    skipped: list[tuple[str, str]] = []
+    paths = [
+        info.path
+        for info in walk(root, selection or Selection(), on_skip=lambda *s: skipped.append(s))
+    ]
+    return paths, skipped
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    for rel in (
+        "README.md",
+        "docs/guide.md",
+        "docs/api.rst",
+        "docs/drafts/todo.md",
+        "docs/drafts/keep.md",
+        "build/out.html",
+        "notes/a.txt",
+        "notes/b.pdf",
+        "notes/deep/c.txt",
+    ):
+        write(root / rel, "Some text.")
+    return root
+
+
+def test_indexignore_files_use_gitignore_syntax(project: Path) -> None:
+    write(project / ".indexignore", "build/\n*.pdf\n# a comment\n")
+    write(project / "docs" / ".indexignore", "drafts/*\n!drafts/keep.md\n")
+    paths, skipped = listed(project)
+    assert paths == [
+        "README.md",
+        "docs/api.rst",
+        "docs/drafts/keep.md",
+        "docs/guide.md",
+        "notes/a.txt",
+        "notes/deep/c.txt",
+    ]
+    assert skipped == []
+
+
+def test_exclude_and_include_patterns(project: Path) -> None:
+    paths, _ = listed(project, Selection(exclude=("docs/", "deep")))
+    assert paths == ["README.md", "build/out.html", "notes/a.txt", "notes/b.pdf"]
+    paths, _ = listed(project, Selection(include=("*.txt", "/README.md")))
+    assert paths == ["README.md", "notes/a.txt", "notes/deep/c.txt"]
+    paths, _ = listed(project, Selection(include=("docs/",), exclude=("drafts/",)))
+    assert paths == ["docs/api.rst", "docs/guide.md"]
+
+
+def test_command_line_exclude_wins_over_indexignore(project: Path) -> None:
+    write(project / ".indexignore", "!notes/a.txt\n")
+    paths, _ = listed(project, Selection(exclude=("notes/",)))
+    assert not any(path.startswith("notes/") for path in paths)
+
+
+def test_bad_lines_in_indexignore_are_dropped(project: Path) -> None:
+    write(project / ".indexignore", "notes/\n!\n")
+    paths, _ = listed(project)
+    assert "notes/a.txt" not in paths and "README.md" in paths
+
+
+def test_symlink_options_and_reports(tree: Path) -> None:
+    paths, skipped = listed(tree)
+    assert dict(skipped) == {
+        "broken.md": BROKEN_LINK,
+        "enc/loop": WALKED_BEFORE,
+        "escape": LINK_OUTSIDE,
+        "escape.md": LINK_OUTSIDE,
+    }
+    everything, _ = listed(tree, Selection(symlinks="all"))
+    assert set(everything) - set(paths) == {"escape.md", "escape/secret.md"}
+    no_links, skipped = listed(tree, Selection(symlinks="none"))
+    assert set(paths) - set(no_links) == {"link-to-empty.md"}
+    assert skipped == []
+    # What .indexignore leaves out is not reported.
+    write(tree / ".indexignore", "escape*\nbroken.md\n")
+    assert dict(listed(tree)[1]) == {"enc/loop": WALKED_BEFORE}
+
+
+def test_self_referencing_symlink_is_a_loop(tmp_path: Path) -> None:
+    os.symlink("self.md", tmp_path / "self.md")
+    assert listed(tmp_path) == ([], [("self.md", LINK_LOOP)])
+
+
+def test_unreadable_folder_is_reported(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can read any folder")
+    write(tmp_path / "locked" / "doc.md", "Locked away.")
+    (tmp_path / "locked").chmod(0)
+    try:
+        assert listed(tmp_path) == ([], [("locked/", "permission denied")])
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+
+
+# ---------------------------------------------------------------- large files
+
+
+def test_large_file_is_hashed_whole_and_read_up_to_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(config, "MAX_FILE_CHARS", 1000)
+    data = b"word " * 1_000_000  # 5 MB, one line
+    write(tmp_path / "big.txt", data)
+    doc = read_document(tmp_path, FileInfo("big.txt", 0, 0))
+    assert doc.truncated and len(doc.text) == 1000
+    assert doc.sha256 == hashlib.sha256(data).hexdigest() and doc.size == len(data)
+
+
+def test_large_html_is_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "MAX_FILE_CHARS", 5000)
+    data = b"<html><body>" + b"<p>A paragraph of a very large page.</p>\n" * 200_000
+    write(tmp_path / "big.html", data)
+    doc = read_document(tmp_path, FileInfo("big.html", 0, 0))
+    assert doc.truncated and len(doc.text) <= 5000 and doc.encoding == "utf-8"
+    assert doc.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_file_changed_between_hash_and_parse_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer import formats
+
+    write(tmp_path / "doc.pdf", b"%PDF-1.4 placeholder")
+
+    def grow(fmt: str, handle: object, *, max_chars: int) -> formats.Extracted:
+        with open(tmp_path / "doc.pdf", "ab") as out:
+            out.write(b"appended while the build read the file")
+        return formats.Extracted("text", False)
+
+    monkeypatch.setattr(formats, "extract", grow)
+    with pytest.raises(FileSkipped, match="changed while reading"):
+        read_document(tmp_path, FileInfo("doc.pdf", 0, 0))

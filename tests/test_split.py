@@ -597,6 +597,69 @@ def test_split_sentences_invariants(paragraph: str) -> None:
     assert all(i in covered for i, char in enumerate(paragraph) if not char.isspace())
 
 
+# ---------------------------------------------------------------- pages (form feeds)
+
+
+def test_form_feeds_number_the_pages_of_paged_formats() -> None:
+    text = "Title of the report\n\nFirst page sentence that goes on\fand second page text.\f\fLast."
+    sentences = split_document(text, "pdf")
+    assert [(s.page, s.text) for s in sentences] == [
+        (1, "Title of the report"),
+        (1, "First page sentence that goes on"),
+        (2, "and second page text."),
+        (4, "Last."),
+    ]
+    assert_invariants(text, sentences)
+
+
+def test_form_feed_is_a_boundary_but_no_page_in_text_files() -> None:
+    text = "A paragraph that ends without a stop\fA new page starts here."
+    sentences = split_document(text, "text")
+    assert [(s.page, s.text) for s in sentences] == [
+        (None, "A paragraph that ends without a stop"),
+        (None, "A new page starts here."),
+    ]
+
+
+def test_front_matter_only_on_the_first_page() -> None:
+    text = "---\ntitle: x\n---\nBody text of page one.\f---\nkey: value\n---\nBody two."
+    kinds = [(s.page, s.kind) for s in split_document(text, "pptx")]
+    assert kinds[0] == (1, "meta") and (2, "meta") not in kinds
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt"),
+    [
+        ("A" * 9000, "text"),  # a base64 blob
+        ("var a=function(b){return b+1}; " * 400, "markdown"),  # minified code
+        ("日本語の長い文、" * 800, "text"),  # no spaces, commas only
+        ("```\n" + "x = 1  # a line of code\n" * 500 + "```\n", "markdown"),  # a code block
+        ("| " + " | ".join(["cell"] * 1500) + " |\n|---|\n", "markdown"),  # a table row
+    ],
+    ids=["blob", "minified", "cjk", "code", "table"],
+)
+def test_over_long_units_are_cut(text: str, fmt: str) -> None:
+    sentences = split_document(text, fmt)
+    assert len(sentences) > 1
+    assert all(len(s.text) <= config.MAX_SENTENCE_CHARS for s in sentences)
+    assert_invariants(text, sentences)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pages=st.lists(documents, min_size=1, max_size=4),
+    fmt=st.sampled_from(["pdf", "pptx", "html", "markdown", "text"]),
+)
+def test_paged_documents_keep_the_invariants(pages: list[str], fmt: str) -> None:
+    text = "\f".join(pages)
+    sentences = split_document(text, fmt)
+    assert_invariants(text, sentences)
+    for sentence in sentences:
+        page = text.count("\f", 0, sentence.char_start) + 1
+        assert sentence.page == (page if fmt in ("pdf", "pptx") else None)
+        assert "\f" not in text[sentence.char_start : sentence.char_end]
+
+
 # ---------------------------------------------------------------- the real corpus
 
 
