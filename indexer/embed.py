@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,6 +40,23 @@ def _session(info: ModelInfo, threads: int) -> ort.InferenceSession:
             f"model directory {info.path}: onnxruntime cannot load "
             f"model.onnx ({e}) — re-export or re-prepare the model"
         ) from e
+
+
+#: A batch holds at most batch_size × this many tokens: long texts (chunks, windows of up to
+#: 512 tokens) run in smaller batches, so attention memory (batch × tokens²) stays bounded.
+TOKENS_PER_ROW = 64
+
+
+def _batches(order: list[int], lengths: list[int], size: int, budget: int) -> Iterator[list[int]]:
+    """Consecutive rows of `order` (sorted by length) in batches within count and token budget."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) == size or (len(batch) + 1) * lengths[i] > budget):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 class Embedder:
@@ -138,10 +155,10 @@ class Embedder:
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Embed many texts in length-sorted batches (little padding); rows keep input order."""
-        order = sorted(range(len(texts)), key=lambda i: self.token_count(texts[i]))
+        lengths = [self.token_count(text) + 2 for text in texts]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in _batches(order, lengths, batch_size, batch_size * TOKENS_PER_ROW):
             out[rows] = self.embed_batch([texts[i] for i in rows])
             if on_batch:
                 on_batch(len(rows))
