@@ -420,6 +420,8 @@ def commit(store: Store, plan: Plan, meta: dict[str, object]) -> int:
         store.set_meta({"last_build": _now()})
     checkpoint("commit")
     store.remove_old_faiss(keep=generation)
+    if plan.delete or plan.index:
+        store.reclaim_space()
     return generation
 
 

@@ -38,6 +38,8 @@ KEYWORD_WINDOW = 2
 BM25_WEIGHTS = "1.0, 0.5"
 LOCK_NAME = "build.lock"
 FAISS_PATTERN = "vectors.{gen}.faiss"
+#: Free pages worth handing back after a build (4 KiB pages: 4 MB).
+RECLAIM_MIN_PAGES = 1024
 #: FAISS ids at or above this are chunks (id - CHUNK_BASE = chunks.id); below, sentence ids.
 CHUNK_BASE = 1 << 48
 
@@ -218,6 +220,8 @@ class Store:
         if self._db is None:
             self._db = self._connect(create=True)
         try:
+            # Only takes effect before the first table: lets a build give freed pages back.
+            self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             # Always (a build killed right after creating the file must not leave rollback mode).
             self.db.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as exc:
@@ -505,6 +509,17 @@ class Store:
                 path.unlink(missing_ok=True)
         for path in self.path.glob("vectors.*.tmp"):
             path.unlink(missing_ok=True)
+
+    def reclaim_space(self) -> bool:
+        """Give free pages back to the file system when they are over a quarter of the file."""
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        total = self.db.execute("PRAGMA page_count").fetchone()[0]
+        if free < RECLAIM_MIN_PAGES or free * 4 < total:
+            return False
+        # executescript steps the pragma to the end; execute() frees a single page.
+        self.db.conn.executescript("PRAGMA incremental_vacuum;")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return True
 
     def size_on_disk(self) -> int:
         """Bytes used by the index directory."""

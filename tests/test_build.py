@@ -29,6 +29,10 @@ def write_docs(root: Path, docs: dict[str, str]) -> Path:
     return root
 
 
+def database_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.glob("index.sqlite*"))
+
+
 def all_hits(index: Index, question: str) -> list:
     return index.ask(question, k=100, context=0)
 
@@ -147,18 +151,24 @@ def test_dry_run_changes_nothing(index: Index, docs: Path) -> None:
     assert any(h.path == "en/faq.txt" for h in all_hits(index, "VPN"))
 
 
-def test_deleting_files_shrinks_the_index(index: Index, tmp_path: Path) -> None:
+def test_deleting_files_shrinks_the_index(
+    index: Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import indexer.store
+
+    monkeypatch.setattr(indexer.store, "RECLAIM_MIN_PAGES", 8)
     root = tmp_path / "many"
-    write_docs(
-        root, {f"f{i}.txt": f"File {i} has its own words {i * 31}.\n" * 3 for i in range(60)}
-    )
+    words = " ".join(f"word{j}" for j in range(40))
+    write_docs(root, {f"f{i}.txt": f"File {i} says {words} {i * 31}.\n" * 20 for i in range(60)})
     index.build(root)
     vectors_before = index.status()["vectors"]
+    size_before = database_bytes(index.path)
     for i in range(50):
         (root / f"f{i}.txt").unlink()
     index.build(root)
     status = index.status()
     assert status["files"] == 10 and status["vectors"] < vectors_before
+    assert database_bytes(index.path) < size_before / 2, "deleted files' space not given back"
 
 
 def test_unreadable_file_keeps_previous_version(index: Index, docs: Path) -> None:
