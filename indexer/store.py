@@ -38,6 +38,10 @@ KEYWORD_WINDOW = 2
 BM25_WEIGHTS = "1.0, 0.5"
 LOCK_NAME = "build.lock"
 FAISS_PATTERN = "vectors.{gen}.faiss"
+#: Columns of SentenceRow, in order.
+SENTENCE_SELECT = """SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind, s.line_start,
+    s.line_end, s.char_start, s.char_end, s.page
+    FROM sentences s JOIN files f ON f.id = s.file_id"""
 #: Free pages worth handing back after a build (4 KiB pages: 4 MB).
 RECLAIM_MIN_PAGES = 1024
 #: FAISS ids at or above this are chunks (id - CHUNK_BASE = chunks.id); below, sentence ids.
@@ -291,25 +295,14 @@ class Store:
 
     def sentences(self, ids: Sequence[int]) -> dict[int, SentenceRow]:
         """Sentences by id, with their file path."""
-        found: dict[int, SentenceRow] = {}
-        for chunk in _chunks(list(ids), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"""SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind, s.line_start,
-                    s.line_end, s.char_start, s.char_end, s.page
-                    FROM sentences s JOIN files f ON f.id = s.file_id WHERE s.id IN ({marks})""",
-                chunk,
-            ).fetchall()
-            found.update({r[0]: SentenceRow(*r) for r in rows})
-        return found
+        sql = f"{SENTENCE_SELECT} WHERE s.id IN ({{marks}})"
+        return {r[0]: SentenceRow(*r) for r in self._rows_in(sql, ids)}
 
     def neighbours(self, file_id: int, first: int, last: int) -> list[SentenceRow]:
         """Sentences of one file with position in [first, last], in order."""
         rows = self.db.execute(
-            """SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind, s.line_start,
-               s.line_end, s.char_start, s.char_end, s.page
-               FROM sentences s JOIN files f ON f.id = s.file_id
-               WHERE s.file_id = ? AND s.position BETWEEN ? AND ? ORDER BY s.position""",
+            f"{SENTENCE_SELECT} WHERE s.file_id = ? AND s.position BETWEEN ? AND ? "
+            "ORDER BY s.position",
             [file_id, first, last],
         ).fetchall()
         return [SentenceRow(*r) for r in rows]
@@ -357,43 +350,22 @@ class Store:
 
     def chunks_of(self, sentence_ids: Sequence[int]) -> dict[int, int]:
         """The chunk holding each sentence (sentences of an index without chunks are absent)."""
-        found: dict[int, int] = {}
-        for chunk in _chunks(list(sentence_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"""SELECT s.id, c.id FROM sentences s JOIN chunks c ON c.file_id = s.file_id
-                    AND s.position BETWEEN c.first AND c.last WHERE s.id IN ({marks})""",
-                chunk,
-            ).fetchall()
-            found.update({int(r[0]): int(r[1]) for r in rows})
-        return found
+        sql = """SELECT s.id, c.id FROM sentences s JOIN chunks c ON c.file_id = s.file_id
+                 AND s.position BETWEEN c.first AND c.last WHERE s.id IN ({marks})"""
+        return {int(s): int(c) for s, c in self._rows_in(sql, sentence_ids)}
 
     def chunk_members(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]:
         """The sentence ids of each chunk."""
         found: dict[int, list[int]] = {}
-        for chunk in _chunks(list(chunk_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"""SELECT c.id, s.id FROM chunks c JOIN sentences s ON s.file_id = c.file_id
-                    AND s.position BETWEEN c.first AND c.last WHERE c.id IN ({marks})""",
-                chunk,
-            ).fetchall()
-            for chunk_id, sentence_id in rows:
-                found.setdefault(int(chunk_id), []).append(int(sentence_id))
+        sql = """SELECT c.id, s.id FROM chunks c JOIN sentences s ON s.file_id = c.file_id
+                 AND s.position BETWEEN c.first AND c.last WHERE c.id IN ({marks})"""
+        for chunk_id, sentence_id in self._rows_in(sql, chunk_ids):
+            found.setdefault(int(chunk_id), []).append(int(sentence_id))
         return found
 
     def chunk_vectors(self, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of some chunks."""
-        found: dict[int, np.ndarray] = {}
-        for chunk in _chunks(list(chunk_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"SELECT c.id, v.vector FROM chunks c JOIN vectors v ON v.id = c.vector_id "
-                f"WHERE c.id IN ({marks})",
-                chunk,
-            ).fetchall()
-            found.update({int(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows})
-        return found
+        return self._vectors("chunks", chunk_ids)
 
     def delete_file(self, file_id: int, *, keep_row: bool = False) -> None:
         """Remove a file's sentences, chunks and keyword rows (and the file row unless keep_row)."""
@@ -429,29 +401,28 @@ class Store:
 
     def sentence_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
         """The stored vectors of some sentences."""
-        found: dict[int, np.ndarray] = {}
+        return self._vectors("sentences", ids)
+
+    def _vectors(self, table: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        sql = (
+            f"SELECT t.id, v.vector FROM {table} t JOIN vectors v ON v.id = t.vector_id "
+            "WHERE t.id IN ({marks})"
+        )
+        return {
+            int(i): np.frombuffer(blob, dtype=np.float32) for i, blob in self._rows_in(sql, ids)
+        }
+
+    def _rows_in(self, sql: str, ids: Iterable[object]) -> Iterator[tuple]:
+        """Rows of `sql`, whose `{marks}` is an IN list, for any number of ids (500 at a time)."""
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"SELECT s.id, v.vector FROM sentences s JOIN vectors v ON v.id = s.vector_id "
-                f"WHERE s.id IN ({marks})",
-                chunk,
-            ).fetchall()
-            found.update({int(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows})
-        return found
+            yield from self.db.execute(sql.format(marks=marks), chunk).fetchall()
 
     # -- vectors
 
     def known_keys(self, keys: Iterable[str]) -> dict[str, int]:
         """Vector ids of the given keys that are already stored."""
-        found: dict[str, int] = {}
-        for chunk in _chunks(list(keys), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"SELECT key, id FROM vectors WHERE key IN ({marks})", chunk
-            ).fetchall()
-            found.update(dict(rows))
-        return found
+        return dict(self._rows_in("SELECT key, id FROM vectors WHERE key IN ({marks})", keys))
 
     def add_vectors(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Store new vectors and commit, so an interrupted build keeps them."""
