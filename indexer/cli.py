@@ -323,7 +323,9 @@ def _print_hits(hits: list[Hit], *, as_json: bool) -> None:
         click.echo("no hits — is the index empty? run `index status`")
         return
     for hit in hits:
-        click.echo(click.style(f"{hit.rank}. {hit.score:.3f}  {hit.location}", fg="cyan"))
+        # People read similarity; the fused hybrid score only orders the hits (both in --json).
+        shown = hit.dense_score if hit.dense_score is not None else hit.score
+        click.echo(click.style(f"{hit.rank}. {shown:.3f}  {hit.location}", fg="cyan"))
         for text in hit.before:
             click.echo(click.style(f"   {text}", dim=True))
         click.echo(click.style(f" > {hit.text}", bold=True))

@@ -314,15 +314,23 @@ def _idf(df: int, total: int) -> float:
 
 
 def _distinct_places(
-    ranked: list[Scored], rows: dict[int, SentenceRow], *, k: int, context: int
+    ranked: list[Scored],
+    rows: dict[int, SentenceRow],
+    *,
+    k: int,
+    context: int,
 ) -> list[Scored]:
-    """Drop hits whose shown context would overlap that of a better hit in the same file."""
+    """Drop hits whose shown context would overlap that of a better hit in the same file.
+
+    Code blocks are hits only with keyword evidence: their embeddings sit close to any
+    technical question (an HTTP header block "answered" a question about rate limits).
+    """
     chosen: list[Scored] = []
     taken: list[SentenceRow] = []
     reach = 2 * max(context, 0)
     for candidate in ranked:
         row = rows.get(candidate.id)
-        if row is None:
+        if row is None or (row.kind == "code" and candidate.keyword_rank is None):
             continue
         if any(t.file_id == row.file_id and abs(t.position - row.position) <= reach for t in taken):
             continue
