@@ -12,13 +12,14 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
-import charset_normalizer
-import pathspec
-
-from indexer import config, formats
+from indexer import config
 from indexer.errors import BadPatternError, FileSkipped, UnreadableDocument
+
+if TYPE_CHECKING:
+    import pathspec
 
 UNDECODABLE = "undecodable text (not UTF-8, UTF-16, CP932 or EUC-JP)"
 
@@ -131,7 +132,7 @@ def _root_rules(selection: Selection) -> _Rules:
 
 def _compile(patterns: Iterable[str], option: str) -> pathspec.PathSpec:
     try:
-        return pathspec.GitIgnoreSpec.from_lines(patterns)
+        return _pathspec().GitIgnoreSpec.from_lines(patterns)
     except (ValueError, TypeError) as error:
         raise BadPatternError(f"bad {option} pattern: {error} — use gitignore syntax") from None
 
@@ -225,19 +226,33 @@ class _Walker:
         return "dir"
 
 
+def _pathspec() -> ModuleType:
+    """pathspec, imported on first use: `index ask` never walks a folder."""
+    import pathspec
+
+    return pathspec
+
+
+def _formats() -> ModuleType:
+    """indexer.formats (PDF, HTML, Office readers), imported when a file needs it."""
+    from indexer import formats
+
+    return formats
+
+
 def _lenient_spec(lines: list[str]) -> pathspec.PathSpec:
     """A .indexignore file's patterns; a line pathspec cannot read is dropped, not fatal."""
     try:
-        return pathspec.GitIgnoreSpec.from_lines(lines)
+        return _pathspec().GitIgnoreSpec.from_lines(lines)
     except (ValueError, TypeError):
         good = []
         for line in lines:
             try:
-                pathspec.GitIgnoreSpec.from_lines([line])
+                _pathspec().GitIgnoreSpec.from_lines([line])
             except (ValueError, TypeError):
                 continue
             good.append(line)
-        return pathspec.GitIgnoreSpec.from_lines(good)
+        return _pathspec().GitIgnoreSpec.from_lines(good)
 
 
 def _is_document(name: str) -> bool:
@@ -281,7 +296,7 @@ def read_document(root: Path, info: FileInfo) -> Document:
     fmt = config.TEXT_SUFFIXES.get(Path(info.path).suffix.lower(), "text")
     try:
         with _opened(Path(root, info.path), info.path) as (handle, status):
-            if fmt in formats.CONTAINERS:
+            if fmt in _formats().CONTAINERS:
                 text, encoding, truncated, digest = _read_container(handle, fmt, info.path)
                 _check_unchanged(handle, status, info.path)
             elif fmt == "html":
@@ -356,7 +371,7 @@ def _read_html(handle: BinaryIO, rel: str) -> _Read:
         raise FileSkipped(rel, "binary file")
     encoding = _html_encoding(head, rel)
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-    parser = formats.HtmlText(max_chars=config.MAX_FILE_CHARS)
+    parser = _formats().HtmlText(max_chars=config.MAX_FILE_CHARS)
     parser.feed(decoder.decode(head))
     while chunk := handle.read(1 << 20):
         digest.update(chunk)
@@ -368,7 +383,7 @@ def _read_html(handle: BinaryIO, rel: str) -> _Read:
 
 def _html_encoding(head: bytes, rel: str) -> str:
     """A byte order mark, else the declared charset if the bytes fit it, else a detected one."""
-    declared = None if _bom(head) else formats.declared_html_encoding(head)
+    declared = None if _bom(head) else _formats().declared_html_encoding(head)
     if declared and _decode_prefix_as(head, declared):
         return declared
     try:
@@ -392,7 +407,7 @@ def _read_container(handle: BinaryIO, fmt: str, rel: str) -> _Read:
     _hash_rest(handle, digest)
     handle.seek(0)
     try:
-        extracted = formats.extract(fmt, handle, max_chars=config.MAX_FILE_CHARS)
+        extracted = _formats().extract(fmt, handle, max_chars=config.MAX_FILE_CHARS)
     except UnreadableDocument as error:
         raise FileSkipped(rel, error.reason) from None
     return extracted.text, "", extracted.truncated, digest.hexdigest()
@@ -527,6 +542,8 @@ def _decode_guess(data: bytes) -> tuple[str, str] | None:
     """charset-normalizer's best guess, only when it is confident and lossless."""
     if len(data) < _MIN_GUESS_BYTES:
         return None
+    import charset_normalizer  # only for the rare file no known encoding fits (30 ms import)
+
     best = charset_normalizer.from_bytes(data).best()
     if best is None or best.chaos > _MAX_CHAOS:
         return None
