@@ -44,7 +44,7 @@ def _session(info: ModelInfo, threads: int) -> ort.InferenceSession:
 
 #: A batch holds at most batch_size × this many tokens: long texts (chunks, windows of up to
 #: 512 tokens) run in smaller batches, so attention memory (batch × tokens²) stays bounded.
-TOKENS_PER_ROW = 64
+TOKENS_PER_ROW = 32  # 64: same speed, 9 % more peak RSS building the Cookpad guides
 
 
 def _batches(order: list[int], lengths: list[int], size: int, budget: int) -> Iterator[list[int]]:
