@@ -36,7 +36,8 @@ def test_bench_prints_one_json_report(tmp_path: Path) -> None:
         "scale",
     }  # fmt: skip
     embed = report["embed"]
-    assert embed["sentences"] == 12 and embed["batches"] == 3
+    # Batches of at most 4 sentences, fewer when long ones would exceed the token budget.
+    assert embed["sentences"] == 12 and embed["batches"] >= 3
     assert embed["real_tokens"] == round(embed["mean_tokens"] * 12)
     assert embed["padding_waste"] >= 0 and embed["sentences_per_s"] > 0
     assert report["roofline"]["achieved_fraction"] > 0
