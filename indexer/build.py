@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 from indexer import config
 from indexer.embed import Embedder
@@ -27,6 +28,7 @@ SPLIT_VERSION = "3"
 FAILURE_REASONS = ("permission denied", "file vanished", "read error", "i/o error", "cannot read")
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 BAD_NAME = "file name is not valid UTF-8 (rename the file)"
 
 #: Crash-test hook: INDEXER_FAULT=STEP[:N] kills the build with SIGKILL at the N-th pass of STEP
@@ -228,14 +230,7 @@ def make_plan(
         )
     }
     report.skipped.extend(unlisted)
-    gone = {}
-    for path, row in old.items():
-        if path in listing:
-            continue
-        if _unreadable(path, unlisted):
-            report.kept.append(path)  # its folder cannot be listed now: keep what we have
-        else:
-            gone[path] = row
+    gone = _gone(old, listing, unlisted, report)
     gone_by_sha = {row.sha256: row for row in gone.values()}
     for path, info in listing.items():
         if not _storable(path):
@@ -253,11 +248,30 @@ def make_plan(
                 report.kept.append(path)
             continue
         _classify(plan, report, doc, info, row, gone_by_sha, embedder, resplit=resplit)
-    for path, row in gone.items():
-        if row not in (r for r, _ in plan.rename):
-            plan.delete.append(row)
+    renamed = {moved.id for moved, _ in plan.rename}
+    for path, old_row in gone.items():
+        if old_row.id not in renamed:
+            plan.delete.append(old_row)
             report.deleted.append(path)
     return plan
+
+
+def _gone(
+    old: dict[str, FileRow],
+    listing: dict[str, FileInfo],
+    unlisted: list[tuple[str, str]],
+    report: BuildReport,
+) -> dict[str, FileRow]:
+    """Indexed files no longer listed, except those under a folder that cannot be read now."""
+    gone: dict[str, FileRow] = {}
+    for path, row in old.items():
+        if path in listing:
+            continue
+        if _unreadable(path, unlisted):
+            report.kept.append(path)  # its folder cannot be listed now: keep what we have
+        else:
+            gone[path] = row
+    return gone
 
 
 def _classify(
@@ -407,7 +421,7 @@ def commit(store: Store, plan: Plan, meta: dict[str, object]) -> int:
             store.delete_unused_vectors()
             generation += 1
             count = store.faiss_entries()
-            store.write_faiss(generation, int(meta["dimension"]))
+            store.write_faiss(generation, int(str(meta["dimension"])))
             checkpoint("faiss")
             store.set_meta(
                 {
@@ -451,7 +465,7 @@ def _store_file(store: Store, file_plan: FilePlan) -> None:
             _now(),
         ],
     )
-    file_id = cursor.lastrowid
+    file_id = int(cursor.lastrowid or 0)
     vector_ids = store.known_keys(u.key for u in file_plan.units)
     store.add_file_sentences(file_id, _sentence_rows(file_id, file_plan.units, vector_ids))
     chunk_ids = store.known_keys(c.key for c in file_plan.chunks)
@@ -485,7 +499,7 @@ def _storable(path: str) -> bool:
     return True
 
 
-def batched(items: list[Unit], size: int) -> Iterator[list[Unit]]:
+def batched(items: list[T], size: int) -> Iterator[list[T]]:
     """Consecutive chunks of at most size items (itertools.batched arrived in Python 3.12)."""
     it = iter(items)
     while chunk := list(islice(it, size)):

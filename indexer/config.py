@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 #: Environment variables users can set instead of flags.
 ENV_INDEX = "INDEXER_INDEX"
@@ -16,7 +17,7 @@ DEFAULT_MODEL_NAME = "multilingual-e5-small"
 DEFAULT_K = 5
 DEFAULT_CONTEXT = 1
 #: How `index ask` ranks: "hybrid" (dense + keyword), "dense" or "keyword".
-DEFAULT_MODE = "hybrid"
+DEFAULT_MODE: Literal["hybrid", "dense", "keyword"] = "hybrid"
 #: Sentences per onnxruntime run; batches are sorted by length so padding stays small.
 DEFAULT_BATCH_SIZE = 32
 #: Sentences embedded and committed to SQLite together (the unit of crash recovery).

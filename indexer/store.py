@@ -520,7 +520,8 @@ def build_faiss(blocks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int) -> fa
 
 def faiss_ids(index: faiss.Index) -> np.ndarray:
     """The sentence ids stored in a FAISS index built by build_faiss."""
-    return faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64)
+    id_map = faiss.downcast_index(index).id_map  # type: ignore[attr-defined]
+    return faiss.vector_to_array(id_map).astype(np.int64)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
