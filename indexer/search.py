@@ -171,7 +171,7 @@ class Searcher:
         return fuse(ids, scores, bm25, weight)
 
     def _cosines(self, vector: np.ndarray, ids: list[int]) -> dict[int, float]:
-        stored = self.store.sentence_vectors(ids, vector.shape[0]) if ids else {}
+        stored = self.store.sentence_vectors(ids) if ids else {}
         return {i: float(v @ vector) for i, v in stored.items()}
 
     def _keyword_trust(self, question: str) -> float:
@@ -221,7 +221,7 @@ class Searcher:
             "rebuilding it from stored vectors, no re-embedding needed"
         )
         dim = int(meta.get("dimension", self.embedder.dimension))
-        index = build_faiss(self.store.iter_sentence_vectors(dim), dim)
+        index = build_faiss(self.store.iter_vectors(dim), dim)
         self._persist(generation, index)
         return index
 
@@ -229,10 +229,7 @@ class Searcher:
         # Only when no build is running; a reader never waits for a writer.
         lock = filelock.FileLock(self.store.lock_path, timeout=0)
         with contextlib.suppress(filelock.Timeout, OSError), lock:
-            target = self.store.faiss_path(generation)
-            tmp = target.with_suffix(".tmp")
-            faiss.write_index(index, str(tmp))
-            tmp.replace(target)
+            self.store.save_faiss(generation, index)
 
     def _hit(self, rank: int, row: SentenceRow, scored: Scored, context: int) -> Hit:
         before, after = self._context(row, context)

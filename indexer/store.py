@@ -399,7 +399,7 @@ class Store:
         total = self.db.execute("SELECT value FROM meta WHERE key = 'sentence_count'").fetchone()
         return {r[0]: int(r[1]) for r in rows}, int(total[0]) if total else max(rows_max(rows), 1)
 
-    def sentence_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+    def sentence_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of some sentences."""
         return self._vectors("sentences", ids)
 
@@ -433,10 +433,8 @@ class Store:
                 zip(keys, blobs, strict=True),
             )
 
-    def iter_sentence_vectors(
-        self, dim: int, block: int = 65536
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(sentence ids, vectors) in blocks, read in the current transaction's snapshot."""
+    def iter_vectors(self, dim: int, block: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(FAISS ids, vectors) of sentences and chunks in blocks, from this transaction's view."""
         cursor = self.db.execute(
             "SELECT s.id, v.vector FROM sentences s JOIN vectors v ON v.id = s.vector_id "
             f"UNION ALL SELECT c.id + {CHUNK_BASE}, v.vector FROM chunks c "
@@ -455,7 +453,10 @@ class Store:
 
     def write_faiss(self, generation: int, dim: int) -> Path:
         """Build the FAISS index from the stored vectors and write it atomically."""
-        index = build_faiss(self.iter_sentence_vectors(dim), dim)
+        return self.save_faiss(generation, build_faiss(self.iter_vectors(dim), dim))
+
+    def save_faiss(self, generation: int, index: faiss.Index) -> Path:
+        """Write a generation's FAISS file atomically: temp file, fsync, rename."""
         target = self.faiss_path(generation)
         tmp = target.with_suffix(".tmp")
         faiss.write_index(index, str(tmp))
