@@ -158,15 +158,20 @@ def model_meta(embedder: Embedder, model_path: str) -> dict[str, object]:
     }
 
 
-def check_model(store: Store, embedder: Embedder) -> None:
-    """Refuse to add vectors of one model to an index built with another."""
+#: What to do about a model mismatch while building; {model} is the index's model path.
+BUILD_HINT = "pass --model {model} or use another --index"
+
+
+def check_model(store: Store, embedder: Embedder, *, hint: str = BUILD_HINT) -> None:
+    """Refuse to mix vectors of one model with an index built with another."""
     meta = store.meta()
     recorded = meta.get("model_checksum")
     if recorded and recorded != embedder.info.checksum:
+        path = meta.get("model_path")
         raise ModelMismatchError(
             f"{store.path} was built with model {meta.get('model_name')} "
-            f"({meta.get('model_path') or 'default'}), not {embedder.info.name} — pass "
-            f"--model {meta.get('model_path') or '(omit for the default)'} or use another --index"
+            f"({path or 'the default model'}), not {embedder.info.name} — "
+            + hint.format(model=path or "(omit for the default)")
         )
 
 
@@ -393,12 +398,15 @@ def embed_missing(
     prefix = embedder.info.passage_prefix
     # Sorting the whole build by token count (not each commit chunk) keeps padding near zero
     # (corpus: 52 % padded tokens sorted per chunk, 11 % by bytes, 2 % by tokens).
-    units = sorted(units, key=lambda u: embedder.token_count(prefix + u.text))
-    for chunk in batched(units, config.COMMIT_EVERY):
+    counted = sorted((embedder.token_count(prefix + u.text), i) for i, u in enumerate(units))
+    for chunk in batched(counted, config.COMMIT_EVERY):
         vectors = embedder.embed(
-            [prefix + u.text for u in chunk], batch_size=batch_size, on_batch=tick
+            [prefix + units[i].text for _, i in chunk],
+            batch_size=batch_size,
+            on_batch=tick,
+            lengths=[count for count, _ in chunk],
         )
-        store.add_vectors([u.key for u in chunk], vectors)
+        store.add_vectors([units[i].key for _, i in chunk], vectors)
         checkpoint("vectors")
 
 

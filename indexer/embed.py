@@ -153,9 +153,14 @@ class Embedder:
         *,
         batch_size: int = 32,
         on_batch: Callable[[int], None] | None = None,
+        lengths: Sequence[int] | None = None,
     ) -> np.ndarray:
-        """Embed many texts in length-sorted batches (little padding); rows keep input order."""
-        lengths = [self.token_count(text) + 2 for text in texts]
+        """Embed many texts in length-sorted batches (little padding); rows keep input order.
+
+        `lengths` (token counts without specials, when the caller has them) saves a tokenisation.
+        """
+        counts = lengths if lengths is not None else [self.token_count(t) for t in texts]
+        lengths = [count + 2 for count in counts]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for rows in _batches(order, lengths, batch_size, batch_size * TOKENS_PER_ROW):

@@ -11,14 +11,15 @@ import filelock
 import numpy as np
 
 from indexer import config, models
-from indexer.build import BuildReport, Progress, build, rebuild_faiss
+from indexer.build import BuildReport, Progress, build, check_model, rebuild_faiss
 from indexer.embed import Embedder
-from indexer.errors import BuildLockedError, ModelMismatchError, NotAFolderError
+from indexer.errors import BuildLockedError, NotAFolderError
 from indexer.load import Selection, Symlinks
 from indexer.search import Hit, Mode, Searcher, require_index
 from indexer.store import Store, faiss_ids
 
 Echo = Callable[[str], None]
+ASK_HINT = "ask without --model, or rebuild with this model into another --index"
 
 
 @dataclass
@@ -178,20 +179,9 @@ class Index:
         """The k best places for a question, best first (mode: hybrid, dense or keyword)."""
         if self._searcher is None:
             require_index(self.store)
-            self._check_model()
+            check_model(store=self.store, embedder=self.embedder, hint=ASK_HINT)
             self._searcher = Searcher(self.store, self.embedder, warn=self._echo)
         return self._searcher.ask(question, k=k, context=context, mode=mode)
-
-    def _check_model(self) -> None:
-        recorded = self.store.meta().get("model_checksum")
-        if recorded and recorded != self.embedder.info.checksum:
-            meta = self.store.meta()
-            raise ModelMismatchError(
-                f"{self.path} was built with model {meta.get('model_name')} "
-                f"({meta.get('model_path') or 'the default model'}), not "
-                f"{self.embedder.info.name} — ask without --model, or rebuild with this model "
-                "into another --index"
-            )
 
     def status(self) -> dict[str, object]:
         """Files, sentences, model, last build and size on disk."""
