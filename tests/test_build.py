@@ -9,6 +9,7 @@ import pytest
 
 from indexer import Index
 from indexer.errors import EmptyFolderError, EmptyQuestionError, ModelMismatchError, NoIndexError
+from tests.files import write_docs
 
 DOCS = {
     "ja/npu.md": "# NPUの測定\n\nNNAPI経由でNPUを使うと、CPUより約15倍速くなりました。\n"
@@ -19,14 +20,6 @@ DOCS = {
     "en/faq.txt": "Welcome to the team.\n\nYour laptop arrives on the first day. Ask your buddy "
     "about the VPN. Expenses are claimed monthly.\n",
 }
-
-
-def write_docs(root: Path, docs: dict[str, str]) -> Path:
-    for rel, text in docs.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
 
 
 def database_bytes(path: Path) -> int:

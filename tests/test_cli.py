@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from indexer.cli import cli
+from tests.files import write_docs
 from tests.tiny_model import make_tiny_model
 
 DOCS = {
@@ -30,14 +31,6 @@ DOCS = {
 HIT_KEYS = {"rank", "score", "path", "line", "text", "before", "after", "location"}
 COMMANDS = [["ask", "VPN"], ["status"], ["verify"], ["build", "DOCS"]]
 FILE_KEYS = {"added", "changed", "deleted", "renamed", "unchanged", "skipped"}
-
-
-def write_docs(root: Path, docs: dict[str, str]) -> Path:
-    for rel, text in docs.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
 
 
 def run(*args: object, input: str | None = None) -> Result:

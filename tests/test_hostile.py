@@ -25,6 +25,7 @@ from indexer import Index, formats
 from indexer.build import BAD_NAME
 from indexer.load import BROKEN_LINK, LINK_LOOP, UNDECODABLE, WALKED_BEFORE
 from tests import assets
+from tests.files import write
 
 #: Sentences that must be found afterwards, by file.
 GOOD = {
@@ -121,12 +122,6 @@ def build(root: Path, index: Path, model: Path, *options: str, cap: int | None =
 
 def skipped(run: Run) -> dict[str, str]:
     return {entry["path"]: entry["reason"] for entry in run.report["skipped"]}
-
-
-def write(path: Path, data: bytes | str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    return path
 
 
 def make_corpus(root: Path) -> Path:

@@ -25,6 +25,7 @@ from indexer.load import (
     read_document,
     walk,
 )
+from tests.files import write
 
 JAPANESE = (
     "吾輩は猫である。名前はまだ無い。\r\n"
@@ -50,13 +51,6 @@ ENCODINGS = {
 _RANDOM = random.Random(1)
 UNDECODABLE_BYTES = bytes(_RANDOM.randrange(128, 256) for _ in range(300))
 BINARY_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256))
-
-
-def write(path: Path, data: bytes | str) -> Path:
-    """Write bytes or UTF-8 text, creating parent folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    return path
 
 
 @pytest.fixture
