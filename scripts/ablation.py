@@ -1,0 +1,195 @@
+"""Measurements behind the ranking defaults quoted in README.md ("What decided the defaults").
+
+    python scripts/ablation.py [SET_DIR ...] [--limit 1000] [--windows]
+
+Uses the indexes scripts/eval.py caches (it builds them when missing) and prints one JSON line
+per measurement on stdout, a readable line per measurement on stderr:
+
+- mix: passage-level R@1 of the dense score alpha × sentence cosine + (1 − alpha) × the cosine
+  of the sentence's chunk (and, with --windows, of a centred 3-sentence window embedded here);
+- trust: how much of each question (IDF-weighted) the index vocabulary holds (median, p10, p90);
+- ramp: hybrid R@1 / MRR@10 with the default keyword-weight ramp and with a linear one;
+- passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from indexer import Index, keyword
+from indexer import search as search_module
+
+ALPHAS = (1.0, 0.7, 0.5, 0.3, 0.0)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _eval_module():  # the yardstick's own helpers: index location, queries, metrics
+    spec = importlib.util.spec_from_file_location("indexer_eval", REPO / "scripts" / "eval.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["indexer_eval"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ev = _eval_module()
+
+
+def emit(record: dict[str, object]) -> None:
+    """One JSON line on stdout, one readable line on stderr."""
+    click.echo(json.dumps(record, ensure_ascii=False))
+    click.echo("  ".join(f"{k}={v}" for k, v in record.items()), err=True)
+
+
+def open_index(set_dir: Path) -> Index:
+    """The set's cached evaluation index, built (incrementally) like scripts/eval.py does."""
+    index = Index(ev.default_index_dir(set_dir, None))
+    index.build(set_dir / "docs")
+    return index
+
+
+def stored(index: Index) -> dict[str, np.ndarray]:
+    """Sentence vectors, their files and positions, and each sentence's chunk vector."""
+    db = sqlite3.connect(index.path / "index.sqlite")
+    rows = db.execute(
+        "SELECT s.file_id, s.position, s.text, v.vector FROM sentences s "
+        "JOIN vectors v ON v.id = s.vector_id ORDER BY s.file_id, s.position"
+    ).fetchall()
+    chunk = dict(
+        ((f, p), np.frombuffer(blob, np.float32))
+        for f, first, last, blob in db.execute(
+            "SELECT c.file_id, c.first, c.last, v.vector FROM chunks c "
+            "JOIN vectors v ON v.id = c.vector_id"
+        )
+        for p in range(first, last + 1)
+    )
+    paths = dict(db.execute("SELECT id, path FROM files").fetchall())
+    sentences = np.stack([np.frombuffer(r[3], np.float32) for r in rows])
+    return {
+        "file": np.array([r[0] for r in rows]),
+        "text": np.array([r[2] for r in rows], dtype=object),
+        "sentence": sentences,
+        "chunk": np.stack(
+            [chunk.get((r[0], r[1]), s) for r, s in zip(rows, sentences, strict=True)]
+        ),
+        "stem": {f: Path(p).stem for f, p in paths.items()},
+    }
+
+
+def windows(index: Index, data: dict[str, np.ndarray]) -> np.ndarray:
+    """Embed each sentence with its neighbours (same file) as one passage."""
+    files, texts = data["file"], data["text"]
+    out = []
+    for i in range(len(texts)):
+        j = [k for k in (i - 1, i, i + 1) if 0 <= k < len(texts) and files[k] == files[i]]
+        out.append(" ".join(texts[j]))
+    embedder = index.embedder
+    return embedder.embed([embedder.passage_text(t) for t in out])
+
+
+def recall_at_1(scores: np.ndarray, data: dict[str, np.ndarray], golds: list[str]) -> float:
+    """Passage-level R@1: each passage scores its best sentence."""
+    files, column = np.unique(data["file"], return_inverse=True)
+    hits = 0
+    for row, gold in zip(scores, golds, strict=True):
+        best = np.full(len(files), -np.inf)
+        np.maximum.at(best, column, row)
+        hits += data["stem"][files[int(np.argmax(best))]] == gold
+    return round(hits / len(golds), 3)
+
+
+def measure_mix(set_dir: Path, index: Index, queries: list, with_windows: bool) -> None:
+    data = stored(index)
+    embedder = index.embedder
+    q = embedder.embed([embedder.query_text(x.question) for x in queries])
+    golds = [x.passage_id for x in queries]
+    own = q @ data["sentence"].T
+    units = {"chunk": q @ data["chunk"].T}
+    if with_windows:
+        units["window"] = q @ windows(index, data).T
+    for name, other in units.items():
+        for alpha in ALPHAS:
+            score = recall_at_1(alpha * own + (1 - alpha) * other, data, golds)
+            emit({"set": set_dir.name, "measure": "mix", "unit": name, "alpha": alpha,
+                  "recall@1": score})  # fmt: skip
+
+
+def measure_trust(set_dir: Path, index: Index, queries: list) -> None:
+    index.ask("warm up", k=1)
+    searcher = index._searcher
+    assert searcher is not None
+    with searcher._snapshot():
+        trust = np.array([searcher._keyword_trust(x.question) for x in queries])
+    p10, p50, p90 = (round(float(v), 2) for v in np.percentile(trust, [10, 50, 90]))
+    emit({"set": set_dir.name, "measure": "trust", "p10": p10, "median": p50, "p90": p90})
+
+
+def measure_ramp(set_dir: Path, index: Index, queries: list) -> None:
+    default = search_module.TRUST_RAMP
+    for name, ramp in (("default", default), ("linear", (0.0, 1.0))):
+        search_module.TRUST_RAMP = ramp
+        scores, _ = ev.run_queries(index, queries, k=10, mode="hybrid")
+        rounded = {key: round(scores[key], 3) for key in ("recall@1", "mrr@10")}
+        emit({"set": set_dir.name, "measure": "ramp", "ramp": name, **rounded})
+    search_module.TRUST_RAMP = default
+
+
+def measure_passage_bm25(set_dir: Path, queries: list) -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE p USING fts5(stem UNINDEXED, terms)")
+    for doc in sorted((set_dir / "docs").glob("*.txt")):
+        db.execute("INSERT INTO p VALUES (?, ?)", [doc.stem, keyword.document(doc.read_text())])
+    hits = 0
+    for x in queries:
+        match = keyword.query(x.question)
+        row = (
+            db.execute(
+                "SELECT stem FROM p WHERE p MATCH ? ORDER BY bm25(p) LIMIT 1", [match]
+            ).fetchone()
+            if match
+            else None
+        )
+        hits += bool(row) and row[0] == x.passage_id
+    emit(
+        {"set": set_dir.name, "measure": "passage_bm25", "recall@1": round(hits / len(queries), 3)}
+    )
+
+
+@click.command()
+@click.argument("set_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Queries per set (the first N in file order).",
+)
+@click.option(
+    "--windows",
+    "with_windows",
+    is_flag=True,
+    help="Also embed centred 3-sentence windows (about a minute per 2,000 sentences).",
+)
+def main(set_dirs: tuple[Path, ...], limit: int, with_windows: bool) -> None:
+    """Measure the ranking choices on every retrieval set (default: ../shared/eval/*)."""
+    if not set_dirs:
+        base = REPO.parent / "shared" / "eval"
+        set_dirs = tuple(d for d in sorted(base.iterdir()) if (d / "queries.jsonl").exists())
+    for set_dir in set_dirs:
+        queries = ev.read_queries(set_dir, limit)
+        index = open_index(set_dir)
+        measure_mix(set_dir, index, queries, with_windows)
+        measure_trust(set_dir, index, queries)
+        measure_ramp(set_dir, index, queries)
+        measure_passage_bm25(set_dir, queries)
+
+
+if __name__ == "__main__":
+    main()
