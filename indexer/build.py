@@ -22,7 +22,7 @@ from indexer.store import FileRow, Store, vector_key
 
 #: Bump when splitting or windowing changes: files of an index built with another version are
 #: re-split on the next build (their unchanged sentences keep their vectors).
-SPLIT_VERSION = "3"
+SPLIT_VERSION = "4"
 
 #: Skip reasons that mean "could not read now" rather than "not a text document".
 FAILURE_REASONS = ("permission denied", "file vanished", "read error", "i/o error", "cannot read")
@@ -330,24 +330,36 @@ def make_units(doc: Document, embedder: Embedder) -> list[Unit]:
 def make_chunks(units: list[Unit], embedder: Embedder) -> list[Chunk]:
     """Group consecutive units into chunks of up to CHUNK_SENTENCES that fit the model.
 
-    A heading starts a new chunk. A chunk of one unit has the unit's own text and key, so it
-    costs no extra embedding.
+    A heading starts a new chunk, and the chunks after it under the same heading carry the
+    heading's text in front, so a chunk says what it is about. A chunk of one unit with no
+    heading in front has the unit's own text and key, so it costs no extra embedding.
     """
     prefix = embedder.info.passage_prefix
     checksum = embedder.info.checksum
     limit = embedder.max_content_tokens
+
+    def fits(context: str, first: int, last: int) -> bool:
+        text = context + _joined(units[first : last + 1])
+        return embedder.token_count(prefix + text) <= limit
+
     chunks: list[Chunk] = []
+    heading = ""
     first = 0
     while first < len(units):
+        if units[first].sentence.kind == "heading":
+            heading = units[first].text
+        context = "" if heading in ("", units[first].text) else heading + "\n"
+        if context and not fits(context, first, first):
+            context = ""
         last = first
         while (
             last + 1 < len(units)
             and last + 1 - first < config.CHUNK_SENTENCES
             and units[last + 1].sentence.kind != "heading"
-            and embedder.token_count(prefix + _joined(units[first : last + 2])) <= limit
+            and fits(context, first, last + 1)
         ):
             last += 1
-        text = _joined(units[first : last + 1])
+        text = context + _joined(units[first : last + 1])
         chunks.append(Chunk(first, last, text, vector_key(checksum, prefix + text)))
         first = last + 1
     return chunks

@@ -123,15 +123,8 @@ def _m002_keyword(db: sqlite_utils.Database) -> None:
         "USING fts5(own, near, tokenize='unicode61 remove_diacritics 0')"
     )
     db.execute("CREATE VIRTUAL TABLE sentences_vocab USING fts5vocab('sentences_fts', 'row')")
-    file_ids = [r[0] for r in db.execute("SELECT id FROM files").fetchall()]
-    for file_id in file_ids:
-        rows = db.execute(
-            "SELECT id, text FROM sentences WHERE file_id = ? ORDER BY position", [file_id]
-        ).fetchall()
-        db.conn.executemany(
-            "INSERT INTO sentences_fts(rowid, own, near) VALUES (?, ?, ?)",
-            keyword_rows([r[0] for r in rows], [r[1] for r in rows]),
-        )
+    for (file_id,) in db.execute("SELECT id FROM files").fetchall():
+        insert_keyword_rows(db, file_id)
 
 
 def _m003_chunks(db: sqlite_utils.Database) -> None:
@@ -314,13 +307,7 @@ class Store:
                char_start, char_end, vector_id, page) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             rows,
         )
-        stored = self.db.execute(
-            "SELECT id, text FROM sentences WHERE file_id = ? ORDER BY position", [file_id]
-        ).fetchall()
-        self.db.conn.executemany(
-            "INSERT INTO sentences_fts(rowid, own, near) VALUES (?, ?, ?)",
-            keyword_rows([r[0] for r in stored], [r[1] for r in stored]),
-        )
+        insert_keyword_rows(self.db, file_id)
 
     def add_file_chunks(self, file_id: int, rows: Sequence[tuple[int, int, int, int]]) -> None:
         """Insert a file's chunks: (file_id, first position, last position, vector id)."""
@@ -503,11 +490,28 @@ def rows_max(rows: Sequence[tuple[str, int]]) -> int:
     return max((int(r[1]) for r in rows), default=0)
 
 
-def keyword_rows(ids: Sequence[int], texts: Sequence[str]) -> Iterator[tuple[int, str, str]]:
-    """FTS5 rows for one file's sentences in order: a sentence's terms and its neighbours'."""
-    terms = [keyword.document(text) for text in texts]
-    for i, sentence_id in enumerate(ids):
-        near = terms[max(0, i - KEYWORD_WINDOW) : i] + terms[i + 1 : i + KEYWORD_WINDOW + 1]
+def insert_keyword_rows(db: sqlite_utils.Database, file_id: int) -> None:
+    """Index one file's stored sentences for keyword search."""
+    stored = db.execute(
+        "SELECT id, text, kind FROM sentences WHERE file_id = ? ORDER BY position", [file_id]
+    ).fetchall()
+    db.conn.executemany(
+        "INSERT INTO sentences_fts(rowid, own, near) VALUES (?, ?, ?)", keyword_rows(stored)
+    )
+
+
+def keyword_rows(sentences: Sequence[tuple[int, str, str]]) -> Iterator[tuple[int, str, str]]:
+    """FTS5 rows for one file's (id, text, kind) in order: a sentence's terms, and as its
+    context its neighbours' and those of the heading it sits under."""
+    terms = [keyword.document(text) for _, text, _ in sentences]
+    heading = -1
+    for i, (sentence_id, _, kind) in enumerate(sentences):
+        if kind == "heading":
+            heading = i
+        start = max(0, i - KEYWORD_WINDOW)
+        near = terms[start:i] + terms[i + 1 : i + KEYWORD_WINDOW + 1]
+        if 0 <= heading < start:
+            near.append(terms[heading])
         yield sentence_id, terms[i], " ".join(near)
 
 
