@@ -335,11 +335,12 @@ class Store:
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-    def chunks_of(self, sentence_ids: Sequence[int]) -> dict[int, int]:
-        """The chunk holding each sentence (sentences of an index without chunks are absent)."""
-        sql = """SELECT s.id, c.id FROM sentences s JOIN chunks c ON c.file_id = s.file_id
+    def chunks_of(self, sentence_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+        """The chunk holding each sentence, and the sentence's kind (sentences of an index
+        without chunks are absent)."""
+        sql = """SELECT s.id, c.id, s.kind FROM sentences s JOIN chunks c ON c.file_id = s.file_id
                  AND s.position BETWEEN c.first AND c.last WHERE s.id IN ({marks})"""
-        return {int(s): int(c) for s, c in self._rows_in(sql, sentence_ids)}
+        return {int(s): (int(c), kind) for s, c, kind in self._rows_in(sql, sentence_ids)}
 
     def chunk_members(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]:
         """The sentence ids of each chunk."""

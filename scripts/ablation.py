@@ -1,12 +1,15 @@
 """Measurements behind the ranking defaults quoted in README.md ("What decided the defaults").
 
-    python scripts/ablation.py [SET_DIR ...] [--limit 1000] [--windows]
+    python scripts/ablation.py [SET_DIR ...] [--limit 1000] [--windows] [--plain-chunks]
 
 Uses the indexes scripts/eval.py caches (it builds them when missing) and prints one JSON line
 per measurement on stdout, a readable line per measurement on stderr:
 
 - mix: passage-level R@1 of the dense score alpha × sentence cosine + (1 − alpha) × the cosine
   of the sentence's chunk (and, with --windows, of a centred 3-sentence window embedded here);
+  headings score as their chunk, as in indexer.search;
+- headings: the same at the default alpha, with headings scored on their own vectors, and (with
+  --plain-chunks) with chunks embedded here without the heading text in front;
 - trust: how much of each question (IDF-weighted) the index vocabulary holds (median, p10, p90);
 - ramp: hybrid R@1 / MRR@10 with the default keyword-weight ramp and with a linear one;
 - passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms.
@@ -59,7 +62,7 @@ def stored(index: Index) -> dict[str, np.ndarray]:
     """Sentence vectors, their files and positions, and each sentence's chunk vector."""
     db = sqlite3.connect(index.path / "index.sqlite")
     rows = db.execute(
-        "SELECT s.file_id, s.position, s.text, v.vector FROM sentences s "
+        "SELECT s.file_id, s.position, s.text, v.vector, s.kind FROM sentences s "
         "JOIN vectors v ON v.id = s.vector_id ORDER BY s.file_id, s.position"
     ).fetchall()
     chunk = dict(
@@ -74,13 +77,32 @@ def stored(index: Index) -> dict[str, np.ndarray]:
     sentences = np.stack([np.frombuffer(r[3], np.float32) for r in rows])
     return {
         "file": np.array([r[0] for r in rows]),
+        "position": np.array([r[1] for r in rows]),
         "text": np.array([r[2] for r in rows], dtype=object),
+        "heading": np.array([r[4] == "heading" for r in rows]),
         "sentence": sentences,
         "chunk": np.stack(
             [chunk.get((r[0], r[1]), s) for r, s in zip(rows, sentences, strict=True)]
         ),
         "stem": {f: Path(p).stem for f, p in paths.items()},
     }
+
+
+def plain_chunks(index: Index, data: dict[str, np.ndarray]) -> np.ndarray:
+    """Each sentence's chunk embedded as its sentences alone, without the heading in front."""
+    db = sqlite3.connect(index.path / "index.sqlite")
+    keys = list(zip(data["file"].tolist(), data["position"].tolist(), strict=True))
+    texts = dict(zip(keys, data["text"], strict=True))
+    spans = db.execute("SELECT file_id, first, last FROM chunks").fetchall()
+    joined = [" ".join(texts[(f, p)] for p in range(a, b + 1)) for f, a, b in spans]
+    embedder = index.embedder
+    vectors = embedder.embed([embedder.passage_text(t) for t in joined])
+    row = {key: i for i, key in enumerate(texts)}
+    out = data["sentence"].copy()
+    for (f, a, b), v in zip(spans, vectors, strict=True):
+        for p in range(a, b + 1):
+            out[row[(f, p)]] = v
+    return out
 
 
 def windows(index: Index, data: dict[str, np.ndarray]) -> np.ndarray:
@@ -105,20 +127,49 @@ def recall_at_1(scores: np.ndarray, data: dict[str, np.ndarray], golds: list[str
     return round(hits / len(golds), 3)
 
 
+def mixed(own: np.ndarray, other: np.ndarray, alpha: float, heading: np.ndarray) -> np.ndarray:
+    """alpha × own + (1 − alpha) × other per sentence; headings (where set) take `other` only."""
+    weight = np.where(heading, 0.0, alpha)
+    return weight * own + (1 - weight) * other
+
+
+def query_vectors(index: Index, queries: list) -> np.ndarray:
+    embedder = index.embedder
+    return embedder.embed([embedder.query_text(x.question) for x in queries])
+
+
 def measure_mix(set_dir: Path, index: Index, queries: list, with_windows: bool) -> None:
     data = stored(index)
-    embedder = index.embedder
-    q = embedder.embed([embedder.query_text(x.question) for x in queries])
+    q = query_vectors(index, queries)
     golds = [x.passage_id for x in queries]
     own = q @ data["sentence"].T
+    heading = data["heading"]
     units = {"chunk": q @ data["chunk"].T}
     if with_windows:
         units["window"] = q @ windows(index, data).T
     for name, other in units.items():
         for alpha in ALPHAS:
-            score = recall_at_1(alpha * own + (1 - alpha) * other, data, golds)
+            score = recall_at_1(mixed(own, other, alpha, heading), data, golds)
             emit({"set": set_dir.name, "measure": "mix", "unit": name, "alpha": alpha,
                   "recall@1": score})  # fmt: skip
+
+
+def measure_headings(set_dir: Path, index: Index, queries: list, with_plain: bool) -> None:
+    data = stored(index)
+    q = query_vectors(index, queries)
+    golds = [x.passage_id for x in queries]
+    own, chunk, alpha = q @ data["sentence"].T, q @ data["chunk"].T, search_module.OWN_WEIGHT
+    variants = {
+        "default": mixed(own, chunk, alpha, data["heading"]),
+        "heading_own_vector": mixed(own, chunk, alpha, np.zeros_like(data["heading"])),
+    }
+    if with_plain:
+        variants["chunk_without_heading"] = mixed(
+            own, q @ plain_chunks(index, data).T, alpha, data["heading"]
+        )
+    for name, scores in variants.items():
+        emit({"set": set_dir.name, "measure": "headings", "variant": name,
+              "recall@1": recall_at_1(scores, data, golds)})  # fmt: skip
 
 
 def measure_trust(set_dir: Path, index: Index, queries: list) -> None:
@@ -177,7 +228,13 @@ def measure_passage_bm25(set_dir: Path, queries: list) -> None:
     is_flag=True,
     help="Also embed centred 3-sentence windows (about a minute per 2,000 sentences).",
 )
-def main(set_dirs: tuple[Path, ...], limit: int, with_windows: bool) -> None:
+@click.option(
+    "--plain-chunks",
+    "with_plain",
+    is_flag=True,
+    help="Also embed every chunk without its heading in front (to compare with the stored ones).",
+)
+def main(set_dirs: tuple[Path, ...], limit: int, with_windows: bool, with_plain: bool) -> None:
     """Measure the ranking choices on every retrieval set (default: ../shared/eval/*)."""
     if not set_dirs:
         base = REPO.parent / "shared" / "eval"
@@ -186,6 +243,7 @@ def main(set_dirs: tuple[Path, ...], limit: int, with_windows: bool) -> None:
         queries = ev.read_queries(set_dir, limit)
         index = open_index(set_dir)
         measure_mix(set_dir, index, queries, with_windows)
+        measure_headings(set_dir, index, queries, with_plain)
         measure_trust(set_dir, index, queries)
         measure_ramp(set_dir, index, queries)
         measure_passage_bm25(set_dir, queries)
