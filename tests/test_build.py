@@ -258,3 +258,46 @@ def test_bad_pattern_is_a_named_error(index: Index, docs: Path) -> None:
 
     with pytest.raises(BadPatternError, match="--exclude"):
         index.build(docs, exclude=["!"])
+
+
+def test_chunks_under_a_heading_carry_its_text(tiny_model_dir: Path) -> None:
+    from indexer.build import make_chunks, make_units
+    from indexer.embed import Embedder
+    from indexer.load import Document
+
+    steps = [f"Step {i} is done by hand." for i in range(1, 6)]
+    text = "# Setup\n\n" + " ".join(steps) + "\n"
+    doc = Document(path="a.md", text=text, encoding="utf-8", format="md", size=0, mtime_ns=0,
+                   sha256="", truncated=False)  # fmt: skip
+    embedder = Embedder.load(tiny_model_dir)
+    units = make_units(doc, embedder)
+    chunks = make_chunks(units, embedder)
+    assert [u.text for u in units] == ["# Setup", *steps]
+    # The chunk the heading opens holds it once; later chunks get it in front of their text.
+    assert chunks[0].text == " ".join(["# Setup", *steps[:2]])
+    assert chunks[1].text == "# Setup\n" + " ".join(steps[2:])
+    assert all(c.key not in {u.key for u in units} for c in chunks)
+
+
+def test_keyword_rows_hold_the_heading_beyond_the_window() -> None:
+    from indexer.store import KEYWORD_WINDOW, keyword_rows
+
+    rows = [(1, "Kubernetes", "heading")] + [(i, f"word{i}", "text") for i in range(2, 8)]
+    near = {sentence_id: context.split() for sentence_id, _, context in keyword_rows(rows)}
+    far = 2 + KEYWORD_WINDOW  # the first sentence the window no longer reaches back from
+    assert "kubernetes" in near[far] and "kubernetes" in near[7]
+    assert near[2].count("kubernetes") == 1, "inside the window the heading counts once"
+
+
+def test_a_heading_scores_as_the_chunk_it_opens(index: Index, tmp_path: Path) -> None:
+    heading = "# Keep pull requests small and focused."
+    body = "Your laptop arrives on the first day."
+    index.build(write_docs(tmp_path / "h", {"a.md": f"{heading}\n\n{body}\n"}))
+    question = "Keep pull requests small and focused."
+    hit = next(h for h in all_hits(index, question) if h.kind == "heading")
+    embedder = index.embedder
+    query = embedder.embed_query(question)
+    texts = (f"{hit.text} {body}", hit.text)  # as stored: without the Markdown marker
+    chunk, own = embedder.embed([embedder.passage_text(t) for t in texts])
+    assert hit.dense_score == pytest.approx(float(chunk @ query), abs=1e-3)
+    assert abs(float(own @ query) - float(chunk @ query)) > 0.01, "own vector would differ"
