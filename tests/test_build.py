@@ -267,15 +267,15 @@ def test_chunks_under_a_heading_carry_its_text(tiny_model_dir: Path) -> None:
 
     steps = [f"Step {i} is done by hand." for i in range(1, 6)]
     text = "# Setup\n\n" + " ".join(steps) + "\n"
-    doc = Document(path="a.md", text=text, encoding="utf-8", format="md", size=0, mtime_ns=0,
+    doc = Document(path="a.md", text=text, encoding="utf-8", format="markdown", size=0, mtime_ns=0,
                    sha256="", truncated=False)  # fmt: skip
     embedder = Embedder.load(tiny_model_dir)
     units = make_units(doc, embedder)
     chunks = make_chunks(units, embedder)
-    assert [u.text for u in units] == ["# Setup", *steps]
+    assert [u.text for u in units] == ["Setup", *steps]
     # The chunk the heading opens holds it once; later chunks get it in front of their text.
-    assert chunks[0].text == " ".join(["# Setup", *steps[:2]])
-    assert chunks[1].text == "# Setup\n" + " ".join(steps[2:])
+    assert chunks[0].text == " ".join(["Setup", *steps[:2]])
+    assert chunks[1].text == "Setup\n" + " ".join(steps[2:])
     assert all(c.key not in {u.key for u in units} for c in chunks)
 
 
