@@ -12,7 +12,9 @@ per measurement on stdout, a readable line per measurement on stderr:
   --plain-chunks) with chunks embedded here without the heading text in front;
 - trust: how much of each question (IDF-weighted) the index vocabulary holds (median, p10, p90);
 - ramp: hybrid R@1 / MRR@10 with the default keyword-weight ramp and with a linear one;
-- passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms.
+- passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms;
+- misses: hybrid questions whose first passage is wrong, and how many of those rank another
+  passage with the gold passage's title (same article) first.
 """
 
 from __future__ import annotations
@@ -213,6 +215,18 @@ def measure_passage_bm25(set_dir: Path, queries: list) -> None:
     )
 
 
+def measure_misses(set_dir: Path, index: Index, queries: list) -> None:
+    titles = {r["id"]: r.get("title") for r in ev.read_jsonl(set_dir / "passages.jsonl")}
+    misses = same_title = 0
+    for x in queries:
+        first = ev.ask_passages(index, x.question, k=1, mode="hybrid")
+        if first and first[0] != x.passage_id:
+            misses += 1
+            same_title += titles.get(first[0]) == titles.get(x.passage_id)
+    emit({"set": set_dir.name, "measure": "misses", "queries": len(queries), "misses": misses,
+          "same_title": same_title})  # fmt: skip
+
+
 @click.command()
 @click.argument("set_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -247,6 +261,7 @@ def main(set_dirs: tuple[Path, ...], limit: int, with_windows: bool, with_plain:
         measure_trust(set_dir, index, queries)
         measure_ramp(set_dir, index, queries)
         measure_passage_bm25(set_dir, queries)
+        measure_misses(set_dir, index, queries)
 
 
 if __name__ == "__main__":
