@@ -16,7 +16,7 @@ from typing import TypeVar
 from indexer import config
 from indexer.embed import Embedder
 from indexer.errors import EmptyFolderError, FileSkipped, IndexerError, ModelMismatchError
-from indexer.load import Document, FileInfo, Selection, read_document, walk
+from indexer.load import READ_FAILURES, Document, FileInfo, Selection, read_document, walk
 from indexer.split import Sentence, split_document
 from indexer.store import FileRow, Store, vector_key
 
@@ -24,8 +24,6 @@ from indexer.store import FileRow, Store, vector_key
 #: re-split on the next build (their unchanged sentences keep their vectors).
 SPLIT_VERSION = "4"
 
-#: Skip reasons that mean "could not read now" rather than "not a text document".
-FAILURE_REASONS = ("permission denied", "file vanished", "read error", "i/o error", "cannot read")
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -92,7 +90,7 @@ class BuildReport:
     @property
     def failed(self) -> list[tuple[str, str]]:
         """Skipped files whose reason is a read failure rather than their content."""
-        return [(p, r) for p, r in self.skipped if r.startswith(FAILURE_REASONS)]
+        return [(p, r) for p, r in self.skipped if r.startswith(READ_FAILURES)]
 
     @property
     def touched(self) -> bool:
@@ -377,7 +375,7 @@ def _window_of(sentence: Sentence, start: int, end: int) -> Sentence:
 def _unreadable(path: str, unlisted: list[tuple[str, str]]) -> bool:
     """Whether the walk could not read this path, or a folder above it, for now."""
     return any(
-        reason.startswith(FAILURE_REASONS)
+        reason.startswith(READ_FAILURES)
         and (path == where or path.startswith(where.rstrip("/") + "/"))
         for where, reason in unlisted
     )

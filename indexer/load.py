@@ -423,15 +423,23 @@ def _check_unchanged(handle: BinaryIO, before: os.stat_result, rel: str) -> None
         raise FileSkipped(rel, CHANGED)
 
 
+#: Reasons that mean "could not read it now" rather than "not a text document" (FileSkipped
+#: reasons start with one of them): a build keeps what it has for such a file or folder.
+VANISHED = "file vanished while reading"
+DENIED = "permission denied"
+READ_ERROR = "read error"
+READ_FAILURES = (VANISHED, DENIED, READ_ERROR)
+
+
 def _reason(error: OSError) -> str:
     """A short lower-case phrase for FileSkipped."""
     if isinstance(error, FileNotFoundError):
-        return "file vanished while reading"
+        return VANISHED
     if isinstance(error, PermissionError):
-        return "permission denied"
+        return DENIED
     if isinstance(error, (IsADirectoryError, NotADirectoryError)):
         return "not a regular file"
-    return f"read error ({(error.strerror or type(error).__name__).lower()})"
+    return f"{READ_ERROR} ({(error.strerror or type(error).__name__).lower()})"
 
 
 def _decode_prefix(data: bytes) -> tuple[str, str]:
