@@ -345,8 +345,9 @@ def make_chunks(units: list[Unit], embedder: Embedder) -> list[Chunk]:
     first = 0
     while first < len(units):
         if units[first].sentence.kind == "heading":
-            heading = units[first].text
-        context = "" if heading in ("", units[first].text) else heading + "\n"
+            heading, context = units[first].text, ""
+        else:
+            context = heading + "\n" if heading else ""
         if context and not fits(context, first, first):
             context = ""
         last = first

@@ -27,16 +27,17 @@ MIN_POOL = 50
 KEYWORD_DEPTH = 1000
 PARALLEL_SEARCH_FROM = 200_000
 
+#: Dense score = OWN_WEIGHT × sentence cosine + the rest × its chunk's cosine (0.7 has the best
+#: R@1 summed over the dev sets, and on each set but Tatoeba; scripts/ablation.py).
+OWN_WEIGHT = 0.7
 #: Weight of the keyword side in hybrid mode when the question's terms are all known to the
 #: index; scaled down by how much of the question the index vocabulary holds (tuned on the
 #: dev sets with scripts/eval.py).
-#: Dense score = OWN_WEIGHT × sentence cosine + the rest × its chunk's cosine (0.7 had the best
-#: R@1 summed over the dev sets; 0.5 favours English→Chinese, 0.7+ NTREX).
-OWN_WEIGHT = 0.7
 HYBRID_KEYWORD_WEIGHT = 0.5
 #: The keyword side gets no weight while the index knows less than 40 % of the question's
 #: (IDF-weighted) terms and full weight from 80 %. English→German questions share names and
-#: cognates (median 31 %), English→Chinese only numbers (10 %), Japanese→Japanese most (94 %).
+#: cognates (median 25 %), English→Chinese only numbers (9 %), Japanese→Japanese nearly all
+#: (median 100 %, p10 77 %); scripts/ablation.py.
 TRUST_RAMP = (0.4, 0.8)
 
 
@@ -134,9 +135,10 @@ class Searcher:
         a heading scores as the chunk it opens.
 
         Sentence vectors alone miss questions whose answer spans sentences (English→Chinese
-        R@1 .46 vs .71 mixed); chunks alone blur sentence-level matches (NTREX .61 vs .87).
+        R@1 .73 vs .79 mixed); chunks alone blur sentence-level matches (NTREX .58 vs .89).
         A short heading sits close to any question on its topic: scored on its own vector,
         titles outranked the passages under them (English→Chinese R@1 .73; .79 as chunks).
+        Numbers: scripts/ablation.py.
         """
         chunks = dict(chunks or {})
         own = {**own, **self._cosines(vector, [i for i in ids if i not in own])}
