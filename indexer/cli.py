@@ -9,16 +9,19 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from indexer import config, models
-from indexer.build import BuildReport, Progress
+from indexer import config, models, tokenize
+from indexer.config import MODES, Mode
 from indexer.errors import IndexerError
-from indexer.index import Index
 from indexer.load import Symlinks
-from indexer.search import MODES, Hit, Mode
+
+if TYPE_CHECKING:  # the modules behind these load numpy, onnxruntime and faiss: see _open
+    from indexer.build import BuildReport, Progress
+    from indexer.index import Index
+    from indexer.search import Hit
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -99,8 +102,38 @@ def _open(
     threads: int | None,
     quiet: bool = False,
 ) -> Index:
+    from indexer.index import Index  # late: a cold `index ask` reads its tokenizer meanwhile
+
     echo = (lambda message: None) if quiet else _echo_err
     return Index(index_path, model=model, cache_dir=cache_dir, threads=threads, echo=echo)
+
+
+def _read_tokenizer_ahead(index_path: Path | None, model: Path | None, cache: Path | None) -> None:
+    """Start loading the tokenizer of the model `ask` will use, before the heavy imports.
+
+    The model is found as Index finds it (the flag, else the one the index records, else the
+    default), read straight from SQLite. This is only a head start: on any problem, or for a
+    model that turns out different, Index loads and checks the model as usual.
+    """
+    chosen = config.model_dir(model) or _recorded_model(config.index_dir(index_path))
+    path = chosen or models.default_dir(config.cache_dir(cache))
+    with contextlib.suppress(IndexerError, OSError):
+        tokenize.preload(models.load_info(path))
+
+
+def _recorded_model(index_dir: Path) -> Path | None:
+    """The model directory an index records, read without loading the rest of indexer."""
+    database = index_dir / config.DB_NAME
+    if not database.is_file():
+        return None
+    uri = database.resolve().as_uri() + "?mode=ro"
+    with (
+        contextlib.suppress(sqlite3.Error),
+        contextlib.closing(sqlite3.connect(uri, uri=True)) as db,
+    ):
+        row = db.execute("SELECT value FROM meta WHERE key = 'model_path'").fetchone()
+        return Path(row[0]) if row and row[0] else None
+    return None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -286,6 +319,7 @@ def ask(
 
     Without QUESTION, opens an interactive prompt that loads the model once.
     """
+    _read_tokenizer_ahead(index_path, model, cache_dir)
     index = _open(index_path, model, cache_dir, threads)
     ask_one = functools.partial(index.ask, k=k, context=context, mode=mode)
     if question is None:

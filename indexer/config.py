@@ -13,11 +13,16 @@ ENV_CACHE = "INDEXER_CACHE_DIR"
 ENV_THREADS = "INDEXER_THREADS"
 
 DEFAULT_INDEX_DIR = Path(".index")
+#: The SQLite file inside an index directory.
+DB_NAME = "index.sqlite"
 DEFAULT_MODEL_NAME = "multilingual-e5-small"
 DEFAULT_K = 5
 DEFAULT_CONTEXT = 1
 #: How `index ask` ranks: "hybrid" (dense + keyword), "dense" or "keyword".
-DEFAULT_MODE: Literal["hybrid", "dense", "keyword"] = "hybrid"
+#: Retrieval modes of `index ask` (see indexer.search).
+Mode = Literal["hybrid", "dense", "keyword"]
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "keyword")
+DEFAULT_MODE: Mode = "hybrid"
 #: Sentences per onnxruntime run; batches are sorted by length so padding stays small.
 DEFAULT_BATCH_SIZE = 32
 #: Sentences embedded and committed to SQLite together (the unit of crash recovery).

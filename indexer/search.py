@@ -6,19 +6,17 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import faiss
 import filelock
 import numpy as np
 
 from indexer import config, keyword
+from indexer.config import MODES, Mode
 from indexer.embed import Embedder
 from indexer.errors import EmptyQuestionError, IndexerError, IndexUnusableError
 from indexer.store import CHUNK_BASE, SentenceRow, Store, build_faiss
 
-Mode = Literal["hybrid", "dense", "keyword"]
-MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
 #: Candidates fetched per requested hit, so grouping can still return k different places.
 OVERFETCH = 4
 MIN_POOL = 50

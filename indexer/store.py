@@ -27,9 +27,9 @@ import numpy as np
 import sqlite_utils
 
 from indexer import keyword
+from indexer.config import DB_NAME
 from indexer.errors import IndexUnusableError, NoIndexError
 
-DB_NAME = "index.sqlite"
 #: Keyword rows hold a sentence and this many neighbours on each side, so words of a question
 #: that are spread over a paragraph still meet (measured with scripts/eval.py).
 KEYWORD_WINDOW = 2

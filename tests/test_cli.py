@@ -502,3 +502,33 @@ def test_build_include_exclude_and_symlinks_flags(
 def test_build_bad_pattern_is_one_line(docs: Path, idx: Path, tiny_model_dir: Path) -> None:
     result = run("build", docs, "--index", idx, "--model", tiny_model_dir, "--exclude", "!")
     assert "bad --exclude pattern" in assert_one_error(result, 2)
+
+
+def test_importing_the_cli_leaves_the_heavy_modules_for_later() -> None:
+    heavy = "{'faiss', 'numpy', 'onnxruntime'}"
+    code = f"import sys, indexer.cli; print(sorted({heavy} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_ask_reads_the_recorded_models_tokenizer_ahead(built: Path, tiny_model_dir: Path) -> None:
+    from indexer import cli as cli_module
+    from indexer import tokenize
+    from indexer.models import load_info
+
+    info = load_info(tiny_model_dir)
+    cli_module._read_tokenizer_ahead(built, None, None)  # the index records the tiny model
+    assert str(info.tokenizer.file) in tokenize._AHEAD
+    ahead = tokenize.Tokenizer(info)  # takes the load in progress
+    assert str(info.tokenizer.file) not in tokenize._AHEAD
+    assert ahead.encode("NPUの測定") == tokenize.Tokenizer(info).encode("NPUの測定")
+
+
+def test_reading_ahead_without_an_index_or_model_is_harmless(tmp_path: Path) -> None:
+    from indexer import cli as cli_module
+    from indexer import tokenize
+
+    before = dict(tokenize._AHEAD)
+    cli_module._read_tokenizer_ahead(tmp_path / "none", None, tmp_path / "empty-cache")
+    assert before == tokenize._AHEAD
+    assert_one_error(run("ask", "VPN", "--index", tmp_path / "none"), 1)
