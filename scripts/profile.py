@@ -8,8 +8,9 @@
 - cold ask: fresh processes that time each phase of what `index ask` does, in order:
   interpreter start, imports (numpy, onnxruntime, faiss, sqlite-utils, click, the rest of
   indexer), the tokenizer and the onnxruntime session (loaded one after the other here;
-  `index ask` loads them in parallel), opening the index, the first question (FAISS file
-  read, query embedding, search) and a second one; median over --runs processes.
+  `index ask` starts the tokenizer before the imports and creates the session beside it),
+  opening the index, the first question (FAISS file read, query embedding, search) and a
+  second one; median over --runs processes.
 
 The index asked is --index DIR, else an index of --corpus kept in ~/.cache/indexer/profile-index
 (the first run builds it, about 4 minutes for ../shared/corpus; later runs only check it). One
@@ -52,7 +53,7 @@ import onnxruntime; mark("import onnxruntime")
 import faiss; mark("import faiss")
 import sqlite_utils; mark("import sqlite-utils")
 import click; mark("import click")
-import indexer.cli; mark("import indexer (rest)")
+import indexer.cli, indexer.index; mark("import indexer (rest)")
 from indexer import Index, models
 from indexer.embed import _session, _threads
 from indexer.tokenize import Tokenizer
@@ -61,7 +62,7 @@ info = models.load_info(index._model_path()); mark("read model.json")
 Tokenizer(info); mark("load tokenizer")
 _session(info, _threads(None)); mark("create onnxruntime session")
 index.status(); mark("open index")
-index.embedder; mark("load model again (both in parallel, as index ask)")
+index.embedder; mark("load model again (tokenizer and session in parallel)")
 index.ask(sys.argv[2], k=5); mark("first question")
 index.ask(sys.argv[3], k=5); mark("second question")
 print(json.dumps({b[0]: b[1] - a[1] for a, b in zip(marks, marks[1:])}))
