@@ -18,10 +18,10 @@ DB_NAME = "index.sqlite"
 DEFAULT_MODEL_NAME = "multilingual-e5-small"
 DEFAULT_K = 5
 DEFAULT_CONTEXT = 1
-#: How `index ask` ranks: "hybrid" (dense + keyword), "dense" or "keyword".
 #: Retrieval modes of `index ask` (see indexer.search).
 Mode = Literal["hybrid", "dense", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "keyword")
+#: How `index ask` ranks: "hybrid" (dense + keyword), "dense" or "keyword".
 DEFAULT_MODE: Mode = "hybrid"
 #: Sentences per onnxruntime run; batches are sorted by length so padding stays small.
 DEFAULT_BATCH_SIZE = 32

@@ -26,7 +26,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from indexer import Index, keyword
+from indexer import Index, config, keyword
 from indexer import search as search_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
@@ -54,7 +54,7 @@ def open_index(set_dir: Path) -> Index:
 
 def stored(index: Index) -> dict[str, np.ndarray]:
     """Sentence vectors, their files and positions, and each sentence's chunk vector."""
-    db = sqlite3.connect(index.path / "index.sqlite")
+    db = sqlite3.connect(index.path / config.DB_NAME)
     rows = db.execute(
         "SELECT s.file_id, s.position, s.text, v.vector, s.kind FROM sentences s "
         "JOIN vectors v ON v.id = s.vector_id ORDER BY s.file_id, s.position"
@@ -84,7 +84,7 @@ def stored(index: Index) -> dict[str, np.ndarray]:
 
 def plain_chunks(index: Index, data: dict[str, np.ndarray]) -> np.ndarray:
     """Each sentence's chunk embedded as its sentences alone, without the heading in front."""
-    db = sqlite3.connect(index.path / "index.sqlite")
+    db = sqlite3.connect(index.path / config.DB_NAME)
     keys = list(zip(data["file"].tolist(), data["position"].tolist(), strict=True))
     texts = dict(zip(keys, data["text"], strict=True))
     spans = db.execute("SELECT file_id, first, last FROM chunks").fetchall()
@@ -132,9 +132,9 @@ def query_vectors(index: Index, queries: list) -> np.ndarray:
     return embedder.embed([embedder.query_text(x.question) for x in queries])
 
 
-def measure_mix(set_dir: Path, index: Index, queries: list, with_windows: bool) -> None:
-    data = stored(index)
-    q = query_vectors(index, queries)
+def measure_mix(
+    set_dir: Path, index: Index, queries: list, data: dict, q: np.ndarray, with_windows: bool
+) -> None:
     golds = [x.passage_id for x in queries]
     own = q @ data["sentence"].T
     heading = data["heading"]
@@ -148,9 +148,9 @@ def measure_mix(set_dir: Path, index: Index, queries: list, with_windows: bool) 
                   "recall@1": score})  # fmt: skip
 
 
-def measure_headings(set_dir: Path, index: Index, queries: list, with_plain: bool) -> None:
-    data = stored(index)
-    q = query_vectors(index, queries)
+def measure_headings(
+    set_dir: Path, index: Index, queries: list, data: dict, q: np.ndarray, with_plain: bool
+) -> None:
     golds = [x.passage_id for x in queries]
     own, chunk, alpha = q @ data["sentence"].T, q @ data["chunk"].T, search_module.OWN_WEIGHT
     variants = {
@@ -248,8 +248,9 @@ def main(set_dirs: tuple[Path, ...], limit: int, with_windows: bool, with_plain:
     for set_dir in set_dirs:
         queries = ev.read_queries(set_dir, limit)
         index = open_index(set_dir)
-        measure_mix(set_dir, index, queries, with_windows)
-        measure_headings(set_dir, index, queries, with_plain)
+        data, q = stored(index), query_vectors(index, queries)  # shared by the dense measures
+        measure_mix(set_dir, index, queries, data, q, with_windows)
+        measure_headings(set_dir, index, queries, data, q, with_plain)
         measure_trust(set_dir, index, queries)
         measure_ramp(set_dir, index, queries)
         measure_passage_bm25(set_dir, queries)
