@@ -22,7 +22,7 @@ from indexer.store import FileRow, Store, vector_key
 
 #: Bump when splitting or windowing changes: files of an index built with another version are
 #: re-split on the next build (their unchanged sentences keep their vectors).
-SPLIT_VERSION = "4"
+SPLIT_VERSION = "5"
 
 
 Progress = Callable[[int], None]
@@ -47,12 +47,14 @@ class Unit:
 
 @dataclass
 class Chunk:
-    """A run of consecutive units embedded together, so a question can match a whole passage."""
+    """A run of consecutive units embedded together, so a question can match a whole passage:
+    a chunk (up to CHUNK_SENTENCES units) or a section (as many as fit the model)."""
 
     first: int
     last: int
     text: str
     key: str
+    span: str = "chunk"
 
 
 @dataclass
@@ -299,6 +301,7 @@ def _classify(
         return
     units = make_units(doc, embedder)
     chunks = make_chunks(units, embedder)
+    chunks += make_sections(units, embedder, chunks)
     report.sentences += len(units)
     report.windowed += sum(1 for u in units if u.sentence.position < 0)
     if doc.truncated:
@@ -325,8 +328,23 @@ def make_units(doc: Document, embedder: Embedder) -> list[Unit]:
     return units
 
 
-def make_chunks(units: list[Unit], embedder: Embedder) -> list[Chunk]:
-    """Group consecutive units into chunks of up to CHUNK_SENTENCES that fit the model.
+def make_sections(units: list[Unit], embedder: Embedder, chunks: list[Chunk]) -> list[Chunk]:
+    """The runs of units under one heading, each as long as the model takes (a long section
+    is cut into several); a run that is also a chunk is left out, the chunk stands for it."""
+    known = {(c.first, c.last) for c in chunks}
+    sections = make_chunks(units, embedder, size=None, span="section")
+    return [s for s in sections if (s.first, s.last) not in known]
+
+
+def make_chunks(
+    units: list[Unit],
+    embedder: Embedder,
+    *,
+    size: int | None = config.CHUNK_SENTENCES,
+    span: str = "chunk",
+) -> list[Chunk]:
+    """Group consecutive units into runs of up to `size` units (None: no limit) that fit the
+    model.
 
     A heading starts a new chunk, and the chunks after it under the same heading carry the
     heading's text in front, so a chunk says what it is about. A chunk of one unit with no
@@ -353,13 +371,13 @@ def make_chunks(units: list[Unit], embedder: Embedder) -> list[Chunk]:
         last = first
         while (
             last + 1 < len(units)
-            and last + 1 - first < config.CHUNK_SENTENCES
+            and (size is None or last + 1 - first < size)
             and units[last + 1].sentence.kind != "heading"
             and fits(context, first, last + 1)
         ):
             last += 1
         text = context + _joined(units[first : last + 1])
-        chunks.append(Chunk(first, last, text, vector_key(checksum, prefix + text)))
+        chunks.append(Chunk(first, last, text, vector_key(checksum, prefix + text), span))
         first = last + 1
     return chunks
 
@@ -489,7 +507,7 @@ def _store_file(store: Store, file_plan: FilePlan) -> None:
     store.add_file_sentences(file_id, _sentence_rows(file_id, file_plan.units, vector_ids))
     chunk_ids = store.known_keys(c.key for c in file_plan.chunks)
     store.add_file_chunks(
-        file_id, [(file_id, c.first, c.last, chunk_ids[c.key]) for c in file_plan.chunks]
+        [(file_id, c.first, c.last, chunk_ids[c.key], c.span) for c in file_plan.chunks]
     )
 
 

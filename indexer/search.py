@@ -28,6 +28,9 @@ PARALLEL_SEARCH_FROM = 200_000
 #: Dense score = OWN_WEIGHT × sentence cosine + the rest × its chunk's cosine (0.7 has the best
 #: R@1 summed over the dev sets, and on each set but Tatoeba; scripts/ablation.py).
 OWN_WEIGHT = 0.7
+#: Then the section's cosine (the sentences under the sentence's heading, as many as the model
+#: takes) weighs this much against the rest (scripts/ablation.py).
+SECTION_WEIGHT = 0.1
 #: Weight of the keyword side in hybrid mode when the question's terms are all known to the
 #: index; scaled down by how much of the question the index vocabulary holds (tuned on the
 #: dev sets with scripts/eval.py).
@@ -129,31 +132,34 @@ class Searcher:
         own: dict[int, float],
         chunks: dict[int, float] | None = None,
     ) -> dict[int, float]:
-        """A sentence's own cosine mixed with its chunk's (OWN_WEIGHT, tuned on the dev sets);
-        a heading scores as the chunk it opens.
+        """A sentence's own cosine mixed with its chunk's (OWN_WEIGHT), then with its section's
+        (SECTION_WEIGHT), all tuned on the dev sets; a heading scores as the chunk it opens.
 
         Sentence vectors alone miss questions whose answer spans sentences (English→Chinese
-        R@1 .73 vs .79 mixed); chunks alone blur sentence-level matches (NTREX .58 vs .89).
-        A short heading sits close to any question on its topic: scored on its own vector,
-        titles outranked the passages under them (English→Chinese R@1 .73; .79 as chunks).
+        R@1 .73 vs .79 mixed); chunks alone blur sentence-level matches (NTREX .58 vs .89);
+        the section says what a passage is about (English→Chinese .79 → .81). A short heading
+        sits close to any question on its topic: scored on its own vector, titles outranked
+        the passages under them (English→Chinese R@1 .73; .79 as chunks).
         Numbers: scripts/ablation.py.
         """
         chunks = dict(chunks or {})
         own = {**own, **self._cosines(vector, [i for i in ids if i not in own])}
-        holder = self.store.chunks_of(ids)
-        unknown = list({c for c, _ in holder.values() if c not in chunks})
-        stored = self.store.chunk_vectors(unknown) if unknown else {}
+        holders = self.store.chunks_of(ids)
+        wanted = {c for h in holders.values() for c in (h.chunk, h.section) if c is not None}
+        stored = self.store.chunk_vectors([c for c in wanted if c not in chunks])
         chunks.update({c: float(v @ vector) for c, v in stored.items()})
         scores = {}
         for i in ids:
             if i not in own:
                 continue
-            if i not in holder:
+            held = holders.get(i)
+            if held is None:
                 scores[i] = own[i]
                 continue
-            chunk, kind = holder[i]
-            weight = 0.0 if kind == "heading" else OWN_WEIGHT
-            scores[i] = weight * own[i] + (1 - weight) * chunks[chunk]
+            weight = 0.0 if held.kind == "heading" else OWN_WEIGHT
+            local = weight * own[i] + (1 - weight) * chunks[held.chunk]
+            section = chunks[held.section] if held.section is not None else chunks[held.chunk]
+            scores[i] = (1 - SECTION_WEIGHT) * local + SECTION_WEIGHT * section
         return scores
 
     def _rank(

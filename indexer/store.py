@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -146,11 +147,18 @@ def _m004_pages(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE sentences ADD COLUMN page INTEGER")
 
 
+def _m005_sections(db: sqlite_utils.Database) -> None:
+    # A chunks row is a chunk (up to three sentences) or a section (the sentences under one
+    # heading, as many as the model takes); sections arrive when files are next re-split.
+    db.execute("ALTER TABLE chunks ADD COLUMN span TEXT NOT NULL DEFAULT 'chunk'")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _m001_initial),
     ("0002_keyword", _m002_keyword),
     ("0003_chunks", _m003_chunks),
     ("0004_pages", _m004_pages),
+    ("0005_sections", _m005_sections),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -311,10 +319,12 @@ class Store:
         )
         insert_keyword_rows(self.db, file_id)
 
-    def add_file_chunks(self, file_id: int, rows: Sequence[tuple[int, int, int, int]]) -> None:
-        """Insert a file's chunks: (file_id, first position, last position, vector id)."""
+    def add_file_chunks(self, rows: Sequence[tuple[int, int, int, int, str]]) -> None:
+        """Insert a file's chunks and sections:
+        (file_id, first position, last position, vector id, "chunk" or "section")."""
         self.db.conn.executemany(
-            "INSERT INTO chunks(file_id, first, last, vector_id) VALUES (?, ?, ?, ?)", rows
+            "INSERT INTO chunks(file_id, first, last, vector_id, span) VALUES (?, ?, ?, ?, ?)",
+            rows,
         )
 
     def delete_unused_vectors(self) -> None:
@@ -337,12 +347,19 @@ class Store:
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-    def chunks_of(self, sentence_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
-        """The chunk holding each sentence, and the sentence's kind (sentences of an index
-        without chunks are absent)."""
-        sql = """SELECT s.id, c.id, s.kind FROM sentences s JOIN chunks c ON c.file_id = s.file_id
-                 AND s.position BETWEEN c.first AND c.last WHERE s.id IN ({marks})"""
-        return {int(s): (int(c), kind) for s, c, kind in self._rows_in(sql, sentence_ids)}
+    def chunks_of(self, sentence_ids: Sequence[int]) -> dict[int, Holders]:
+        """The chunk and section holding each sentence, and the sentence's kind (sentences of
+        an index without chunks are absent)."""
+        sql = """SELECT s.id, c.id, c.span, s.kind FROM sentences s JOIN chunks c
+                 ON c.file_id = s.file_id AND s.position BETWEEN c.first AND c.last
+                 WHERE s.id IN ({marks})"""
+        chunk: dict[int, int] = {}
+        section: dict[int, int] = {}
+        kinds: dict[int, str] = {}
+        for s, c, span, kind in self._rows_in(sql, sentence_ids):
+            (chunk if span == "chunk" else section)[int(s)] = int(c)
+            kinds[int(s)] = kind
+        return {s: Holders(c, section.get(s), kinds[s]) for s, c in chunk.items()}
 
     def chunk_members(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]:
         """The sentence ids of each chunk."""
@@ -491,6 +508,15 @@ class Store:
 def rows_max(rows: Sequence[tuple[str, int]]) -> int:
     """The largest document frequency among vocabulary rows (a floor for the row count)."""
     return max((int(r[1]) for r in rows), default=0)
+
+
+class Holders(NamedTuple):
+    """What holds a sentence: its chunk, its section (None when the chunk is the whole
+    section) and the sentence's kind."""
+
+    chunk: int
+    section: int | None
+    kind: str
 
 
 def insert_keyword_rows(db: sqlite_utils.Database, file_id: int) -> None:

@@ -6,15 +6,18 @@ Uses the indexes scripts/eval.py caches (it builds them when missing) and prints
 per measurement on stdout, a readable line per measurement on stderr:
 
 - mix: passage-level R@1 of the dense score alpha × sentence cosine + (1 − alpha) × the cosine
-  of the sentence's chunk (and, with --windows, of a centred 3-sentence window embedded here);
-  headings score as their chunk, as in indexer.search;
+  of the sentence's chunk (and, with --windows, of a centred 3-sentence window embedded here),
+  mixed with the section's cosine at the default weight; headings score as their chunk, as in
+  indexer.search;
+- section: the same at the default alpha for several weights of the section's cosine;
 - headings: the same at the default alpha, with headings scored on their own vectors, and (with
   --plain-chunks) with chunks embedded here without the heading text in front;
 - trust: how much of each question (IDF-weighted) the index vocabulary holds (median, p10, p90);
 - ramp: hybrid R@1 / MRR@10 with the default keyword-weight ramp and with a linear one;
 - passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms;
-- misses: hybrid questions whose first passage is wrong, and how many of those rank another
-  passage with the gold passage's title (same article) first.
+- misses: hybrid questions whose first passage is wrong, how many of those rank another
+  passage with the gold passage's title (same article) first, and how many rank first a
+  passage that also holds one of the question's gold answers (word for word).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from _common import emit as emit_json
 from _common import load_script
 
 ALPHAS = (1.0, 0.7, 0.5, 0.3, 0.0)
+BETAS = (0.0, 0.1, 0.2, 0.3)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -53,20 +57,21 @@ def open_index(set_dir: Path) -> Index:
 
 
 def stored(index: Index) -> dict[str, np.ndarray]:
-    """Sentence vectors, their files and positions, and each sentence's chunk vector."""
+    """Sentence vectors, their files and positions, and each sentence's chunk and section
+    vectors (the chunk's where the chunk is the whole section)."""
     db = sqlite3.connect(index.path / config.DB_NAME)
     rows = db.execute(
         "SELECT s.file_id, s.position, s.text, v.vector, s.kind FROM sentences s "
         "JOIN vectors v ON v.id = s.vector_id ORDER BY s.file_id, s.position"
     ).fetchall()
-    chunk = dict(
-        ((f, p), np.frombuffer(blob, np.float32))
-        for f, first, last, blob in db.execute(
-            "SELECT c.file_id, c.first, c.last, v.vector FROM chunks c "
-            "JOIN vectors v ON v.id = c.vector_id"
-        )
-        for p in range(first, last + 1)
-    )
+    spans: dict[str, dict[tuple[int, int], np.ndarray]] = {"chunk": {}, "section": {}}
+    for f, first, last, blob, span in db.execute(
+        "SELECT c.file_id, c.first, c.last, v.vector, c.span FROM chunks c "
+        "JOIN vectors v ON v.id = c.vector_id"
+    ):
+        for p in range(first, last + 1):
+            spans[span][(f, p)] = np.frombuffer(blob, np.float32)
+    chunk, section = spans["chunk"], {**spans["chunk"], **spans["section"]}
     paths = dict(db.execute("SELECT id, path FROM files").fetchall())
     sentences = np.stack([np.frombuffer(r[3], np.float32) for r in rows])
     return {
@@ -78,6 +83,9 @@ def stored(index: Index) -> dict[str, np.ndarray]:
         "chunk": np.stack(
             [chunk.get((r[0], r[1]), s) for r, s in zip(rows, sentences, strict=True)]
         ),
+        "section": np.stack(
+            [section.get((r[0], r[1]), s) for r, s in zip(rows, sentences, strict=True)]
+        ),
         "stem": {f: Path(p).stem for f, p in paths.items()},
     }
 
@@ -87,7 +95,7 @@ def plain_chunks(index: Index, data: dict[str, np.ndarray]) -> np.ndarray:
     db = sqlite3.connect(index.path / config.DB_NAME)
     keys = list(zip(data["file"].tolist(), data["position"].tolist(), strict=True))
     texts = dict(zip(keys, data["text"], strict=True))
-    spans = db.execute("SELECT file_id, first, last FROM chunks").fetchall()
+    spans = db.execute("SELECT file_id, first, last FROM chunks WHERE span = 'chunk'").fetchall()
     joined = [" ".join(texts[(f, p)] for p in range(a, b + 1)) for f, a, b in spans]
     embedder = index.embedder
     vectors = embedder.embed([embedder.passage_text(t) for t in joined])
@@ -121,10 +129,19 @@ def recall_at_1(scores: np.ndarray, data: dict[str, np.ndarray], golds: list[str
     return round(hits / len(golds), 3)
 
 
-def mixed(own: np.ndarray, other: np.ndarray, alpha: float, heading: np.ndarray) -> np.ndarray:
-    """alpha × own + (1 − alpha) × other per sentence; headings (where set) take `other` only."""
+def mixed(
+    own: np.ndarray,
+    other: np.ndarray,
+    alpha: float,
+    heading: np.ndarray,
+    section: np.ndarray | None = None,
+    beta: float = search_module.SECTION_WEIGHT,
+) -> np.ndarray:
+    """alpha × own + (1 − alpha) × other per sentence (headings, where set, take `other`
+    only), then mixed with the section's cosine at beta, as indexer.search does."""
     weight = np.where(heading, 0.0, alpha)
-    return weight * own + (1 - weight) * other
+    local = weight * own + (1 - weight) * other
+    return local if section is None else (1 - beta) * local + beta * section
 
 
 def query_vectors(index: Index, queries: list) -> np.ndarray:
@@ -136,16 +153,20 @@ def measure_mix(
     set_dir: Path, index: Index, queries: list, data: dict, q: np.ndarray, with_windows: bool
 ) -> None:
     golds = [x.passage_id for x in queries]
-    own = q @ data["sentence"].T
+    own, section = q @ data["sentence"].T, q @ data["section"].T
     heading = data["heading"]
     units = {"chunk": q @ data["chunk"].T}
     if with_windows:
         units["window"] = q @ windows(index, data).T
     for name, other in units.items():
         for alpha in ALPHAS:
-            score = recall_at_1(mixed(own, other, alpha, heading), data, golds)
+            score = recall_at_1(mixed(own, other, alpha, heading, section), data, golds)
             emit({"set": set_dir.name, "measure": "mix", "unit": name, "alpha": alpha,
                   "recall@1": score})  # fmt: skip
+    chunk, alpha = units["chunk"], search_module.OWN_WEIGHT
+    for beta in BETAS:
+        score = recall_at_1(mixed(own, chunk, alpha, heading, section, beta), data, golds)
+        emit({"set": set_dir.name, "measure": "section", "beta": beta, "recall@1": score})
 
 
 def measure_headings(
@@ -153,13 +174,14 @@ def measure_headings(
 ) -> None:
     golds = [x.passage_id for x in queries]
     own, chunk, alpha = q @ data["sentence"].T, q @ data["chunk"].T, search_module.OWN_WEIGHT
+    section, heading = q @ data["section"].T, data["heading"]
     variants = {
-        "default": mixed(own, chunk, alpha, data["heading"]),
-        "heading_own_vector": mixed(own, chunk, alpha, np.zeros_like(data["heading"])),
+        "default": mixed(own, chunk, alpha, heading, section),
+        "heading_own_vector": mixed(own, chunk, alpha, np.zeros_like(heading), section),
     }
     if with_plain:
         variants["chunk_without_heading"] = mixed(
-            own, q @ plain_chunks(index, data).T, alpha, data["heading"]
+            own, q @ plain_chunks(index, data).T, alpha, heading, section
         )
     for name, scores in variants.items():
         emit({"set": set_dir.name, "measure": "headings", "variant": name,
@@ -208,15 +230,19 @@ def measure_passage_bm25(set_dir: Path, queries: list) -> None:
 
 
 def measure_misses(set_dir: Path, index: Index, queries: list) -> None:
-    titles = {r["id"]: r.get("title") for r in ev.read_jsonl(set_dir / "passages.jsonl")}
-    misses = same_title = 0
-    for x in queries:
+    passages = {r["id"]: r for r in ev.read_jsonl(set_dir / "passages.jsonl")}
+    # queries are the first N of the file, in order, so the answers line up with them
+    answers = [r.get("answers") or [] for r in ev.read_jsonl(set_dir / "queries.jsonl")]
+    misses = same_title = answer_in_first = 0
+    for x, gold_answers in zip(queries, answers, strict=False):
         first = ev.ask_passages(index, x.question, k=1, mode="hybrid")
         if first and first[0] != x.passage_id:
             misses += 1
-            same_title += titles.get(first[0]) == titles.get(x.passage_id)
+            ranked, gold = passages.get(first[0], {}), passages.get(x.passage_id, {})
+            same_title += ranked.get("title") == gold.get("title")
+            answer_in_first += any(a in ranked.get("text", "") for a in gold_answers)
     emit({"set": set_dir.name, "measure": "misses", "queries": len(queries), "misses": misses,
-          "same_title": same_title})  # fmt: skip
+          "same_title": same_title, "answer_in_first": answer_in_first})  # fmt: skip
 
 
 @click.command()

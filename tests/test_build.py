@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -277,6 +278,70 @@ def test_chunks_under_a_heading_carry_its_text(tiny_model_dir: Path) -> None:
     assert chunks[0].text == " ".join(["Setup", *steps[:2]])
     assert chunks[1].text == "Setup\n" + " ".join(steps[2:])
     assert all(c.key not in {u.key for u in units} for c in chunks)
+
+
+STEPS = [
+    "Plug in the cable.",
+    "Turn on the power.",
+    "Wait for the light.",
+    "Open the app.",
+]
+
+
+def test_a_section_longer_than_a_chunk_gets_its_own_vector(tiny_model_dir: Path) -> None:
+    from indexer.build import make_chunks, make_sections, make_units
+    from indexer.embed import Embedder
+    from indexer.load import Document
+
+    steps = STEPS
+    text = "# Setup\n\n" + " ".join(steps) + "\n\n# Short\n\nOne line.\n"
+    doc = Document(path="a.md", text=text, encoding="utf-8", format="markdown", size=0, mtime_ns=0,
+                   sha256="", truncated=False)  # fmt: skip
+    embedder = Embedder.load(tiny_model_dir)
+    units = make_units(doc, embedder)
+    chunks = make_chunks(units, embedder)
+    sections = make_sections(units, embedder, chunks)
+    # "Setup" spans two chunks, so it has a section; "Short" is one chunk, which stands for it.
+    assert [(s.first, s.last, s.span) for s in sections] == [(0, 4, "section")]
+    assert sections[0].text == " ".join(["Setup", *steps])
+
+
+def test_a_section_is_cut_where_the_model_stops(tiny_model_dir: Path) -> None:
+    from indexer.build import make_chunks, make_units
+    from indexer.embed import Embedder
+    from indexer.load import Document
+
+    embedder = Embedder.load(tiny_model_dir)
+    sentences = [f"Item {i} is here." for i in range(30)]
+    doc = Document(path="a.md", text="# Long\n\n" + " ".join(sentences) + "\n", encoding="utf-8",
+                   format="markdown", size=0, mtime_ns=0, sha256="", truncated=False)  # fmt: skip
+    units = make_units(doc, embedder)
+    sections = make_chunks(units, embedder, size=None, span="section")
+    assert len(sections) > 1 and sections[0].first == 0 and sections[-1].last == len(units) - 1
+    assert all(a.last + 1 == b.first for a, b in itertools.pairwise(sections))
+    prefix = embedder.info.passage_prefix
+    assert all(
+        embedder.token_count(prefix + s.text) <= embedder.max_content_tokens for s in sections
+    )
+    assert all(s.text.startswith("Long\n") for s in sections[1:]), "later parts carry the heading"
+
+
+def test_dense_score_mixes_sentence_chunk_and_section(index: Index, tmp_path: Path) -> None:
+    from indexer.search import OWN_WEIGHT, SECTION_WEIGHT
+
+    steps = STEPS
+    index.build(write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(steps) + "\n"}))
+    question = steps[3]
+    hit = next(h for h in all_hits(index, question) if h.text == steps[3])
+    embedder = index.embedder
+    query = embedder.embed_query(question)
+    texts = (steps[3], "Setup\n" + " ".join(steps[2:]), " ".join(["Setup", *steps]))
+    own, chunk, section = (
+        float(v @ query) for v in embedder.embed([embedder.passage_text(t) for t in texts])
+    )
+    local = OWN_WEIGHT * own + (1 - OWN_WEIGHT) * chunk
+    expected = (1 - SECTION_WEIGHT) * local + SECTION_WEIGHT * section
+    assert hit.dense_score == pytest.approx(expected, abs=1e-3)
 
 
 def test_keyword_rows_hold_the_heading_beyond_the_window() -> None:
