@@ -11,7 +11,7 @@ import onnx
 import sentencepiece as spm
 from onnx import TensorProto, helper, numpy_helper
 
-from indexer.models import write_model_json
+from indexer.models import e5_model_json, write_model_json
 
 SPM_FILE = "spm.model"
 MAX_TOKENS = 64
@@ -114,25 +114,6 @@ def build_graph(vocab: int, dim: int, zero_ids: list[int]) -> onnx.ModelProto:
     return model
 
 
-def tiny_json(files: dict[str, str], checksum: str, *, dim: int) -> dict:
-    """model.json of the tiny model (same format as the real one)."""
-    return {
-        "name": f"tiny-test-{dim}",
-        "dimension": dim,
-        "max_tokens": MAX_TOKENS,
-        "pooling": "mean",
-        "normalize": True,
-        "query_prefix": "query: ",
-        "passage_prefix": "passage: ",
-        "output": "token_embeddings",
-        "tokenizer": {"type": "sentencepiece", "file": SPM_FILE, "id_rule": "xlmr", "nfkc": True},
-        "source": "tests/tiny_model.py",
-        "license": "MIT",
-        "files": files,
-        "checksum": checksum,
-    }
-
-
 def make_tiny_model(dest: Path, texts: list[str] | None = None, *, dim: int = 32) -> Path:
     """Write a tiny model directory at dest (tokenizer trained on CORPUS + texts) and return it."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -141,7 +122,14 @@ def make_tiny_model(dest: Path, texts: list[str] | None = None, *, dim: int = 32
     # XLM-R id rule: spm id i -> i + 1, so the table needs pieces + 1 rows (id 1 = <pad>).
     zero_ids = [sp.piece_to_id(p) + 1 for p in PREFIX_PIECES]
     onnx.save_model(build_graph(sp.get_piece_size() + 1, dim, zero_ids), dest / "model.onnx")
-    write_model_json(dest, ["model.onnx", SPM_FILE], lambda f, c: tiny_json(f, c, dim=dim))
+    make = e5_model_json(
+        name=f"tiny-test-{dim}",
+        dimension=dim,
+        max_tokens=MAX_TOKENS,
+        tokenizer_file=SPM_FILE,
+        source="tests/tiny_model.py",
+    )
+    write_model_json(dest, ["model.onnx", SPM_FILE], make)
     return dest
 
 

