@@ -239,7 +239,7 @@ def measure_misses(set_dir: Path, index: Index, queries: list) -> None:
         if first and first[0] != x.passage_id:
             misses += 1
             ranked, gold = passages.get(first[0], {}), passages.get(x.passage_id, {})
-            same_title += ranked.get("title") == gold.get("title")
+            same_title += bool(gold.get("title")) and ranked.get("title") == gold.get("title")
             answer_in_first += any(a in ranked.get("text", "") for a in gold_answers)
     emit({"set": set_dir.name, "measure": "misses", "queries": len(queries), "misses": misses,
           "same_title": same_title, "answer_in_first": answer_in_first})  # fmt: skip
