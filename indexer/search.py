@@ -26,7 +26,7 @@ KEYWORD_DEPTH = 1000
 PARALLEL_SEARCH_FROM = 200_000
 
 #: Dense score = OWN_WEIGHT × sentence cosine + the rest × its chunk's cosine (0.7 has the best
-#: R@1 summed over the dev sets, and on each set but Tatoeba; scripts/ablation.py).
+#: R@1 summed over the dev sets; scripts/ablation.py).
 OWN_WEIGHT = 0.7
 #: Then the section's cosine (the sentences under the sentence's heading, as many as the model
 #: takes) weighs this much against the rest (scripts/ablation.py).
@@ -136,10 +136,10 @@ class Searcher:
         (SECTION_WEIGHT), all tuned on the dev sets; a heading scores as the chunk it opens.
 
         Sentence vectors alone miss questions whose answer spans sentences (English→Chinese
-        R@1 .73 vs .79 mixed); chunks alone blur sentence-level matches (NTREX .58 vs .89);
-        the section says what a passage is about (English→Chinese .79 → .81). A short heading
-        sits close to any question on its topic: scored on its own vector, titles outranked
-        the passages under them (English→Chinese R@1 .73; .79 as chunks).
+        R@1 .76 vs .80 mixed); chunks alone blur sentence-level matches (NTREX .60 vs .89);
+        the section says what a passage is about (English→Chinese .794 → .803). A short
+        heading sits close to any question on its topic: scored on its own vector, titles
+        outranked the passages under them (English→Chinese R@1 .76; .80 as chunks).
         Numbers: scripts/ablation.py.
         """
         chunks = dict(chunks or {})
