@@ -37,6 +37,24 @@ def terms(text: str) -> list[str]:
     return out
 
 
+def writing(text: str) -> str | None:
+    """How most of a text's terms are written: "unspaced" (CJK/Thai bigrams) or "spaced"
+    (words); None when it has no terms. Texts written differently share no real words.
+
+    Counts what terms() would make without making them (it runs on every hybrid candidate).
+    """
+    unspaced = spaced = 0
+    for match in _RUN.finditer(text):
+        run = match.group()
+        if _NO_SPACE_RUN.fullmatch(run):
+            unspaced += max(len(run) - 1, 1)
+        else:
+            spaced += 1
+    if not unspaced and not spaced:
+        return None
+    return "unspaced" if unspaced > spaced else "spaced"
+
+
 def _bigrams(run: str) -> list[str]:
     if len(run) == 1:
         return [run]

@@ -183,7 +183,19 @@ class Searcher:
         scores = {**known, **self._passage_scores(vector, extra, {})}
         ids = list(scores)
         weight = HYBRID_KEYWORD_WEIGHT * _ramp(self._keyword_trust(question), *TRUST_RAMP)
-        return fuse(ids, scores, bm25, weight)
+        return fuse(ids, scores, bm25, weight, self._written_alike(question, ids))
+
+    def _written_alike(self, question: str, ids: list[int]) -> set[int]:
+        """The candidates written like the question (both in words, or both in CJK/Thai).
+
+        Only they can share words with it: in a folder of English and Japanese documents, an
+        English question's keyword matches are all in English ones, and fusing them pushed the
+        Japanese answer down (English→Japanese among English distractors: R@1 .54 fused,
+        .85 dense; scripts/mixed_set.py).
+        """
+        style = keyword.writing(question)
+        texts = self.store.texts(ids)
+        return {i for i, text in texts.items() if keyword.writing(text) == style}
 
     def _cosines(self, vector: np.ndarray, ids: list[int]) -> dict[int, float]:
         stored = self.store.sentence_vectors(ids) if ids else {}
@@ -288,9 +300,17 @@ class Scored:
 
 
 def fuse(
-    ids: list[int], cosines: dict[int, float], bm25: dict[int, float], weight: float
+    ids: list[int],
+    cosines: dict[int, float],
+    bm25: dict[int, float],
+    weight: float,
+    alike: set[int] | None = None,
 ) -> list[Scored]:
-    """Weighted sum of min-max normalised cosine and BM25 over the candidates, best first."""
+    """Weighted sum of min-max normalised cosine and BM25 over the candidates, best first.
+
+    Candidates not in `alike` (when given) cannot share the question's words, so they are
+    scored by the dense side alone rather than with a keyword score of zero.
+    """
     dense_rank = _ranks(cosines)
     keyword_rank = _ranks(bm25)
     low, high = min(cosines.values()), max(cosines.values())
@@ -299,10 +319,11 @@ def fuse(
     for i in ids:
         dense = (cosines[i] - low) / (high - low) if high > low else 1.0
         kw = bm25.get(i, 0.0) / top if top > 0 else 0.0
+        share = weight if alike is None or i in alike else 0.0
         scored.append(
             Scored(
                 i,
-                (1 - weight) * dense + weight * kw,
+                (1 - share) * dense + share * kw,
                 dense_rank=dense_rank.get(i),
                 keyword_rank=keyword_rank.get(i),
                 dense_score=cosines[i],

@@ -301,6 +301,11 @@ class Store:
         sql = f"{SENTENCE_SELECT} WHERE s.id IN ({{marks}})"
         return {r[0]: SentenceRow(*r) for r in self._rows_in(sql, ids)}
 
+    def texts(self, ids: Sequence[int]) -> dict[int, str]:
+        """The text of some sentences."""
+        sql = "SELECT id, text FROM sentences WHERE id IN ({marks})"
+        return {int(i): text for i, text in self._rows_in(sql, ids)}
+
     def neighbours(self, file_id: int, first: int, last: int) -> list[SentenceRow]:
         """Sentences of one file with position in [first, last], in order."""
         rows = self.db.execute(

@@ -62,6 +62,41 @@ def test_hybrid_reports_both_sides(index: Index, docs: Path) -> None:
     assert hit.dense_score is not None and hit.keyword_score is not None
 
 
+def test_how_a_text_is_written() -> None:
+    from indexer import keyword
+
+    assert keyword.writing("How fast nnapi?") == "spaced"
+    assert keyword.writing("NNAPIの速度") == "unspaced"
+    assert keyword.writing("NNAPI経由でNPUを使うと、CPUより速い。") == "unspaced"
+    assert keyword.writing("?!") is None
+
+
+def test_a_candidate_written_otherwise_is_fused_on_its_dense_side() -> None:
+    from indexer.search import fuse
+
+    cosines, bm25 = {1: 0.9, 2: 0.8, 3: 0.5}, {2: 4.0}
+    fused = {s.id: s.score for s in fuse([1, 2, 3], cosines, bm25, 0.5, alike={2, 3})}
+    assert fused[1] == pytest.approx(1.0), "no keyword share, so no penalty for lacking one"
+    assert fused[2] == pytest.approx(0.5 * 0.75 + 0.5 * 1.0)
+    assert fused[3] == pytest.approx(0.0)
+    plain = {s.id: s.score for s in fuse([1, 2, 3], cosines, bm25, 0.5)}
+    assert plain[1] == pytest.approx(0.5)
+
+
+def test_only_candidates_written_like_the_question_take_keyword_evidence(
+    index: Index, tmp_path: Path
+) -> None:
+    docs = {"en.md": "Rate limits apply to every key.\n", "ja.md": "上限を超えたら429を返す。\n"}
+    index.build(write_docs(tmp_path / "mixed", docs))
+    index.ask("warm up", k=1)
+    searcher = index._searcher
+    assert searcher is not None
+    rows = dict(index.store.db.execute("SELECT id, text FROM sentences").fetchall())
+    english = {i for i, text in rows.items() if text.startswith("Rate")}
+    assert searcher._written_alike("What is the rate limit?", list(rows)) == english
+    assert searcher._written_alike("上限は？", list(rows)) == set(rows) - english
+
+
 @pytest.mark.parametrize("question", ['"unbalanced', "NEAR(a b)", "*", "a OR", "AND NOT -", "()"])
 def test_any_text_is_a_safe_keyword_query(index: Index, docs: Path, question: str) -> None:
     index.build(docs)

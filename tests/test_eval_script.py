@@ -202,3 +202,55 @@ def test_a_folder_that_is_no_set_fails_in_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().count("\n") == 0
     assert "is not an eval set" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- scripts/mixed_set.py
+
+MIXED_SCRIPT = SCRIPT.parent / "mixed_set.py"
+
+
+def one_language_set(root: Path, lang: str) -> Path:
+    """The part of the tiny set whose passages are in `lang`, with their questions."""
+    (root / "docs").mkdir(parents=True)
+    chosen = {pid: v for pid, v in PASSAGES.items() if f"-{lang}-" in pid}
+    write_jsonl(
+        root / "passages.jsonl",
+        [{"id": pid, "lang": lang, "title": t, "text": x} for pid, (t, x) in chosen.items()],
+    )
+    write_jsonl(
+        root / "queries.jsonl",
+        [{"id": q, "question": x, "passage_id": p} for q, x, p in QUERIES if p in chosen],
+    )
+    for pid, (title, text) in chosen.items():
+        (root / "docs" / f"{pid}.txt").write_text(f"{title}\n\n{text}\n", "utf-8")
+    return root
+
+
+def mixed(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(MIXED_SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_mixed_set_adds_the_other_sets_documents_as_distractors(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    english = one_language_set(tmp_path / "en", "en")
+    japanese = one_language_set(tmp_path / "ja", "ja")
+    done = mixed(english, japanese, "--out", tmp_path / "mixed")
+    assert done.returncode == 0, done.stderr
+    out = Path(done.stdout.strip())
+    assert sorted(p.stem for p in (out / "docs").iterdir()) == sorted(PASSAGES)
+    result = last_json(run(out, "--model", tiny_model_dir, "--index-dir", tmp_path / "i"))
+    assert (result["queries"], result["passages"]) == (3, 5)
+    assert result["recall@1"] == 1.0
+
+
+def test_mixed_set_refuses_documents_of_the_same_name(tmp_path: Path) -> None:
+    english = one_language_set(tmp_path / "en", "en")
+    done = mixed(english, english, "--out", tmp_path / "mixed")
+    assert done.returncode == 1
+    assert "two sets" in done.stderr and "Traceback" not in done.stderr
