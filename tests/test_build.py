@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from indexer import Index
+from indexer.embed import Embedder
 from indexer.errors import EmptyFolderError, EmptyQuestionError, ModelMismatchError, NoIndexError
 from tests.files import write_docs
 
@@ -296,17 +297,22 @@ def test_bad_pattern_is_a_named_error(index: Index, docs: Path) -> None:
         index.build(docs, exclude=["!"])
 
 
-def test_chunks_under_a_heading_carry_its_text(tiny_model_dir: Path) -> None:
-    from indexer.build import make_chunks, make_units
-    from indexer.embed import Embedder
+def markdown_units(text: str, model_dir: Path) -> tuple[list, Embedder]:
+    """The units make_units gives for a Markdown document, and the embedder that made them."""
+    from indexer.build import make_units
     from indexer.load import Document
 
-    steps = [f"Step {i} is done by hand." for i in range(1, 6)]
-    text = "# Setup\n\n" + " ".join(steps) + "\n"
     doc = Document(path="a.md", text=text, encoding="utf-8", format="markdown", size=0, mtime_ns=0,
                    sha256="", truncated=False)  # fmt: skip
-    embedder = Embedder.load(tiny_model_dir)
-    units = make_units(doc, embedder)
+    embedder = Embedder.load(model_dir)
+    return make_units(doc, embedder), embedder
+
+
+def test_chunks_under_a_heading_carry_its_text(tiny_model_dir: Path) -> None:
+    from indexer.build import make_chunks
+
+    steps = [f"Step {i} is done by hand." for i in range(1, 6)]
+    units, embedder = markdown_units("# Setup\n\n" + " ".join(steps) + "\n", tiny_model_dir)
     chunks = make_chunks(units, embedder)
     assert [u.text for u in units] == ["Setup", *steps]
     # The chunk the heading opens holds it once; later chunks get it in front of their text.
@@ -324,16 +330,11 @@ STEPS = [
 
 
 def test_a_section_longer_than_a_chunk_gets_its_own_vector(tiny_model_dir: Path) -> None:
-    from indexer.build import make_chunks, make_sections, make_units
-    from indexer.embed import Embedder
-    from indexer.load import Document
+    from indexer.build import make_chunks, make_sections
 
     steps = STEPS
     text = "# Setup\n\n" + " ".join(steps) + "\n\n# Short\n\nOne line.\n"
-    doc = Document(path="a.md", text=text, encoding="utf-8", format="markdown", size=0, mtime_ns=0,
-                   sha256="", truncated=False)  # fmt: skip
-    embedder = Embedder.load(tiny_model_dir)
-    units = make_units(doc, embedder)
+    units, embedder = markdown_units(text, tiny_model_dir)
     chunks = make_chunks(units, embedder)
     sections = make_sections(units, embedder, chunks)
     # "Setup" spans two chunks, so it has a section; "Short" is one chunk, which stands for it.
@@ -342,15 +343,10 @@ def test_a_section_longer_than_a_chunk_gets_its_own_vector(tiny_model_dir: Path)
 
 
 def test_a_section_is_cut_where_the_model_stops(tiny_model_dir: Path) -> None:
-    from indexer.build import make_chunks, make_units
-    from indexer.embed import Embedder
-    from indexer.load import Document
+    from indexer.build import make_chunks
 
-    embedder = Embedder.load(tiny_model_dir)
     sentences = [f"Item {i} is here." for i in range(30)]
-    doc = Document(path="a.md", text="# Long\n\n" + " ".join(sentences) + "\n", encoding="utf-8",
-                   format="markdown", size=0, mtime_ns=0, sha256="", truncated=False)  # fmt: skip
-    units = make_units(doc, embedder)
+    units, embedder = markdown_units("# Long\n\n" + " ".join(sentences) + "\n", tiny_model_dir)
     sections = make_chunks(units, embedder, size=None, span="section")
     assert len(sections) > 1 and sections[0].first == 0 and sections[-1].last == len(units) - 1
     assert all(a.last + 1 == b.first for a, b in itertools.pairwise(sections))
