@@ -1,6 +1,7 @@
 """Measurements behind the ranking defaults quoted in README.md ("What decided the defaults").
 
     python scripts/ablation.py [SET_DIR ...] [--limit 1000] [--windows] [--plain-chunks]
+                               [--measure NAME ...]
 
 Uses the indexes scripts/eval.py caches (it builds them when missing) and prints one JSON line
 per measurement on stdout, a readable line per measurement on stderr:
@@ -14,6 +15,8 @@ per measurement on stdout, a readable line per measurement on stderr:
   --plain-chunks) with chunks embedded here without the heading text in front;
 - trust: how much of each question (IDF-weighted) the index vocabulary holds (median, p10, p90);
 - ramp: hybrid R@1 / MRR@10 with the default keyword-weight ramp and with a linear one;
+- alike: hybrid R@1 / MRR@10 with the keyword side on the candidates written like the question
+  (the default) and on every candidate (run it on a mixed set from scripts/mixed_set.py);
 - passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms;
 - misses: hybrid questions whose first passage is wrong, how many of those rank another
   passage with the gold passage's title (same article) first, and how many rank first a
@@ -38,6 +41,7 @@ from _common import load_script
 
 ALPHAS = (1.0, 0.7, 0.5, 0.3, 0.0)
 BETAS = (0.0, 0.1, 0.2, 0.3)
+MEASURES = ("mix", "headings", "trust", "ramp", "alike", "passage_bm25", "misses")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -208,6 +212,25 @@ def measure_ramp(set_dir: Path, index: Index, queries: list) -> None:
     search_module.TRUST_RAMP = default
 
 
+def measure_alike(set_dir: Path, index: Index, queries: list) -> None:
+    """Hybrid with the keyword side on the candidates written like the question (default) and
+    on every candidate; they differ where a folder mixes writing systems."""
+    default = search_module.Searcher._written_alike
+
+    def every_candidate(self: search_module.Searcher, question: str, ids: list[int]) -> set[int]:
+        return set(ids)
+
+    try:
+        for name in ("default", "every_candidate"):
+            if name == "every_candidate":
+                search_module.Searcher._written_alike = every_candidate  # type: ignore[method-assign]
+            scores, _ = ev.run_queries(index, queries, k=10, mode="hybrid")
+            rounded = {key: round(scores[key], 3) for key in ("recall@1", "mrr@10")}
+            emit({"set": set_dir.name, "measure": "alike", "keyword_on": name, **rounded})
+    finally:
+        search_module.Searcher._written_alike = default  # type: ignore[method-assign]
+
+
 def measure_passage_bm25(set_dir: Path, queries: list) -> None:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE VIRTUAL TABLE p USING fts5(stem UNINDEXED, terms)")
@@ -266,21 +289,44 @@ def measure_misses(set_dir: Path, index: Index, queries: list) -> None:
     is_flag=True,
     help="Also embed every chunk without its heading in front (to compare with the stored ones).",
 )
-def main(set_dirs: tuple[Path, ...], limit: int, with_windows: bool, with_plain: bool) -> None:
+@click.option(
+    "--measure",
+    "measures",
+    multiple=True,
+    type=click.Choice(MEASURES),
+    help="Only this measure (repeatable) [default: all].",
+)
+def main(
+    set_dirs: tuple[Path, ...],
+    limit: int,
+    with_windows: bool,
+    with_plain: bool,
+    measures: tuple[str, ...],
+) -> None:
     """Measure the ranking choices on every retrieval set (default: ../shared/eval/*)."""
     if not set_dirs:
         base = REPO.parent / "shared" / "eval"
         set_dirs = tuple(d for d in sorted(base.iterdir()) if (d / "queries.jsonl").exists())
+    chosen = set(measures or MEASURES)
     for set_dir in set_dirs:
         queries = ev.read_queries(set_dir, limit)
         index = open_index(set_dir)
-        data, q = stored(index), query_vectors(index, queries)  # shared by the dense measures
-        measure_mix(set_dir, index, queries, data, q, with_windows)
-        measure_headings(set_dir, index, queries, data, q, with_plain)
-        measure_trust(set_dir, index, queries)
-        measure_ramp(set_dir, index, queries)
-        measure_passage_bm25(set_dir, queries)
-        measure_misses(set_dir, index, queries)
+        if chosen & {"mix", "headings"}:
+            data, q = stored(index), query_vectors(index, queries)  # shared by the dense measures
+            if "mix" in chosen:
+                measure_mix(set_dir, index, queries, data, q, with_windows)
+            if "headings" in chosen:
+                measure_headings(set_dir, index, queries, data, q, with_plain)
+        if "trust" in chosen:
+            measure_trust(set_dir, index, queries)
+        if "ramp" in chosen:
+            measure_ramp(set_dir, index, queries)
+        if "alike" in chosen:
+            measure_alike(set_dir, index, queries)
+        if "passage_bm25" in chosen:
+            measure_passage_bm25(set_dir, queries)
+        if "misses" in chosen:
+            measure_misses(set_dir, index, queries)
 
 
 if __name__ == "__main__":
