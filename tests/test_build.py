@@ -278,6 +278,28 @@ def test_new_split_version_resplits_without_reembedding(index: Index, docs: Path
     assert index.build(docs).unchanged == 3
 
 
+def test_an_index_from_before_sections_gains_them_on_the_next_build(
+    index: Index, docs: Path
+) -> None:
+    first = index.build(docs)
+    # Take the index back to schema 4 and split version 4, as the release before sections left it.
+    db = index.store.db
+    with db.atomic():
+        db.execute("DELETE FROM chunks WHERE span = 'section'")
+        db.execute("ALTER TABLE chunks DROP COLUMN span")
+        db.execute("DELETE FROM _migrations WHERE name = '0005_sections'")
+        index.store.set_meta({"split_version": "4"})
+    index.close()
+    again = Index(index.path, model=index.embedder.info.path)
+    report = again.build(docs)
+    assert sorted(report.changed) == sorted(first.added)
+    assert report.embedded == 0, "sentence vectors are reused"
+    spans = dict(again.store.db.execute("SELECT span, COUNT(*) FROM chunks GROUP BY span"))
+    assert spans["section"] > 0 and spans["chunk"] > 0
+    assert again.verify().ok
+    assert again.ask("Reviewers check tests first.", k=1)[0].path == "en/review.md"
+
+
 def test_include_exclude_and_indexignore_select_files(index: Index, docs: Path) -> None:
     (docs / ".indexignore").write_text("en/faq.txt\n", encoding="utf-8")
     report = index.build(docs, exclude=["ja/"])
