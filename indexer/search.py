@@ -183,7 +183,8 @@ class Searcher:
         scores = {**known, **self._passage_scores(vector, extra, {})}
         ids = list(scores)
         weight = HYBRID_KEYWORD_WEIGHT * _ramp(self._keyword_trust(question), *TRUST_RAMP)
-        return fuse(ids, scores, bm25, weight, self._written_alike(question, ids))
+        alike = self._written_alike(question, ids) if weight > 0 else None
+        return fuse(ids, scores, bm25, weight, alike)
 
     def _written_alike(self, question: str, ids: list[int]) -> set[int]:
         """The candidates written like the question (both in words, or both in CJK/Thai).
