@@ -111,17 +111,18 @@ def _open(
 def _read_tokenizer_ahead(index_path: Path | None, model: Path | None, cache: Path | None) -> None:
     """Start loading the tokenizer of the model `ask` will use, before the heavy imports.
 
-    The model is found as Index finds it (the flag, else the one the index records, else the
-    default), read straight from SQLite. This is only a head start: on any problem, or for a
-    model that turns out different, Index loads and checks the model as usual.
+    The model is chosen as Index chooses it (models.choose), with what the index records read
+    straight from SQLite. This is only a head start: on any problem, or for a model that turns
+    out different, Index loads and checks the model as usual.
     """
-    chosen = config.model_dir(model) or _recorded_model(config.index_dir(index_path))
+    recorded = _recorded_model(config.index_dir(index_path))
+    chosen = models.choose(config.model_dir(model), recorded)
     path = chosen or models.default_dir(config.cache_dir(cache))
     with contextlib.suppress(IndexerError, OSError):
         tokenize.preload(models.load_info(path))
 
 
-def _recorded_model(index_dir: Path) -> Path | None:
+def _recorded_model(index_dir: Path) -> str | None:
     """The model directory an index records, read without loading the rest of indexer."""
     database = index_dir / config.DB_NAME
     if not database.is_file():
@@ -132,7 +133,7 @@ def _recorded_model(index_dir: Path) -> Path | None:
         contextlib.closing(sqlite3.connect(uri, uri=True)) as db,
     ):
         row = db.execute("SELECT value FROM meta WHERE key = 'model_path'").fetchone()
-        return Path(row[0]) if row and row[0] else None
+        return row[0] if row else None
     return None
 
 

@@ -94,12 +94,9 @@ class Index:
 
     def _model_path(self) -> Path:
         """The explicit model, else the one the index was built with, else the default."""
-        if self._model_flag:
-            return models.resolve(self._model_flag, cache=self._cache, echo=self._echo)
         recorded = self.store.meta().get("model_path") if self.store.exists() else None
-        if recorded:
-            return models.resolve(Path(recorded), cache=self._cache, echo=self._echo)
-        return models.resolve(None, cache=self._cache, echo=self._echo)
+        chosen = models.choose(self._model_flag, recorded)
+        return models.resolve(chosen, cache=self._cache, echo=self._echo)
 
     @property
     def embedder(self) -> Embedder:

@@ -324,6 +324,12 @@ def prepare(cache: Path | None = None, *, force: bool = False, echo: Echo | None
     return dest
 
 
+def choose(flag: Path | None, recorded: str | None) -> Path | None:
+    """The model a command uses: the one asked for, else the one the index was built with;
+    None for the default model."""
+    return flag or (Path(recorded) if recorded else None)
+
+
 def resolve(model: Path | None, *, cache: Path | None = None, echo: Echo | None = None) -> Path:
     """The model directory to use: `model` if given (validated), else the prepared default."""
     if model is not None:
