@@ -11,6 +11,15 @@ from types import ModuleType
 import click
 
 SCRIPTS = Path(__file__).resolve().parent
+#: What the team provides beside the repository: eval sets and a document corpus.
+SHARED = SCRIPTS.parent.parent / "shared"
+DEFAULT_CORPUS = SHARED / "corpus"
+
+
+def retrieval_sets() -> tuple[Path, ...]:
+    """Every retrieval set in ../shared/eval (a folder with queries.jsonl), by name."""
+    base = SHARED / "eval"
+    return tuple(d for d in sorted(base.iterdir()) if (d / "queries.jsonl").exists())
 
 
 def load_script(name: str) -> ModuleType:

@@ -25,8 +25,10 @@ per measurement on stdout, a readable line per measurement on stderr:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -37,12 +39,11 @@ from indexer import search as search_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
 from _common import emit as emit_json
-from _common import load_script
+from _common import load_script, retrieval_sets
 
 ALPHAS = (1.0, 0.7, 0.5, 0.3, 0.0)
 BETAS = (0.0, 0.1, 0.2, 0.3)
 MEASURES = ("mix", "headings", "trust", "ramp", "alike", "passage_bm25", "misses")
-REPO = Path(__file__).resolve().parent.parent
 
 
 ev = load_script("eval")  # the yardstick's own helpers: index location, queries, metrics
@@ -153,13 +154,24 @@ def query_vectors(index: Index, queries: list) -> np.ndarray:
     return embedder.embed([embedder.query_text(x.question) for x in queries])
 
 
+def cosines(data: dict[str, np.ndarray], q: np.ndarray) -> dict[str, np.ndarray]:
+    """[queries, sentences] cosines of the questions with each sentence's own, chunk and
+    section vectors, shared by the dense measures."""
+    return {name: q @ data[name].T for name in ("sentence", "chunk", "section")}
+
+
 def measure_mix(
-    set_dir: Path, index: Index, queries: list, data: dict, q: np.ndarray, with_windows: bool
+    set_dir: Path,
+    index: Index,
+    queries: list,
+    data: dict,
+    q: np.ndarray,
+    cos: dict[str, np.ndarray],
+    with_windows: bool,
 ) -> None:
     golds = [x.passage_id for x in queries]
-    own, section = q @ data["sentence"].T, q @ data["section"].T
-    heading = data["heading"]
-    units = {"chunk": q @ data["chunk"].T}
+    own, section, heading = cos["sentence"], cos["section"], data["heading"]
+    units = {"chunk": cos["chunk"]}
     if with_windows:
         units["window"] = q @ windows(index, data).T
     for name, other in units.items():
@@ -174,11 +186,17 @@ def measure_mix(
 
 
 def measure_headings(
-    set_dir: Path, index: Index, queries: list, data: dict, q: np.ndarray, with_plain: bool
+    set_dir: Path,
+    index: Index,
+    queries: list,
+    data: dict,
+    q: np.ndarray,
+    cos: dict[str, np.ndarray],
+    with_plain: bool,
 ) -> None:
     golds = [x.passage_id for x in queries]
-    own, chunk, alpha = q @ data["sentence"].T, q @ data["chunk"].T, search_module.OWN_WEIGHT
-    section, heading = q @ data["section"].T, data["heading"]
+    own, chunk, alpha = cos["sentence"], cos["chunk"], search_module.OWN_WEIGHT
+    section, heading = cos["section"], data["heading"]
     variants = {
         "default": mixed(own, chunk, alpha, heading, section),
         "heading_own_vector": mixed(own, chunk, alpha, np.zeros_like(heading), section),
@@ -202,33 +220,41 @@ def measure_trust(set_dir: Path, index: Index, queries: list) -> None:
     emit({"set": set_dir.name, "measure": "trust", "p10": p10, "median": p50, "p90": p90})
 
 
+def hybrid(index: Index, queries: list) -> dict[str, float]:
+    """Hybrid R@1 and MRR@10 through the real ask code, rounded."""
+    scores, _ = ev.run_queries(index, queries, k=10, mode="hybrid")
+    return {key: round(scores[key], 3) for key in ("recall@1", "mrr@10")}
+
+
+@contextlib.contextmanager
+def replaced(owner: object, name: str, value: object) -> Iterator[None]:
+    """owner.name set to value for the duration (a setting of indexer.search under test)."""
+    default = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, default)
+
+
 def measure_ramp(set_dir: Path, index: Index, queries: list) -> None:
-    default = search_module.TRUST_RAMP
-    for name, ramp in (("default", default), ("linear", (0.0, 1.0))):
-        search_module.TRUST_RAMP = ramp
-        scores, _ = ev.run_queries(index, queries, k=10, mode="hybrid")
-        rounded = {key: round(scores[key], 3) for key in ("recall@1", "mrr@10")}
-        emit({"set": set_dir.name, "measure": "ramp", "ramp": name, **rounded})
-    search_module.TRUST_RAMP = default
+    for name, ramp in (("default", search_module.TRUST_RAMP), ("linear", (0.0, 1.0))):
+        with replaced(search_module, "TRUST_RAMP", ramp):
+            emit({"set": set_dir.name, "measure": "ramp", "ramp": name, **hybrid(index, queries)})
 
 
 def measure_alike(set_dir: Path, index: Index, queries: list) -> None:
     """Hybrid with the keyword side on the candidates written like the question (default) and
     on every candidate; they differ where a folder mixes writing systems."""
-    default = search_module.Searcher._written_alike
 
     def every_candidate(self: search_module.Searcher, question: str, ids: list[int]) -> set[int]:
         return set(ids)
 
-    try:
-        for name in ("default", "every_candidate"):
-            if name == "every_candidate":
-                search_module.Searcher._written_alike = every_candidate  # type: ignore[method-assign]
-            scores, _ = ev.run_queries(index, queries, k=10, mode="hybrid")
-            rounded = {key: round(scores[key], 3) for key in ("recall@1", "mrr@10")}
-            emit({"set": set_dir.name, "measure": "alike", "keyword_on": name, **rounded})
-    finally:
-        search_module.Searcher._written_alike = default  # type: ignore[method-assign]
+    default = search_module.Searcher._written_alike
+    for name, rule in (("default", default), ("every_candidate", every_candidate)):
+        with replaced(search_module.Searcher, "_written_alike", rule):
+            result = hybrid(index, queries)
+        emit({"set": set_dir.name, "measure": "alike", "keyword_on": name, **result})
 
 
 def measure_passage_bm25(set_dir: Path, queries: list) -> None:
@@ -304,19 +330,18 @@ def main(
     measures: tuple[str, ...],
 ) -> None:
     """Measure the ranking choices on every retrieval set (default: ../shared/eval/*)."""
-    if not set_dirs:
-        base = REPO.parent / "shared" / "eval"
-        set_dirs = tuple(d for d in sorted(base.iterdir()) if (d / "queries.jsonl").exists())
+    set_dirs = set_dirs or retrieval_sets()
     chosen = set(measures or MEASURES)
     for set_dir in set_dirs:
         queries = ev.read_queries(set_dir, limit)
         index = open_index(set_dir)
         if chosen & {"mix", "headings"}:
             data, q = stored(index), query_vectors(index, queries)  # shared by the dense measures
+            cos = cosines(data, q)
             if "mix" in chosen:
-                measure_mix(set_dir, index, queries, data, q, with_windows)
+                measure_mix(set_dir, index, queries, data, q, cos, with_windows)
             if "headings" in chosen:
-                measure_headings(set_dir, index, queries, data, q, with_plain)
+                measure_headings(set_dir, index, queries, data, q, cos, with_plain)
         if "trust" in chosen:
             measure_trust(set_dir, index, queries)
         if "ramp" in chosen:

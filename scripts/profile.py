@@ -36,9 +36,8 @@ from indexer.embed import Embedder
 from indexer.tokenize import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import emit, load_script, log
+from _common import DEFAULT_CORPUS, emit, load_script, log
 
-REPO = Path(__file__).resolve().parent.parent
 QUESTIONS = ("How should Java imports be ordered?", "画像の代替テキストはどう書く？")
 
 #: Runs in a fresh interpreter; prints one JSON object of phase -> seconds.
@@ -117,7 +116,7 @@ def _seconds(args: list[str]) -> float:
 @click.option(
     "--corpus",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=REPO.parent / "shared" / "corpus",
+    default=DEFAULT_CORPUS,
     show_default=True,
 )
 @click.option("--sentences", default=600, show_default=True, help="Sentences profiled.")

