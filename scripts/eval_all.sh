@@ -23,28 +23,33 @@ limit_for() {
   esac
 }
 
+# scripts/eval.py with the arguments after LABEL, its result lines appended to $OUT; a set that
+# fails is reported and the run goes on.
+evaluate() {
+  local label="$1"
+  shift
+  echo "== $label" >&2
+  if ! python scripts/eval.py "$@" | grep '^{' >> "$OUT"; then
+    echo "eval_all: $label failed; continuing" >&2
+    failed=1
+  fi
+}
+
 [ -d "$EVAL_DIR" ] || { echo "error: no eval sets at $EVAL_DIR (set EVAL_DIR)" >&2; exit 1; }
 
+read -r -a retrieval_modes <<< "$MODES"
 : > "$OUT"
 failed=0
 for set_dir in "$EVAL_DIR"/*/; do
   set_dir="${set_dir%/}"
   name="$(basename "$set_dir")"
   if [ -f "$set_dir/sts.jsonl" ]; then
-    modes=(none)
-  else
-    read -r -a modes <<< "$MODES"
+    evaluate "$name" "$set_dir"
+    continue
   fi
-  for mode in "${modes[@]}"; do
-    mode_args=()
-    [ "$mode" = none ] || mode_args=(--mode "$mode")
-    echo "== $name ${mode_args[*]}" >&2
+  for mode in "${retrieval_modes[@]}"; do
     # shellcheck disable=SC2046  # the limit is word-split on purpose
-    if ! python scripts/eval.py "$set_dir" "${mode_args[@]}" $(limit_for "$name") \
-      | grep '^{' >> "$OUT"; then
-      echo "eval_all: $name ${mode_args[*]} failed; continuing" >&2
-      failed=1
-    fi
+    evaluate "$name --mode $mode" "$set_dir" --mode "$mode" $(limit_for "$name")
   done
 done
 
@@ -58,14 +63,9 @@ for pair in $MIXED; do
   # Both orders of a pair hold the same documents: one index serves them.
   shared="$(printf '%s\n' "${pair%%:*}" "${pair#*:}" | sort | paste -sd+)"
   index_dir="$HOME/.cache/indexer/eval/mixed-$shared"
-  read -r -a modes <<< "$MODES"
-  for mode in "${modes[@]}"; do
-    echo "== $(basename "$set_dir") --mode $mode" >&2
-    if ! python scripts/eval.py "$set_dir" --mode "$mode" --limit 1000 --index-dir "$index_dir" \
-      | grep '^{' >> "$OUT"; then
-      echo "eval_all: $(basename "$set_dir") --mode $mode failed; continuing" >&2
-      failed=1
-    fi
+  for mode in "${retrieval_modes[@]}"; do
+    evaluate "$(basename "$set_dir") --mode $mode" "$set_dir" --mode "$mode" --limit 1000 \
+      --index-dir "$index_dir"
   done
 done
 
