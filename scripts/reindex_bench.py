@@ -33,8 +33,9 @@ import click
 
 from indexer import config
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
+from _common import DEFAULT_CORPUS
+
 NO_CHANGE_TARGET_SECONDS = 1.0
 #: Settings that would change what the child builds; the flags given here decide instead.
 CLEARED_ENV = ("INDEXER_FAULT", config.ENV_INDEX, config.ENV_MODEL)
