@@ -115,7 +115,7 @@ def _read_tokenizer_ahead(index_path: Path | None, model: Path | None, cache: Pa
     straight from SQLite. This is only a head start: on any problem, or for a model that turns
     out different, Index loads and checks the model as usual.
     """
-    recorded = _recorded_model(config.index_dir(index_path))
+    recorded = functools.partial(_recorded_model, config.index_dir(index_path))
     chosen = models.choose(config.model_dir(model), recorded)
     path = chosen or models.default_dir(config.cache_dir(cache))
     with contextlib.suppress(IndexerError, OSError):

@@ -94,9 +94,11 @@ class Index:
 
     def _model_path(self) -> Path:
         """The explicit model, else the one the index was built with, else the default."""
-        recorded = self.store.meta().get("model_path") if self.store.exists() else None
-        chosen = models.choose(self._model_flag, recorded)
+        chosen = models.choose(self._model_flag, self._recorded_model)
         return models.resolve(chosen, cache=self._cache, echo=self._echo)
+
+    def _recorded_model(self) -> str | None:
+        return self.store.meta().get("model_path") if self.store.exists() else None
 
     @property
     def embedder(self) -> Embedder:
@@ -115,7 +117,7 @@ class Index:
         """What the index records as its model: the explicit one, else what it already had."""
         if self._model_flag:
             return str(self._model_flag.resolve())
-        return (self.store.meta().get("model_path") or "") if self.store.exists() else ""
+        return self._recorded_model() or ""
 
     # -- use cases
 

@@ -324,10 +324,13 @@ def prepare(cache: Path | None = None, *, force: bool = False, echo: Echo | None
     return dest
 
 
-def choose(flag: Path | None, recorded: str | None) -> Path | None:
-    """The model a command uses: the one asked for, else the one the index was built with;
-    None for the default model."""
-    return flag or (Path(recorded) if recorded else None)
+def choose(flag: Path | None, recorded: Callable[[], str | None]) -> Path | None:
+    """The model a command uses: the one asked for, else the one the index was built with
+    (`recorded` is read only then); None for the default model."""
+    if flag:
+        return flag
+    value = recorded()
+    return Path(value) if value else None
 
 
 def resolve(model: Path | None, *, cache: Path | None = None, echo: Echo | None = None) -> Path:
