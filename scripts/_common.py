@@ -16,6 +16,16 @@ SHARED = SCRIPTS.parent.parent / "shared"
 DEFAULT_CORPUS = SHARED / "corpus"
 
 
+#: The --corpus option of the scripts that sample or build the corpus.
+corpus_option = click.option(
+    "--corpus",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=DEFAULT_CORPUS,
+    show_default=True,
+    help="Documents for the workload.",
+)
+
+
 def retrieval_sets() -> tuple[Path, ...]:
     """Every retrieval set in ../shared/eval (a folder with queries.jsonl), by name."""
     base = SHARED / "eval"

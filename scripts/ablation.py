@@ -29,6 +29,7 @@ import contextlib
 import sqlite3
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -154,21 +155,25 @@ def query_vectors(index: Index, queries: list) -> np.ndarray:
     return embedder.embed([embedder.query_text(x.question) for x in queries])
 
 
-def cosines(data: dict[str, np.ndarray], q: np.ndarray) -> dict[str, np.ndarray]:
-    """[queries, sentences] cosines of the questions with each sentence's own, chunk and
-    section vectors, shared by the dense measures."""
-    return {name: q @ data[name].T for name in ("sentence", "chunk", "section")}
+@dataclass
+class Dense:
+    """What the dense measures share: the stored vectors, the question vectors, and the
+    [queries, sentences] cosines with each sentence's own, chunk and section vectors."""
+
+    data: dict[str, np.ndarray]
+    q: np.ndarray
+    cos: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, index: Index, queries: list) -> Dense:
+        data, q = stored(index), query_vectors(index, queries)
+        return cls(data, q, {name: q @ data[name].T for name in ("sentence", "chunk", "section")})
 
 
 def measure_mix(
-    set_dir: Path,
-    index: Index,
-    queries: list,
-    data: dict,
-    q: np.ndarray,
-    cos: dict[str, np.ndarray],
-    with_windows: bool,
+    set_dir: Path, index: Index, queries: list, dense: Dense, with_windows: bool
 ) -> None:
+    data, q, cos = dense.data, dense.q, dense.cos
     golds = [x.passage_id for x in queries]
     own, section, heading = cos["sentence"], cos["section"], data["heading"]
     units = {"chunk": cos["chunk"]}
@@ -186,14 +191,9 @@ def measure_mix(
 
 
 def measure_headings(
-    set_dir: Path,
-    index: Index,
-    queries: list,
-    data: dict,
-    q: np.ndarray,
-    cos: dict[str, np.ndarray],
-    with_plain: bool,
+    set_dir: Path, index: Index, queries: list, dense: Dense, with_plain: bool
 ) -> None:
+    data, q, cos = dense.data, dense.q, dense.cos
     golds = [x.passage_id for x in queries]
     own, chunk, alpha = cos["sentence"], cos["chunk"], search_module.OWN_WEIGHT
     section, heading = cos["section"], data["heading"]
@@ -336,12 +336,11 @@ def main(
         queries = ev.read_queries(set_dir, limit)
         index = open_index(set_dir)
         if chosen & {"mix", "headings"}:
-            data, q = stored(index), query_vectors(index, queries)  # shared by the dense measures
-            cos = cosines(data, q)
+            dense = Dense.of(index, queries)
             if "mix" in chosen:
-                measure_mix(set_dir, index, queries, data, q, cos, with_windows)
+                measure_mix(set_dir, index, queries, dense, with_windows)
             if "headings" in chosen:
-                measure_headings(set_dir, index, queries, data, q, cos, with_plain)
+                measure_headings(set_dir, index, queries, dense, with_plain)
         if "trust" in chosen:
             measure_trust(set_dir, index, queries)
         if "ramp" in chosen:

