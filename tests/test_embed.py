@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer import models
-from indexer.embed import Embedder, normalize
+from indexer.embed import STATEMENT_PASSAGE_WEIGHT, Embedder, is_statement, normalize
 from indexer.errors import ModelDirError, ModelPrepareError, TextTooLongError
 from indexer.models import load_info, verify
 from indexer.tokenize import Tokenizer
@@ -139,6 +139,60 @@ def test_query_and_passage_prefixes(embedder: Embedder) -> None:
     query = embedder.embed_query(CORPUS[0])
     assert query.shape == (embedder.dimension,)
     assert float(query @ embedder.embed([embedder.passage_text(CORPUS[0])])[0]) > 0.999
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The committee approved the budget.",
+        "東京は日本の首都です。",
+        "「こんにちは」と彼は言った！",
+        'One AM said it "rhymes with Twp."',
+        "Name a luxury division of Toyota.",
+    ],
+)
+def test_full_sentences_that_state_something_are_statements(text: str) -> None:
+    assert is_statement(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How fast nnapi?",
+        "How fast nnapi",
+        "nnapi speed",
+        "梅雨とは何季の一種か?",
+        "日本で梅雨がないのは北海道とどこか。",
+        "你喜欢这本书吗。",
+        "Is it fast? ",
+        "",
+    ],
+)
+def test_questions_and_keywords_are_not_statements(text: str) -> None:
+    assert not is_statement(text)
+
+
+def test_a_statement_leans_toward_its_passage_form(model_copy: Path) -> None:
+    # Prefixes the tiny vocabulary knows, so the two forms embed differently.
+    rewrite_json(model_copy, query_prefix="天気 ", passage_prefix="演算 ")
+    embedder = Embedder.load(model_copy, threads=1)
+    statement, question = CORPUS[1], "CPUより速いですか？"
+    forms = [embedder.query_text(statement), embedder.passage_text(statement)]
+    query, passage = embedder.embed(forms)
+    weight = STATEMENT_PASSAGE_WEIGHT
+    expected = normalize(((1 - weight) * query + weight * passage)[None])[0]
+    np.testing.assert_allclose(embedder.embed_query(statement), expected, atol=1e-6)
+    assert not np.allclose(expected, query, atol=1e-3), "the two forms must differ here"
+    asked = embedder.embed([embedder.query_text(question)])[0]
+    np.testing.assert_allclose(embedder.embed_query(question), asked, atol=1e-6)
+
+
+def test_without_distinct_prefixes_a_statement_is_embedded_once(model_copy: Path) -> None:
+    rewrite_json(model_copy, query_prefix="", passage_prefix="")
+    plain = Embedder.load(model_copy, threads=1)
+    np.testing.assert_allclose(
+        plain.embed_query(CORPUS[1]), plain.embed_batch([CORPUS[1]])[0], atol=1e-6
+    )
 
 
 def test_unnormalised_model_keeps_lengths(model_copy: Path) -> None:
