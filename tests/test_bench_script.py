@@ -44,7 +44,7 @@ def test_bench_prints_one_json_report(tmp_path: Path) -> None:
     assert build["unchanged"]["embedded"] == 0
     assert build["one_edit"]["embedded"] == 1
     warm = report["ask"]["warm"]
-    assert warm["dense"]["runs"] == warm["hybrid"]["runs"] == 3
+    assert warm["dense"]["runs"] == warm["hybrid"]["runs"] == warm["embed_statement"]["runs"] == 3
     assert report["ask"]["cold"]["ours"]["runs"] == 1
     assert [s["vectors"] for s in report["scale"]] == [500, 20_000]
     assert "| embed |" in done.stderr
