@@ -28,7 +28,8 @@ from indexer.tokenize import Tokenizer
 #: (scripts/ablation.py --measure statement).
 STATEMENT_PASSAGE_WEIGHT = 0.5
 _CLOSERS = "\"'”’」』）)]】»"
-_SENTENCE_END = re.compile(r"[.。!！．]$")
+# Full stops (Latin, CJK, full-width, Devanagari danda, Urdu) and exclamation marks.
+_SENTENCE_END = re.compile(r"[.。!！．।۔]$")
 # A question word right before the full stop: ～か。 (Japanese), 吗。/呢。 (Chinese).
 _ASKING_END = re.compile(r"(か|かい|かな|吗|呢|嗎)[.。!！．]$")
 

@@ -149,6 +149,7 @@ def test_query_and_passage_prefixes(embedder: Embedder) -> None:
         "「こんにちは」と彼は言った！",
         'One AM said it "rhymes with Twp."',
         "Name a luxury division of Toyota.",
+        "मैं घर जा रहा हूँ।",
     ],
 )
 def test_full_sentences_that_state_something_are_statements(text: str) -> None:
@@ -165,6 +166,7 @@ def test_full_sentences_that_state_something_are_statements(text: str) -> None:
         "日本で梅雨がないのは北海道とどこか。",
         "你喜欢这本书吗。",
         "Is it fast? ",
+        "هل هو سريع؟",
         "",
     ],
 )
