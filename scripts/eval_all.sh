@@ -6,6 +6,7 @@
 #   MODES=dense scripts/eval_all.sh     # one mode (the default: all)
 #   EVAL_DIR=/data/eval scripts/eval_all.sh
 #   MIXED= scripts/eval_all.sh          # without the mixed-folder sets
+#   REVERSED= scripts/eval_all.sh       # without the reversed sentence-pair sets
 #
 # Limits keep a run tractable on 2 cores; the table's "queries" column shows what was used.
 set -euo pipefail
@@ -18,7 +19,7 @@ OUT="scripts/eval_results.jsonl"
 limit_for() {
   case "$1" in
     jsquad_valid) echo "--limit 1000" ;;
-    tatoeba_en-ja) echo "--limit 500" ;;
+    tatoeba_*) echo "--limit 500" ;;
     *) echo "" ;;
   esac
 }
@@ -66,6 +67,19 @@ for pair in $MIXED; do
   for mode in "${retrieval_modes[@]}"; do
     evaluate "$(basename "$set_dir") --mode $mode" "$set_dir" --mode "$mode" --limit 1000 \
       --index-dir "$index_dir"
+  done
+done
+
+# Reversed sentence-pair sets (scripts/reverse_set.py): tatoeba_en-ja asked the other way round,
+# Japanese sentences over English documents. REVERSED="" skips them.
+REVERSED="${REVERSED-tatoeba_en-ja}"
+for name in $REVERSED; do
+  [ -d "$EVAL_DIR/$name" ] || continue
+  set_dir="$(python scripts/reverse_set.py "$EVAL_DIR/$name")"
+  for mode in "${retrieval_modes[@]}"; do
+    # shellcheck disable=SC2046  # the limit is word-split on purpose
+    evaluate "$(basename "$set_dir") --mode $mode" "$set_dir" --mode "$mode" \
+      $(limit_for "$(basename "$set_dir")")
   done
 done
 

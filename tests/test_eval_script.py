@@ -225,3 +225,43 @@ def test_mixed_set_refuses_documents_of_the_same_name(tmp_path: Path) -> None:
     done = mixed(english, english, "--out", tmp_path / "mixed")
     assert done.returncode == 1
     assert "two sets" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- scripts/reverse_set.py
+
+
+def reverse(*args: object) -> subprocess.CompletedProcess[str]:
+    return run_script("reverse_set", *args, timeout=60)
+
+
+def test_reversed_set_asks_the_passages_over_the_questions(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    pairs = {f"pair-ja-{i}": ("", question) for i, (_, question, _) in enumerate(QUERIES)}
+    queries = [(f"pair-en-{i}", q, pid) for i, (pid, (_, q)) in enumerate(pairs.items())]
+    done = reverse(write_set(tmp_path / "pairs_en-ja", pairs, queries), "--out", tmp_path / "r")
+    assert done.returncode == 0, done.stderr
+    out = Path(done.stdout.strip())
+    assert sorted(p.stem for p in (out / "docs").iterdir()) == [q[0] for q in queries]
+    asked = list(ev.read_jsonl(out / "queries.jsonl"))
+    assert [(q["id"], q["passage_id"], q["lang"]) for q in asked[:1]] == [
+        ("pair-ja-0", "pair-en-0", "ja")
+    ]
+    result = last_json(run(out, "--model", tiny_model_dir, "--index-dir", tmp_path / "i"))
+    assert (result["queries"], result["passages"]) == (5, 5)
+    assert result["recall@1"] == 1.0
+
+
+def test_reversed_set_names_swap_the_language_pair() -> None:
+    reverse_set = load_script("reverse_set")
+    assert reverse_set.reversed_name("tatoeba_en-ja") == "tatoeba_ja-en"
+    assert reverse_set.reversed_name("jsquad") == "jsquad-reversed"
+
+
+def test_only_sentence_pair_sets_can_be_reversed(tmp_path: Path) -> None:
+    two_questions = write_set(tmp_path / "two", PASSAGES, [*QUERIES, ("q6", "VPN", "p-en-1")])
+    unasked = write_set(tmp_path / "unasked", PASSAGES, QUERIES[:4])
+    for set_dir in (two_questions, unasked):
+        done = reverse(set_dir, "--out", tmp_path / "r")
+        assert done.returncode == 1
+        assert "exactly one question" in done.stderr and "Traceback" not in done.stderr
