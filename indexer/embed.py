@@ -30,8 +30,9 @@ STATEMENT_PASSAGE_WEIGHT = 0.5
 _CLOSERS = "\"'”’」』）)]】»"
 # Full stops (Latin, CJK, full-width, Devanagari danda, Urdu) and exclamation marks.
 _SENTENCE_END = re.compile(r"[.。!！．।۔]$")
-# A question word right before the full stop: ～か。 (Japanese), 吗。/呢。 (Chinese).
-_ASKING_END = re.compile(r"(か|かい|かな|吗|呢|嗎)[.。!！．]$")
+# A question word right before the full stop: ～か。 and the elliptical ～は。 ("and X is?") in
+# Japanese, 吗。/呢。 in Chinese.
+_ASKING_END = re.compile(r"(か|かい|かな|は|吗|呢|嗎)[.。!！．]$")
 
 
 def is_statement(text: str) -> bool:

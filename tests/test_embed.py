@@ -164,6 +164,7 @@ def test_full_sentences_that_state_something_are_statements(text: str) -> None:
         "nnapi speed",
         "梅雨とは何季の一種か?",
         "日本で梅雨がないのは北海道とどこか。",
+        "コンゴ共和国の公用語は。",
         "你喜欢这本书吗。",
         "Is it fast? ",
         "هل هو سريع؟",
