@@ -136,7 +136,7 @@ class Searcher:
         (SECTION_WEIGHT), all tuned on the dev sets; a heading scores as the chunk it opens.
 
         Sentence vectors alone miss questions whose answer spans sentences (English→Chinese
-        R@1 .76 vs .80 mixed); chunks alone blur sentence-level matches (NTREX .60 vs .89);
+        R@1 .76 vs .80 mixed); chunks alone blur sentence-level matches (NTREX .66 vs .93);
         the section says what a passage is about (English→Chinese .794 → .803). A short
         heading sits close to any question on its topic: scored on its own vector, titles
         outranked the passages under them (English→Chinese R@1 .76; .80 as chunks).
