@@ -39,7 +39,8 @@ def is_statement(text: str) -> bool:
     """Whether a question is written as a full sentence that states something (it ends with a
     full stop or exclamation mark and not with a question particle)."""
     end = text.strip().rstrip(_CLOSERS).rstrip()
-    return bool(_SENTENCE_END.search(end)) and not _ASKING_END.search(end)
+    trailing_off = end.endswith("..")  # "What about NNAPI..." is left open
+    return bool(_SENTENCE_END.search(end)) and not _ASKING_END.search(end) and not trailing_off
 
 
 def _threads(threads: int | None) -> int:

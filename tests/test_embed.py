@@ -167,6 +167,7 @@ def test_full_sentences_that_state_something_are_statements(text: str) -> None:
         "コンゴ共和国の公用語は。",
         "你喜欢这本书吗。",
         "Is it fast? ",
+        "What about NNAPI on the NPU...",
         "هل هو سريع؟",
         "",
     ],
