@@ -36,8 +36,8 @@ _ASKING_END = re.compile(r"(か|かい|かな|は|吗|呢|嗎)[.。!！．]$")
 
 
 def is_statement(text: str) -> bool:
-    """Whether a question is written as a full sentence that states something (it ends with a
-    full stop or exclamation mark and not with a question particle)."""
+    """Whether a question is written as a full sentence that states something: it ends with a
+    full stop or exclamation mark, not with a question particle, and does not trail off."""
     end = text.strip().rstrip(_CLOSERS).rstrip()
     trailing_off = end.endswith("..")  # "What about NNAPI..." is left open
     return bool(_SENTENCE_END.search(end)) and not _ASKING_END.search(end) and not trailing_off
