@@ -521,9 +521,9 @@ def measure_build(corpus: Path, work: Path, flags: list[str], batch_size: int) -
 # -- ask
 
 
-def questions(n: int) -> list[str]:
-    """n questions from QUESTIONS, cycling when n is larger."""
-    return [QUESTIONS[i % len(QUESTIONS)] for i in range(n)]
+def questions(n: int, pool: list[str] = QUESTIONS) -> list[str]:
+    """n questions from `pool`, cycling when n is larger."""
+    return [pool[i % len(pool)] for i in range(n)]
 
 
 def cold_ask(flags: list[str], asked: list[str]) -> dict[str, Any]:
@@ -560,7 +560,7 @@ def warm_ask(index: Index, asked: list[str]) -> dict[str, Any]:
         for mode in ("dense", "hybrid")
     }
     report["embed_query"] = percentiles(timed_calls(index.embedder.embed_query, asked))
-    statements = [STATEMENTS[i % len(STATEMENTS)] for i in range(len(asked))]
+    statements = questions(len(asked), STATEMENTS)
     report["embed_statement"] = percentiles(timed_calls(index.embedder.embed_query, statements))
     return report
 
