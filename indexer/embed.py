@@ -206,8 +206,14 @@ class Embedder:
         if not mixed:
             return self.embed_batch(texts)[0]
         query, passage = self.embed_batch([*texts, self.passage_text(question)])
-        vector = (1 - STATEMENT_PASSAGE_WEIGHT) * query + STATEMENT_PASSAGE_WEIGHT * passage
+        vector = lean(query, passage, STATEMENT_PASSAGE_WEIGHT)
         return normalize(vector[None])[0] if self.info.normalize else vector
+
+
+def lean(query: np.ndarray, passage: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
+    """Question vectors in query form moved `weight` of the way to their passage form (not
+    normalised); `weight` may be one per row, shaped [n, 1]."""
+    return (1 - weight) * query + weight * passage
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ import numpy as np
 
 from indexer import Index, config, keyword
 from indexer import search as search_module
-from indexer.embed import STATEMENT_PASSAGE_WEIGHT, is_statement, normalize
+from indexer.embed import STATEMENT_PASSAGE_WEIGHT, is_statement, lean, normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
 from _common import emit as emit_json
@@ -166,8 +166,8 @@ def question_forms(index: Index, queries: list) -> dict[str, np.ndarray]:
 
 def question_vectors(forms: dict[str, np.ndarray], weight: float) -> np.ndarray:
     """Question vectors as Embedder.embed_query makes them, at a given statement weight."""
-    lean = np.where(forms["statement"], weight, 0.0)[:, None]
-    return normalize((1 - lean) * forms["query"] + lean * forms["passage"])
+    weights = np.where(forms["statement"], weight, 0.0)[:, None]
+    return normalize(lean(forms["query"], forms["passage"], weights))
 
 
 @dataclass
