@@ -16,11 +16,13 @@ from pathlib import Path
 
 import click
 
+from indexer import config
+
 
 def default_out(query_set: Path, distractors: tuple[Path, ...]) -> Path:
-    """~/.cache/indexer/eval-mixed/QUERY+DISTRACTOR..."""
+    """eval-mixed/QUERY+DISTRACTOR... under the indexer cache (~/.cache/indexer)."""
     name = "+".join([query_set.name, *(d.name for d in distractors)])
-    return Path.home() / ".cache" / "indexer" / "eval-mixed" / name
+    return config.cache_dir() / "eval-mixed" / name
 
 
 def make_mixed(query_set: Path, distractors: tuple[Path, ...], out: Path) -> Path:
@@ -57,7 +59,7 @@ def make_mixed(query_set: Path, distractors: tuple[Path, ...], out: Path) -> Pat
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to write the set [default: ~/.cache/indexer/eval-mixed/QUERY+DISTRACTOR...].",
+    help="Where to write the set [default: eval-mixed/QUERY+DISTRACTOR... in the indexer cache].",
 )
 def main(query_set: Path, distractors: tuple[Path, ...], out: Path | None) -> None:
     """Copy QUERY_SET and add the documents of each DISTRACTOR set; print the new set's path."""

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import click
 
+from indexer import config
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
 from _common import load_script
 
@@ -33,8 +35,8 @@ def reversed_name(name: str) -> str:
 
 
 def default_out(set_dir: Path) -> Path:
-    """~/.cache/indexer/eval-reversed/<reversed name>"""
-    return Path.home() / ".cache" / "indexer" / "eval-reversed" / reversed_name(set_dir.name)
+    """eval-reversed/<reversed name> under the indexer cache (~/.cache/indexer)."""
+    return config.cache_dir() / "eval-reversed" / reversed_name(set_dir.name)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
@@ -74,7 +76,7 @@ def make_reversed(set_dir: Path, out: Path) -> Path:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to write the set [default: ~/.cache/indexer/eval-reversed/NAME].",
+    help="Where to write the set [default: eval-reversed/NAME in the indexer cache].",
 )
 def main(set_dir: Path, out: Path | None) -> None:
     """Write SET_DIR with questions and passages swapped; print the new set's path."""
