@@ -19,6 +19,8 @@ per measurement on stdout, a readable line per measurement on stderr:
 - ramp: hybrid R@1 / MRR@10 with the default keyword-weight ramp and with a linear one;
 - alike: hybrid R@1 / MRR@10 with the keyword side on the candidates written like the question
   (the default) and on every candidate (run it on a mixed set from scripts/mixed_set.py);
+- names: hybrid R@1 / MRR@10 with several weights of the names a candidate written unlike the
+  question writes by sound (indexer.search.NAME_WEIGHT; run it on NTREX and its mixed set);
 - passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms;
 - misses: hybrid questions whose first passage is wrong, how many of those rank another
   passage with the gold passage's title (same article) first, and how many rank first a
@@ -48,7 +50,10 @@ from _common import load_script, retrieval_sets
 ALPHAS = (1.0, 0.7, 0.5, 0.3, 0.0)
 BETAS = (0.0, 0.1, 0.2, 0.3)
 STATEMENT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-MEASURES = ("mix", "statement", "headings", "trust", "ramp", "alike", "passage_bm25", "misses")
+NAME_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+MEASURES = (
+    "mix", "statement", "headings", "trust", "ramp", "alike", "names", "passage_bm25", "misses"
+)  # fmt: skip
 
 
 ev = load_script("eval")  # the yardstick's own helpers: index location, queries, metrics
@@ -282,14 +287,23 @@ def measure_alike(set_dir: Path, index: Index, queries: list) -> None:
     """Hybrid with the keyword side on the candidates written like the question (default) and
     on every candidate; they differ where a folder mixes writing systems."""
 
-    def every_candidate(self: search_module.Searcher, question: str, ids: list[int]) -> set[int]:
-        return set(ids)
+    def every_candidate(
+        self: search_module.Searcher, question: str, texts: dict[int, str]
+    ) -> set[int]:
+        return set(texts)
 
     default = search_module.Searcher._written_alike
     for name, rule in (("default", default), ("every_candidate", every_candidate)):
         with replaced(search_module.Searcher, "_written_alike", rule):
             result = hybrid(index, queries)
         emit({"set": set_dir.name, "measure": "alike", "keyword_on": name, **result})
+
+
+def measure_names(set_dir: Path, index: Index, queries: list) -> None:
+    for weight in NAME_WEIGHTS:
+        with replaced(search_module, "NAME_WEIGHT", weight):
+            emit({"set": set_dir.name, "measure": "names", "weight": weight,
+                  **hybrid(index, queries)})  # fmt: skip
 
 
 def measure_passage_bm25(set_dir: Path, queries: list) -> None:
@@ -384,6 +398,8 @@ def main(
             measure_ramp(set_dir, index, queries)
         if "alike" in chosen:
             measure_alike(set_dir, index, queries)
+        if "names" in chosen:
+            measure_names(set_dir, index, queries)
         if "passage_bm25" in chosen:
             measure_passage_bm25(set_dir, queries)
         if "misses" in chosen:

@@ -84,6 +84,16 @@ def test_a_candidate_written_otherwise_is_fused_on_its_dense_side() -> None:
     assert plain[1] == pytest.approx(0.5)
 
 
+def test_a_candidate_written_otherwise_gains_by_the_names_it_shares() -> None:
+    from indexer.search import NAME_WEIGHT, fuse
+
+    cosines = {1: 0.9, 2: 0.8, 3: 0.5}
+    fused = {s.id: s.score for s in fuse([1, 2, 3], cosines, {}, 0.0, {1}, {2: 0.5, 3: 0.0})}
+    assert fused[1] == pytest.approx(1.0)
+    assert fused[2] == pytest.approx(0.75 + NAME_WEIGHT * 0.5)
+    assert fused[3] == pytest.approx(0.0)
+
+
 def test_only_candidates_written_like_the_question_take_keyword_evidence(
     index: Index, tmp_path: Path
 ) -> None:
@@ -94,8 +104,8 @@ def test_only_candidates_written_like_the_question_take_keyword_evidence(
     assert searcher is not None
     rows = dict(index.store.db.execute("SELECT id, text FROM sentences").fetchall())
     english = {i for i, text in rows.items() if text.startswith("Rate")}
-    assert searcher._written_alike("What is the rate limit?", list(rows)) == english
-    assert searcher._written_alike("上限は？", list(rows)) == set(rows) - english
+    assert searcher._written_alike("What is the rate limit?", rows) == english
+    assert searcher._written_alike("上限は？", rows) == set(rows) - english
 
 
 @pytest.mark.parametrize("question", ['"unbalanced', "NEAR(a b)", "*", "a OR", "AND NOT -", "()"])
