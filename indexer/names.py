@@ -9,6 +9,7 @@ a consonant. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class NameKeys:
         return bool(self.latin or self.sound)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same words recur in candidates, question after question
 def sound_key(word: str) -> str:
     """A rough consonant key of a word in any script ("Trump" and "トランプ" both give "trnp")."""
     key = re.sub(r"[^a-z]", "", anyascii(word).lower())
