@@ -57,13 +57,15 @@ done
 # Mixed folders: one set's questions over its documents plus another language's documents
 # (scripts/mixed_set.py), first 1,000 questions each. MIXED="" skips them.
 MIXED="${MIXED-ntrex_en-ja:xquad_en jsquad_valid:xquad_en xquad_en:jsquad_valid}"
+# The indexer cache ($INDEXER_CACHE_DIR, else ~/.cache/indexer), where scripts/eval.py keeps its indexes.
+cache="$(python -c 'from indexer import config; print(config.cache_dir())')"
 for pair in $MIXED; do
   query_set="$EVAL_DIR/${pair%%:*}" distractors="$EVAL_DIR/${pair#*:}"
   [ -d "$query_set" ] && [ -d "$distractors" ] || continue
   set_dir="$(python scripts/mixed_set.py "$query_set" "$distractors")"
   # Both orders of a pair hold the same documents: one index serves them.
   shared="$(printf '%s\n' "${pair%%:*}" "${pair#*:}" | sort | paste -sd+)"
-  index_dir="$HOME/.cache/indexer/eval/mixed-$shared"
+  index_dir="$cache/eval/mixed-$shared"
   for mode in "${retrieval_modes[@]}"; do
     evaluate "$(basename "$set_dir") --mode $mode" "$set_dir" --mode "$mode" --limit 1000 \
       --index-dir "$index_dir"

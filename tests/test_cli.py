@@ -28,7 +28,11 @@ DOCS = {
     "en/review.md": "# Code review\n\nRespond to code reviews within one working day.\n\n"
     "Keep pull requests small and focused.\n",
 }
-HIT_KEYS = {"rank", "score", "path", "line", "text", "before", "after", "location"}
+HIT_KEYS = {
+    *("rank", "score", "path", "line", "line_end", "page", "text", "kind", "before", "after"),
+    *("location", "sentence_id", "dense_rank", "dense_score", "keyword_rank", "keyword_score"),
+    "name_share",
+}
 COMMANDS = [["ask", "VPN"], ["status"], ["verify"], ["build", "DOCS"]]
 FILE_KEYS = {"added", "changed", "deleted", "renamed", "unchanged", "skipped"}
 
@@ -163,6 +167,13 @@ def test_ask_json_lines(built: Path) -> None:
     assert top["path"] == "ja/npu.md" and top["line"] == 3 and top["text"] == question
     assert top["before"] == ["NPUの測定"] and top["after"] == ["消費電力も大きく下がりました。"]
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_readme_names_every_json_field_of_a_hit() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("- `--json` prints one JSON object per hit")
+    bullet = readme[start : readme.index("\n- ", start + 1)]
+    assert {key for key in HIT_KEYS if f"`{key}`" not in bullet} == set()
 
 
 def test_build_json_report(docs: Path, idx: Path, tiny_model_dir: Path) -> None:
