@@ -3,8 +3,8 @@
 Keyword terms cannot match across scripts, and the dense model often misses a name that a
 language writes by sound (katakana in Japanese, Hangul in Korean). Both sides are brought to
 Latin letters (anyascii) and reduced to a rough consonant key that survives what those
-languages do to foreign names: vowels added between consonants, l/r and b/v merged, m/n before
-a consonant. Pure functions, no I/O.
+languages do to foreign names: vowels added between consonants, l/r, b/v and m/n merged, an
+English final r dropped. Pure functions, no I/O.
 """
 
 from __future__ import annotations
