@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))  # as the scripts themselves find scripts/_common.py
+from _common import load_script  # noqa: E402  (scripts/<name>.py as a module, for the tests)
+
+__all__ = ["SCRIPTS", "load_script", "run_script", "write", "write_docs"]
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -23,16 +25,6 @@ def write_docs(root: Path, docs: dict[str, str]) -> Path:
     for rel, text in docs.items():
         write(root / rel, text)
     return root
-
-
-def load_script(name: str) -> ModuleType:
-    """scripts/<name>.py as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPTS / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_script(name: str, *args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
