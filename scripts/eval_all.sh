@@ -16,12 +16,9 @@ EVAL_DIR="${EVAL_DIR:-../shared/eval}"
 MODES="${MODES:-all}"
 OUT="scripts/eval_results.jsonl"
 
+# "--limit N" for a set by name, or nothing (the limits live in scripts/_common.py).
 limit_for() {
-  case "$1" in
-    jsquad_valid) echo "--limit 1000" ;;
-    tatoeba_*) echo "--limit 500" ;;
-    *) echo "" ;;
-  esac
+  python scripts/_common.py limit "$1"
 }
 
 # scripts/eval.py with the arguments after LABEL, its result lines appended to $OUT; a set that

