@@ -159,6 +159,12 @@ def mixed(
     return local if section is None else (1 - beta) * local + beta * section
 
 
+def default_scores(cos: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> np.ndarray:
+    """[queries, sentences] dense scores at indexer.search's default weights."""
+    return mixed(cos["sentence"], cos["chunk"], search_module.OWN_WEIGHT, data["heading"],
+                 cos["section"])  # fmt: skip
+
+
 def question_forms(index: Index, queries: list) -> dict[str, np.ndarray]:
     """Each question embedded as a query and as a passage, and which ones are statements."""
     embedder = index.embedder
@@ -204,8 +210,7 @@ def measure_statement(set_dir: Path, queries: list, dense: Dense) -> None:
     share = round(float(forms["statement"].mean()), 3)
     for weight in STATEMENT_WEIGHTS:
         cos = cosines(question_vectors(forms, weight), data)
-        scores = mixed(cos["sentence"], cos["chunk"], search_module.OWN_WEIGHT,
-                       data["heading"], cos["section"])  # fmt: skip
+        scores = default_scores(cos, data)
         emit({"set": set_dir.name, "measure": "statement", "statements": share,
               "weight": weight, "recall@1": recall_at_1(scores, data, golds)})  # fmt: skip
 
@@ -238,7 +243,7 @@ def measure_headings(
     own, chunk, alpha = cos["sentence"], cos["chunk"], search_module.OWN_WEIGHT
     section, heading = cos["section"], data["heading"]
     variants = {
-        "default": mixed(own, chunk, alpha, heading, section),
+        "default": default_scores(cos, data),
         "heading_own_vector": mixed(own, chunk, alpha, np.zeros_like(heading), section),
     }
     if with_plain:
