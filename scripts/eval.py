@@ -1,28 +1,27 @@
 """Score the real build and ask code on a retrieval set, or the embedder on an STS set.
 
-    python scripts/eval.py SET_DIR [--mode MODE|all] [--limit N] [--k 10] [--index-dir DIR]
+    python -m scripts.eval SET_DIR [--mode MODE|all] [--limit N] [--k 10] [--index-dir DIR]
                                    [--model DIR]
-    python scripts/eval.py --table scripts/eval_results.jsonl
+    python -m scripts.eval --table scripts/eval_results.jsonl
 
-Progress goes to stderr; each result is one JSON line on stdout (the last line is the result).
+Progress goes to stderr; each result is one JSON line on stdout (the last line is the result),
+stamped with commit, date, arguments and machine (scripts.common.emit).
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
-import json
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import click
 import numpy as np
 
 from indexer import Hit, Index, IndexerError, config, search
+from scripts.common import SetError, emit, log, read_jsonl
 
 #: Retrieval modes the tool offers; "all" runs each of them in one process.
 MODES: tuple[str, ...] = getattr(search, "MODES", ("dense", "keyword", "hybrid"))
@@ -32,10 +31,6 @@ RECALL_AT = (1, 5, 10)
 MRR_AT = 10
 METRICS = (*(f"recall@{n}" for n in RECALL_AT), f"mrr@{MRR_AT}")
 QUERY_PROGRESS_EVERY = 200
-
-
-class SetError(click.ClickException):
-    """An eval set that cannot be read; printed as one line."""
 
 
 # -- metrics (pure functions, imported by the tests)
@@ -109,17 +104,6 @@ class Query:
     passage_id: str
 
 
-def read_jsonl(path: Path) -> Iterator[dict]:
-    """Records of a JSON Lines file; blank lines skipped, bad lines reported by number."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise SetError(f"{path}:{number}: not JSON ({exc.msg})") from None
-
-
 def set_kind(set_dir: Path) -> str:
     """ "retrieval" or "sts"; a clear error for anything else."""
     if (set_dir / "sts.jsonl").is_file():
@@ -155,11 +139,6 @@ def count_lines(path: Path) -> int:
 # -- running
 
 
-def echo_err(message: str) -> None:
-    """Progress and notes go to stderr, keeping stdout for JSON."""
-    click.echo(message, err=True)
-
-
 def default_index_dir(set_dir: Path, model: Path | None) -> Path:
     """A cached index per (set, model) under the indexer cache, so re-runs only stat files."""
     model_key = str(model.resolve()) if model else "default"
@@ -176,7 +155,7 @@ def build_progress(total: int) -> Callable[[int], None]:
         nonlocal done
         before, done = done, done + n
         if done // step > before // step or done == total:
-            echo_err(f"embedding {done}/{total} sentences")
+            log(f"embedding {done}/{total} sentences")
 
     return tick
 
@@ -202,7 +181,7 @@ def run_queries(
     for number, query in enumerate(queries, 1):
         rankings.append(ask_passages(index, query.question, k=k, mode=mode))
         if number % QUERY_PROGRESS_EVERY == 0:
-            echo_err(f"[{mode or 'default'}] {number}/{len(queries)} queries")
+            log(f"[{mode or 'default'}] {number}/{len(queries)} queries")
     seconds = time.perf_counter() - start
     return retrieval_scores(rankings, [q.passage_id for q in queries]), seconds
 
@@ -230,11 +209,11 @@ def evaluate_retrieval(
     """Build (incrementally) the set's docs, then one result per mode."""
     modes = modes_to_run(index, mode)
     queries = read_queries(set_dir, limit)
-    echo_err(f"building {index.path} from {set_dir / 'docs'}")
+    log(f"building {index.path} from {set_dir / 'docs'}")
     start = time.perf_counter()
     report = index.build(set_dir / "docs", progress=build_progress)
     build_seconds = time.perf_counter() - start
-    echo_err(
+    log(
         f"index ready: {len(report.added)} added, {len(report.changed)} changed, "
         f"{report.unchanged} unchanged files; {report.embedded} sentences embedded "
         f"in {build_seconds:.1f} s"
@@ -280,10 +259,21 @@ def rounded(result: dict[str, object]) -> dict[str, object]:
 # -- the results table
 
 
-def results_table(results: Sequence[dict], *, commit: str, day: str) -> str:
+def provenance(results: Sequence[dict]) -> str:
+    """The commits and days the results were measured at, from their stamps."""
+    commits = dict.fromkeys(
+        f"`{r.get('commit', 'unknown')}`" + (" with uncommitted changes" if r.get("dirty") else "")
+        for r in results
+    )
+    days = sorted({str(r["date"])[:10] for r in results if r.get("date")})
+    when = f"{days[0]} to {days[-1]}" if len(days) > 1 else days[0] if days else "date unknown"
+    return f"{'Commit' if len(commits) == 1 else 'Commits'} {', '.join(commits)}, {when}."
+
+
+def results_table(results: Sequence[dict]) -> str:
     """A Markdown table of retrieval results, then one line per STS result."""
     lines = [
-        f"Commit `{commit}`, {day}.",
+        provenance(results),
         "",
         "| set | mode | queries | R@1 | R@5 | R@10 | MRR@10 |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -296,18 +286,6 @@ def results_table(results: Sequence[dict], *, commit: str, day: str) -> str:
         if "spearman" in r:
             lines.append(f"\n{r['set']}: Spearman {r['spearman']:.3f} over {r['pairs']} pairs.")
     return "\n".join(lines)
-
-
-def git_commit() -> str:
-    """The short HEAD commit, marked when the tree has uncommitted changes."""
-    repo = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return f"{commit} (with uncommitted changes)" if git("status", "--porcelain") else commit
 
 
 # -- the command
@@ -354,9 +332,7 @@ def main(
     both sentences get the model's query prefix, as e5's model card advises for symmetric
     tasks). Progress on stderr; one JSON line per result on stdout."""
     if table:
-        click.echo(
-            results_table(list(read_jsonl(table)), commit=git_commit(), day=str(date.today()))
-        )
+        click.echo(results_table(list(read_jsonl(table))))
         return
     if set_dir is None:
         raise click.UsageError("give SET_DIR (or --table FILE)")
@@ -364,7 +340,7 @@ def main(
         for result in evaluate(
             set_dir, mode=mode, limit=limit, k=k, index_dir=index_dir, model=model
         ):
-            click.echo(json.dumps(rounded(result), ensure_ascii=False))
+            emit(rounded(result))
     except IndexerError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -380,7 +356,7 @@ def evaluate(
 ) -> Iterator[dict[str, object]]:
     """Results for one set: one per mode for retrieval, one for STS."""
     kind = set_kind(set_dir)
-    index = Index(index_dir or default_index_dir(set_dir, model), model=model, echo=echo_err)
+    index = Index(index_dir or default_index_dir(set_dir, model), model=model, echo=log)
     try:
         if kind == "sts":
             yield evaluate_sts(set_dir, index, limit=limit)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run scripts/eval.py on every set in $EVAL_DIR (default ../shared/eval) in every retrieval mode,
-# collect the JSON lines in scripts/eval_results.jsonl and print a Markdown table for the README.
+# Run `python -m scripts.eval` on every set in $EVAL_DIR (default ../shared/eval) in every
+# retrieval mode, collect the stamped JSON lines in scripts/eval_results.jsonl and print a Markdown
+# table for the README.
 #
 #   scripts/eval_all.sh                 # all sets, all modes
 #   MODES=dense scripts/eval_all.sh     # one mode (the default: all)
@@ -16,18 +17,18 @@ EVAL_DIR="${EVAL_DIR:-../shared/eval}"
 MODES="${MODES:-all}"
 OUT="scripts/eval_results.jsonl"
 
-# "--limit N" for a set by name, or nothing (the limits live in scripts/_common.py).
+# "--limit N" for a set by name, or nothing (the limits live in scripts/common.py).
 limit_for() {
-  python scripts/_common.py limit "$1"
+  python -m scripts.common limit "$1"
 }
 
-# scripts/eval.py with the arguments after LABEL, its result lines appended to $OUT; a set that
-# fails is reported and the run goes on.
+# scripts/eval.py with the arguments after LABEL, its stamped result lines appended to $OUT; a
+# set that fails is reported and the run goes on.
 evaluate() {
   local label="$1"
   shift
   echo "== $label" >&2
-  if ! python scripts/eval.py "$@" | grep '^{' >> "$OUT"; then
+  if ! python -m scripts.eval "$@" | grep '^{' >> "$OUT"; then
     echo "eval_all: $label failed; continuing" >&2
     failed=1
   fi
@@ -59,7 +60,7 @@ cache="$(python -c 'from indexer import config; print(config.cache_dir())')"
 for pair in $MIXED; do
   query_set="$EVAL_DIR/${pair%%:*}" distractors="$EVAL_DIR/${pair#*:}"
   [ -d "$query_set" ] && [ -d "$distractors" ] || continue
-  set_dir="$(python scripts/mixed_set.py "$query_set" "$distractors")"
+  set_dir="$(python -m scripts.mixed_set "$query_set" "$distractors")"
   # Both orders of a pair hold the same documents: one index serves them.
   shared="$(printf '%s\n' "${pair%%:*}" "${pair#*:}" | sort | paste -sd+)"
   index_dir="$cache/eval/mixed-$shared"
@@ -74,7 +75,7 @@ done
 REVERSED="${REVERSED-tatoeba_en-ja}"
 for name in $REVERSED; do
   [ -d "$EVAL_DIR/$name" ] || continue
-  set_dir="$(python scripts/reverse_set.py "$EVAL_DIR/$name")"
+  set_dir="$(python -m scripts.reverse_set "$EVAL_DIR/$name")"
   for mode in "${retrieval_modes[@]}"; do
     # shellcheck disable=SC2046  # the limit is word-split on purpose
     evaluate "$(basename "$set_dir") --mode $mode" "$set_dir" --mode "$mode" \
@@ -82,5 +83,5 @@ for name in $REVERSED; do
   done
 done
 
-python scripts/eval.py --table "$OUT"
+python -m scripts.eval --table "$OUT"
 exit "$failed"

@@ -1,12 +1,12 @@
 """Make a mixed-language eval set: one set's questions over its documents plus another set's.
 
-    python scripts/mixed_set.py QUERY_SET DISTRACTOR_SET [...] [--out DIR]
+    python -m scripts.mixed_set QUERY_SET DISTRACTOR_SET [...] [--out DIR]
 
 Users keep Japanese and English documents side by side, so a question often has documents in
 its own language and in another one to choose from. The sets in ../shared/eval each hold one
 document language; this copies QUERY_SET (its questions, passages and docs) and adds the
 documents and passages of every DISTRACTOR_SET as distractors under their own file names, so
-`scripts/eval.py OUT` measures how well the question's passage still wins. Prints OUT.
+`python -m scripts.eval OUT` measures how well the question's passage still wins. Prints OUT.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Where the time goes: embedding by operator, and a cold `index ask` by phase.
 
-    python scripts/profile.py [--corpus ../shared/corpus] [--sentences 600] [--index DIR]
+    python -m scripts.profile [--corpus ../shared/corpus] [--sentences 600] [--index DIR]
                               [--runs 5]
 
 - embed: onnxruntime's own profiler over the same corpus sentences scripts/bench.py samples,
@@ -14,17 +14,14 @@
 
 The index asked is --index DIR, else an index of --corpus kept in ~/.cache/indexer/profile-index
 (the first run builds it, about 4 minutes for ../shared/corpus; later runs only check it). One
-JSON line per measurement on stdout, a readable table on stderr.
+stamped JSON line per measurement on stdout, a readable table on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -34,9 +31,8 @@ import onnxruntime as ort
 from indexer import Index, models
 from indexer.embed import Embedder
 from indexer.tokenize import Tokenizer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import corpus_option, emit, load_script, log
+from scripts.bench import corpus_texts, sample
+from scripts.common import corpus_option, emit, log, run_python
 
 QUESTIONS = ("How should Java imports be ordered?", "画像の代替テキストはどう書く？")
 
@@ -94,22 +90,11 @@ def cold_phases(index_dir: Path, runs: int) -> dict[str, float]:
     """Median seconds per phase of a cold ask, plus the bare interpreter start."""
     samples: dict[str, list[float]] = defaultdict(list)
     for _ in range(runs):
-        samples["interpreter start"].append(_seconds([sys.executable, "-c", "pass"]))
-        done = subprocess.run(
-            [sys.executable, "-c", COLD_PHASES, str(index_dir), *QUESTIONS],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        samples["interpreter start"].append(run_python(["-c", "pass"]).check().seconds)
+        done = run_python(["-c", COLD_PHASES, str(index_dir), *QUESTIONS]).check()
         for phase, seconds in json.loads(done.stdout.strip().splitlines()[-1]).items():
             samples[phase].append(seconds)
     return {phase: round(statistics.median(values), 4) for phase, values in samples.items()}
-
-
-def _seconds(args: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(args, capture_output=True, check=True)
-    return time.perf_counter() - started
 
 
 @click.command()
@@ -125,8 +110,7 @@ def _seconds(args: list[str]) -> float:
 def main(corpus: Path, sentences: int, index_dir: Path | None, runs: int) -> None:
     """Profile embedding by operator and a cold ask by phase."""
     model_dir = models.prepare()
-    bench = load_script("bench")
-    texts = bench.sample(bench.corpus_texts(corpus, Embedder.load(model_dir)), sentences)
+    texts = sample(corpus_texts(corpus, Embedder.load(model_dir)), sentences)
     shares = operator_profile(model_dir, texts)
     emit({"measure": "embed_operators", "sentences": len(texts), "share": shares})
     log("embedding, share of time inside onnxruntime nodes:")

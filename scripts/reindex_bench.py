@@ -1,10 +1,11 @@
 """Time cron-style re-indexing with the real CLI: first build, then no-change and one-file re-runs.
 
-    python scripts/reindex_bench.py [CORPUS] [--index-dir DIR] [--model DIR] [--threads N]
+    python -m scripts.reindex_bench [CORPUS] [--index-dir DIR] [--model DIR] [--threads N]
 
 CORPUS (default ../shared/corpus from the repository root) is copied to a temporary folder, so the
 edits, deletions and renames below never touch it. Each step runs `python -m indexer build --json`
-as a child process and records its wall time, its peak RSS (from wait4) and its JSON report:
+as a child process and records its wall time, the peak RSS the child reports itself
+(scripts.common.run_python) and its JSON report:
 
     first       a build from nothing
     no-change   a re-run with nothing changed (target: under 1 s)
@@ -12,19 +13,17 @@ as a child process and records its wall time, its peak RSS (from wait4) and its 
     delete      one file deleted
     rename      one file renamed
 
-A table goes to stderr and one JSON object to stdout. Without --model the default model is used.
+A table goes to stderr and one stamped JSON row to stdout. Without --model the default model is
+used.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,15 +31,15 @@ from pathlib import Path
 import click
 
 from indexer import config
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import DEFAULT_CORPUS
+from scripts.common import CHILD_ENV, DEFAULT_CORPUS, emit, run_python
 
 NO_CHANGE_TARGET_SECONDS = 1.0
 #: Settings that would change what the child builds; the flags given here decide instead.
 CLEARED_ENV = ("INDEXER_FAULT", config.ENV_INDEX, config.ENV_MODEL)
 #: Prose lines end like this; an edit goes just before the final mark.
 SENTENCE_ENDS = (".", "。", "!", "?", "！", "？")
+#: Exit codes of a build that count as done (5: some files unreadable, everything else indexed).
+DONE = (0, 5)
 
 
 @dataclass
@@ -49,7 +48,7 @@ class Step:
 
     name: str
     seconds: float
-    peak_rss_mib: float
+    peak_rss_mib: float | None
     embedded: int
     reused: int
     files: dict[str, int]
@@ -57,24 +56,7 @@ class Step:
 
 
 def child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-
-
-def run_build(command: list[str]) -> tuple[float, float, dict]:
-    """Run one build; its wall seconds, peak RSS in MiB and JSON report. Exits if it fails."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err, env=child_env())
-        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would keep the maximum so far).
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode(errors="replace")
-    if child.returncode not in (0, 5):  # 5: some files unreadable, everything else indexed
-        sys.exit(f"error: `{' '.join(command)}` exited {child.returncode}:\n{stderr.strip()}")
-    return seconds, usage.ru_maxrss / 1024, json.loads(stdout)
+    return {k: v for k, v in CHILD_ENV.items() if k not in CLEARED_ENV}
 
 
 def documents(folder: Path) -> list[Path]:
@@ -114,11 +96,19 @@ def rename_one_file(folder: Path) -> str:
 
 
 def measure(name: str, command: list[str], change: Callable[[], str] | None = None) -> Step:
+    """Run one build (after `change`, if given) as a child process; its time, memory and report."""
     note = change() if change else ""
-    seconds, rss, report = run_build(command)
+    done = run_python(command, peak=True, env=child_env()).check(DONE)
+    report = json.loads(done.stdout)
     sentences = report["sentences"]
     return Step(
-        name, seconds, rss, sentences["embedded"], sentences["reused"], report["files"], note
+        name,
+        done.seconds,
+        done.peak_rss_mib,
+        sentences["embedded"],
+        sentences["reused"],
+        report["files"],
+        note,
     )
 
 
@@ -127,7 +117,8 @@ def print_table(steps: list[Step]) -> None:
     echo(f"{'step':<10} {'seconds':>8} {'peak MiB':>9} {'embedded':>9} {'reused':>7}  files")
     for s in steps:
         files = ", ".join(f"{v} {k}" for k, v in s.files.items() if v)
-        numbers = f"{s.seconds:>8.2f} {s.peak_rss_mib:>9.0f} {s.embedded:>9} {s.reused:>7}"
+        peak = "?" if s.peak_rss_mib is None else f"{s.peak_rss_mib:.0f}"
+        numbers = f"{s.seconds:>8.2f} {peak:>9} {s.embedded:>9} {s.reused:>7}"
         echo(f"{s.name:<10} {numbers}  {files}")
         if s.note:
             echo(f"{'':<10} {s.note}")
@@ -160,7 +151,7 @@ def main(corpus: Path, index_dir: Path | None, model: Path | None, threads: int 
         docs = work / "docs"
         shutil.copytree(corpus, docs)
         index = check_index_dir(index_dir, work)
-        command = [sys.executable, "-m", "indexer", "build", str(docs), "--index", str(index)]
+        command = ["-m", "indexer", "build", str(docs), "--index", str(index)]
         command += ["--json", *(["--model", str(model)] if model else [])]
         command += ["--threads", str(threads)] if threads else []
         steps = [
@@ -185,7 +176,7 @@ def main(corpus: Path, index_dir: Path | None, model: Path | None, threads: int 
         "no_change_target_seconds": NO_CHANGE_TARGET_SECONDS,
         "no_change_target_met": no_change < NO_CHANGE_TARGET_SECONDS,
     }
-    click.echo(json.dumps(result, ensure_ascii=False))
+    emit(result)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Make the reverse of a sentence-pair eval set: its passages ask, its questions are the documents.
 
-    python scripts/reverse_set.py SET_DIR [--out DIR]
+    python -m scripts.reverse_set SET_DIR [--out DIR]
 
 Tatoeba en-ja pairs each English sentence (the question) with its Japanese translation (the
 passage). Reversed, Japanese sentences are asked over English documents, a direction the sets
@@ -14,18 +14,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 
 import click
 
 from indexer import config
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_common.py
-from _common import load_script
-
-ev = load_script("eval")  # its JSON Lines reader, which names a bad line
+from scripts.common import read_jsonl
 
 
 def reversed_name(name: str) -> str:
@@ -46,8 +41,8 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 def make_reversed(set_dir: Path, out: Path) -> Path:
     """Write the reversed set at `out` (replacing what was there) and return it."""
-    passages = {p["id"]: p for p in ev.read_jsonl(set_dir / "passages.jsonl")}
-    queries = list(ev.read_jsonl(set_dir / "queries.jsonl"))
+    passages = {p["id"]: p for p in read_jsonl(set_dir / "passages.jsonl")}
+    queries = list(read_jsonl(set_dir / "queries.jsonl"))
     asked = Counter(q["passage_id"] for q in queries)
     if any(n > 1 for n in asked.values()) or set(asked) != set(passages):
         raise click.ClickException(

@@ -6,11 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-sys.path.insert(0, str(SCRIPTS))  # as the scripts themselves find scripts/_common.py
-from _common import load_script  # noqa: E402  (scripts/<name>.py as a module, for the tests)
+ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["SCRIPTS", "load_script", "run_script", "write", "write_docs"]
+__all__ = ["run_script", "write", "write_docs"]
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -28,10 +26,12 @@ def write_docs(root: Path, docs: dict[str, str]) -> Path:
 
 
 def run_script(name: str, *args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """scripts/<name>.py run as a user runs it, output captured as text."""
+    """`python -m scripts.<name>` run from the repository root as a user runs it, output
+    captured as text."""
     return subprocess.run(
-        [sys.executable, str(SCRIPTS / f"{name}.py"), *map(str, args)],
+        [sys.executable, "-m", f"scripts.{name}", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=ROOT,
     )

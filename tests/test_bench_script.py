@@ -1,10 +1,15 @@
-"""scripts/bench.py end to end with the tiny model: one JSON report with every section."""
+"""scripts/bench.py end to end with the tiny model: one JSON report with every section; and the
+child-process runner its build timings (and reindex_bench.py's) use."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import click
+import pytest
+
+from scripts.common import PEAK_MARK, run_python, split_peak
 from tests.files import run_script
 from tests.tiny_model import CORPUS, make_tiny_model
 
@@ -28,10 +33,11 @@ def test_bench_prints_one_json_report(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
-    assert set(report) == {
-        "machine", "settings", "load", "workload", "embed", "roofline", "peer", "build", "ask",
-        "scale",
+    assert set(report) - {"dirty"} == {
+        "environment", "settings", "load", "workload", "embed", "roofline", "peer", "build",
+        "ask", "scale", "commit", "date", "args", "machine",
     }  # fmt: skip
+    assert report["args"] == [str(a) for a in args]
     embed = report["embed"]
     # Batches of at most 4 sentences, fewer when long ones would exceed the token budget.
     assert embed["sentences"] == 12 and embed["batches"] >= 3
@@ -48,3 +54,43 @@ def test_bench_prints_one_json_report(tmp_path: Path) -> None:
     assert report["ask"]["cold"]["ours"]["runs"] == 1
     assert [s["vectors"] for s in report["scale"]] == [500, 20_000]
     assert "| embed |" in done.stderr
+
+
+#: A child that touches this many MiB more than a bare interpreter.
+TOUCHED_MIB = 150
+
+
+def test_the_runner_reports_the_childs_own_peak_memory(tmp_path: Path) -> None:
+    (tmp_path / "big.py").write_text(f"b = bytearray({TOUCHED_MIB} * 2**20)\nprint(len(b))\n")
+    (tmp_path / "bare.py").write_text("")
+    big = run_python(["-m", "big"], peak=True, cwd=tmp_path).check()
+    bare = run_python(["-m", "bare"], peak=True, cwd=tmp_path).check()
+    assert big.stdout.strip() == str(TOUCHED_MIB * 2**20)
+    assert big.peak_rss_mib is not None and bare.peak_rss_mib is not None
+    assert big.peak_rss_mib - bare.peak_rss_mib > TOUCHED_MIB * 0.9
+    assert PEAK_MARK not in big.stderr
+
+
+def test_the_childs_peak_is_not_the_parents(tmp_path: Path) -> None:
+    # wait4's ru_maxrss would report at least this process's size for any child.
+    touched = bytearray(2 * TOUCHED_MIB * 2**20)
+    (tmp_path / "bare.py").write_text("")
+    bare = run_python(["-m", "bare"], peak=True, cwd=tmp_path).check()
+    assert bare.peak_rss_mib is not None and bare.peak_rss_mib < TOUCHED_MIB
+    assert len(touched) == 2 * TOUCHED_MIB * 2**20
+
+
+def test_the_runner_reports_exit_codes_and_times_bare_children() -> None:
+    done = run_python(["-c", "import sys; print('out'); sys.exit(5)"])
+    assert (done.code, done.stdout, done.peak_rss_mib) == (5, "out\n", None)
+    assert done.seconds > 0
+    assert done.check(ok=(0, 5)) is done
+    with pytest.raises(click.ClickException, match="exited 5"):
+        done.check()
+    with pytest.raises(ValueError):
+        run_python(["-c", "pass"], peak=True)
+
+
+def test_split_peak_keeps_the_rest_of_stderr() -> None:
+    assert split_peak(f"warning\n{PEAK_MARK} 2048\nlast\n") == ("warning\nlast\n", 2048)
+    assert split_peak("no mark\n") == ("no mark\n", None)

@@ -1,4 +1,5 @@
-"""scripts/eval.py: metric functions, and the real script on tiny sets with the tiny model."""
+"""scripts/eval.py: metric functions, and the real script on tiny sets with the tiny model; the
+mixed and reversed sets; the stamp on every result row."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 
 from indexer import Index
-from tests.files import load_script, run_script
+from scripts import common, reverse_set
+from scripts import eval as ev
+from tests.files import run_script
 
 #: Passages in English and Japanese; every question below is one exact sentence of its passage.
 PASSAGES = {
@@ -34,9 +37,6 @@ STS = [
     ("The weather is nice today.", "It may rain tomorrow.", 1.0),
     ("Keep pull requests small.", "Respond to code reviews quickly.", 1.0),
 ]
-
-
-ev = load_script("eval")
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
@@ -120,16 +120,21 @@ def test_spearman_matches_hand_computed_value_with_ties() -> None:
     assert ev.spearman([1, 1, 1], [1, 2, 3]) == 0.0
 
 
-def test_results_table_lists_retrieval_and_sts() -> None:
+def test_results_table_lists_retrieval_and_sts_under_their_commit() -> None:
+    stamp = {"commit": "abc123", "date": "2025-01-01T10:00:00+00:00"}
     results = [
         {"set": "s", "mode": "dense", "queries": 3, "recall@1": 0.5, "recall@5": 1.0,
-         "recall@10": 1.0, "mrr@10": 0.75},
-        {"set": "sts", "pairs": 4, "spearman": 0.8123},
+         "recall@10": 1.0, "mrr@10": 0.75, **stamp},
+        {"set": "sts", "pairs": 4, "spearman": 0.8123, **stamp},
     ]  # fmt: skip
-    table = ev.results_table(results, commit="abc123", day="2025-01-01")
+    table = ev.results_table(results)
+    assert table.startswith("Commit `abc123`, 2025-01-01.")
     assert "| s | dense | 3 | 0.500 | 1.000 | 1.000 | 0.750 |" in table
     assert "sts: Spearman 0.812 over 4 pairs." in table
-    assert "abc123" in table
+    later = {**results[1], "commit": "def456", "dirty": True, "date": "2025-01-03T09:00:00+00:00"}
+    assert ev.results_table([results[0], later]).startswith(
+        "Commits `abc123`, `def456` with uncommitted changes, 2025-01-01 to 2025-01-03."
+    )
 
 
 # -- the script, end to end
@@ -138,9 +143,12 @@ def test_results_table_lists_retrieval_and_sts() -> None:
 def test_retrieval_set_scores_exact_sentences_first(
     retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    result = last_json(run(retrieval_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i"))
+    args = [retrieval_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i"]
+    result = last_json(run(*args))
     keys = {"set", "mode", "queries", "passages", "recall@1", "recall@5", "recall@10", "mrr@10"}
     assert keys | {"seconds", "build_seconds"} <= result.keys()
+    assert result["args"] == [str(a) for a in args]
+    assert result["commit"] == common.SOURCE["commit"] and result["machine"]
     assert result["set"] == "tiny_qa"
     assert (result["queries"], result["passages"]) == (5, 5)
     for metric in ("recall@1", "recall@5", "recall@10", "mrr@10"):
@@ -175,7 +183,7 @@ def test_sts_set_spearman_of_query_prefixed_cosines(
     sts_set: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     result = last_json(run(sts_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i"))
-    assert set(result) == {"set", "pairs", "spearman", "seconds"}
+    assert set(common.unstamped(result)) == {"set", "pairs", "spearman", "seconds"}
     assert result["pairs"] == len(STS)
     embedder = Index(sts_set / "unused", model=tiny_model_dir).embedder
     left = embedder.embed([embedder.query_text(a) for a, _, _ in STS])
@@ -243,7 +251,7 @@ def test_reversed_set_asks_the_passages_over_the_questions(
     assert done.returncode == 0, done.stderr
     out = Path(done.stdout.strip())
     assert sorted(p.stem for p in (out / "docs").iterdir()) == [q[0] for q in queries]
-    asked = list(ev.read_jsonl(out / "queries.jsonl"))
+    asked = list(common.read_jsonl(out / "queries.jsonl"))
     assert [(q["id"], q["passage_id"], q["lang"]) for q in asked[:1]] == [
         ("pair-ja-0", "pair-en-0", "ja")
     ]
@@ -253,7 +261,6 @@ def test_reversed_set_asks_the_passages_over_the_questions(
 
 
 def test_reversed_set_names_swap_the_language_pair() -> None:
-    reverse_set = load_script("reverse_set")
     assert reverse_set.reversed_name("tatoeba_en-ja") == "tatoeba_ja-en"
     assert reverse_set.reversed_name("jsquad") == "jsquad-reversed"
 
@@ -268,11 +275,31 @@ def test_only_sentence_pair_sets_can_be_reversed(tmp_path: Path) -> None:
 
 
 def test_eval_limits_have_one_home_for_python_and_eval_all() -> None:
-    from _common import eval_limit
-
-    assert eval_limit("jsquad_valid") == 1000
-    assert eval_limit("tatoeba_en-ja") == eval_limit("tatoeba_ja-en") == 500
-    assert eval_limit("xquad_en") is None
-    done = run_script("_common", "limit", "tatoeba_ja-en", timeout=60)
+    assert common.eval_limit("jsquad_valid") == 1000
+    assert common.eval_limit("tatoeba_en-ja") == common.eval_limit("tatoeba_ja-en") == 500
+    assert common.eval_limit("xquad_en") is None
+    done = run_script("common", "limit", "tatoeba_ja-en", timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "--limit 500"
-    assert run_script("_common", "limit", "xquad_en", timeout=60).stdout.strip() == ""
+    assert run_script("common", "limit", "xquad_en", timeout=60).stdout.strip() == ""
+
+
+# -- stamped result rows
+
+
+def test_emit_stamps_a_row_with_commit_date_args_and_machine(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    row = common.emit({"set": "s", "recall@1": 0.5}, args=["s", "--limit", "2"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == row
+    assert row["set"] == "s" and row["args"] == ["s", "--limit", "2"]
+    assert {k: row[k] for k in common.SOURCE} == common.SOURCE
+    assert row["date"].endswith("+00:00") and "cores" in row["machine"]
+    assert common.unstamped(row) == {"set": "s", "recall@1": 0.5}
+
+
+@pytest.mark.parametrize("path", sorted(common.SCRIPTS.glob("*_results.jsonl")), ids=str)
+def test_every_checked_in_result_row_is_stamped(path: Path) -> None:
+    for row in common.read_jsonl(path):
+        assert {"commit", "date", "args", "machine"} <= row.keys()
+        assert row["commit"] and row["date"]

