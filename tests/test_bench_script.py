@@ -23,6 +23,7 @@ def write_corpus(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_bench_prints_one_json_report(tmp_path: Path) -> None:
     model = make_tiny_model(tmp_path / "model")
     corpus = write_corpus(tmp_path / "docs")

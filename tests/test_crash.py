@@ -26,6 +26,8 @@ from click.testing import CliRunner, Result
 from indexer import config
 from indexer.cli import cli
 
+pytestmark = pytest.mark.slow
+
 WORDS = (
     "river stone cloud engine battery latency window garden paper signal market orange violet "
     "silver copper harbor meadow rocket planet forest winter summer autumn spring coffee kettle "
@@ -316,8 +318,10 @@ def test_random_kills(world: World, tmp_path: Path) -> None:
         old = contents(idx)
 
         build = run_build(docs, idx, world.model)
-        time.sleep(delay)
-        build.send_signal(signal.SIGKILL)
+        try:
+            build.wait(timeout=delay)  # killed at `delay` unless it ended before
+        except subprocess.TimeoutExpired:
+            build.send_signal(signal.SIGKILL)
         _, err = build.communicate(timeout=120)
         assert build.returncode in (0, -signal.SIGKILL), err
         assert "Traceback" not in err

@@ -140,6 +140,7 @@ def test_results_table_lists_retrieval_and_sts_under_their_commit() -> None:
 # -- the script, end to end
 
 
+@pytest.mark.slow
 def test_retrieval_set_scores_exact_sentences_first(
     retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -157,6 +158,7 @@ def test_retrieval_set_scores_exact_sentences_first(
     assert result["seconds"] >= 0 and result["build_seconds"] >= 0
 
 
+@pytest.mark.slow
 def test_limit_and_index_reuse(retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     args = (retrieval_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i", "--limit", 2)
     assert last_json(run(*args))["queries"] == 2
@@ -165,6 +167,7 @@ def test_limit_and_index_reuse(retrieval_set: Path, tiny_model_dir: Path, tmp_pa
     assert "5 unchanged files; 0 sentences embedded" in again.stderr
 
 
+@pytest.mark.slow
 def test_every_mode_gives_one_line(
     retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -179,6 +182,7 @@ def test_every_mode_gives_one_line(
         assert 0.0 <= r["recall@1"] <= r["recall@5"] <= r["recall@10"] <= 1.0
 
 
+@pytest.mark.slow
 def test_sts_set_spearman_of_query_prefixed_cosines(
     sts_set: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -193,6 +197,7 @@ def test_sts_set_spearman_of_query_prefixed_cosines(
     assert -1.0 <= result["spearman"] <= 1.0
 
 
+@pytest.mark.slow
 def test_a_folder_that_is_no_set_fails_in_one_line(tmp_path: Path) -> None:
     done = run(tmp_path)
     assert done.returncode == 1
@@ -214,6 +219,7 @@ def mixed(*args: object) -> subprocess.CompletedProcess[str]:
     return run_script("mixed_set", *args, timeout=60)
 
 
+@pytest.mark.slow
 def test_mixed_set_adds_the_other_sets_documents_as_distractors(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -228,6 +234,7 @@ def test_mixed_set_adds_the_other_sets_documents_as_distractors(
     assert result["recall@1"] == 1.0
 
 
+@pytest.mark.slow
 def test_mixed_set_refuses_documents_of_the_same_name(tmp_path: Path) -> None:
     english = one_language_set(tmp_path / "en", "en")
     done = mixed(english, english, "--out", tmp_path / "mixed")
@@ -242,6 +249,7 @@ def reverse(*args: object) -> subprocess.CompletedProcess[str]:
     return run_script("reverse_set", *args, timeout=60)
 
 
+@pytest.mark.slow
 def test_reversed_set_asks_the_passages_over_the_questions(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -265,6 +273,7 @@ def test_reversed_set_names_swap_the_language_pair() -> None:
     assert reverse_set.reversed_name("jsquad") == "jsquad-reversed"
 
 
+@pytest.mark.slow
 def test_only_sentence_pair_sets_can_be_reversed(tmp_path: Path) -> None:
     two_questions = write_set(tmp_path / "two", PASSAGES, [*QUERIES, ("q6", "VPN", "p-en-1")])
     unasked = write_set(tmp_path / "unasked", PASSAGES, QUERIES[:4])

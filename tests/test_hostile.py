@@ -27,6 +27,8 @@ from indexer.load import BROKEN_LINK, LINK_LOOP, UNDECODABLE, WALKED_BEFORE
 from tests import assets
 from tests.files import write
 
+pytestmark = pytest.mark.slow
+
 #: Sentences that must be found afterwards, by file.
 GOOD = {
     "good/guide.md": "The staging server restarts every Sunday at midnight.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -16,6 +17,8 @@ from click.testing import CliRunner
 from indexer import Index
 from indexer.cli import cli
 from tests.test_crash import build_command, contents, run_build, write_corpus
+
+pytestmark = pytest.mark.slow
 
 FILES = 120  # 3,600 sentences: about a second of embedding with the tiny model
 LOCK_NAME = "build.lock"
@@ -94,9 +97,11 @@ def test_wait_blocks_while_the_lock_is_held(
     idx.mkdir()
     lock = filelock.FileLock(idx / LOCK_NAME)
     with lock:
+        started = time.monotonic()
         refused = subprocess.run(
             build_command(docs, idx, tiny_model_dir), capture_output=True, text=True, timeout=60
         )
+        to_the_lock = time.monotonic() - started  # how long a build takes to reach the lock
         assert refused.returncode == 3, refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
         assert "Traceback" not in refused.stderr
@@ -106,7 +111,10 @@ def test_wait_blocks_while_the_lock_is_held(
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(2.0)
+        # Twice what the refused build needed to reach the lock and give up, however loaded the
+        # machine is: a build that ignored --wait would have exited or written by then.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            waiting.wait(timeout=max(2.0, 2 * to_the_lock))
         assert waiting.poll() is None, "the build did not wait for the lock"
         assert not (idx / "index.sqlite").exists(), "a waiting build wrote to the index"
     out, err = waiting.communicate(timeout=120)
