@@ -11,7 +11,7 @@ import pytest
 
 from scripts.common import PEAK_MARK, run_python, split_peak
 from tests.files import run_script
-from tests.tiny_model import CORPUS, make_tiny_model
+from tests.tiny_model import CORPUS
 
 
 def write_corpus(folder: Path) -> Path:
@@ -24,10 +24,9 @@ def write_corpus(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_bench_prints_one_json_report(tmp_path: Path) -> None:
-    model = make_tiny_model(tmp_path / "model")
+def test_bench_prints_one_json_report(tmp_path: Path, tiny_model_dir: Path) -> None:
     corpus = write_corpus(tmp_path / "docs")
-    args = ["--corpus", corpus, "--model", model, "--sample", "12", "--batch-size", "4"]
+    args = ["--corpus", corpus, "--model", tiny_model_dir, "--sample", "12", "--batch-size", "4"]
     args += ["--questions", "3", "--synthetic", "500", "--cold-runs", "1"]
     args += ["--out", tmp_path / "report.json"]
     done = run_script("bench", *args, timeout=600)

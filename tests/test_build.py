@@ -219,15 +219,12 @@ def test_unreadable_file_keeps_previous_version(index: Index, docs: Path) -> Non
     assert any(h.path == "en/faq.txt" for h in all_hits(index, "VPN"))
 
 
-def test_model_mismatch_is_refused(index: Index, docs: Path, tmp_path: Path) -> None:
-    from tests.tiny_model import make_tiny_model
-
+def test_model_mismatch_is_refused(index: Index, docs: Path, other_model: Path) -> None:
     index.build(docs)
-    other = make_tiny_model(tmp_path / "other", dim=16)
     with pytest.raises(ModelMismatchError, match="built with model"):
-        Index(index.path, model=other).ask("VPN")
+        Index(index.path, model=other_model).ask("VPN")
     with pytest.raises(ModelMismatchError):
-        Index(index.path, model=other).build(docs)
+        Index(index.path, model=other_model).build(docs)
 
 
 def test_ask_without_model_flag_uses_the_recorded_model(index: Index, docs: Path) -> None:

@@ -16,8 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from indexer.cli import cli
-from tests.files import write_docs
-from tests.tiny_model import make_tiny_model
+from tests.files import without_root_privileges, write_docs
 
 DOCS = {
     "ja/npu.md": "# NPUの測定\n\nNNAPI経由でNPUを使うと、CPUより約15倍速くなりました。\n"
@@ -93,11 +92,6 @@ def idx(tmp_path: Path) -> Path:
 def built(docs: Path, idx: Path, tiny_model_dir: Path) -> Path:
     assert_ok(run("build", docs, "--index", idx, "--model", tiny_model_dir, "--quiet"))
     return idx
-
-
-@pytest.fixture(scope="module")
-def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("other") / "tiny16", dim=16)
 
 
 # ---------------------------------------------------------------- help
@@ -378,15 +372,6 @@ def test_binary_file_is_skipped_and_the_rest_indexed(
     assert {p for p, _, _ in contents(idx)} == set(DOCS)
 
 
-def _without_root_privileges() -> list[str]:
-    """A prefix that makes file permissions count even for root (who ignores them)."""
-    if os.geteuid() != 0:
-        return []
-    if not shutil.which("setpriv"):
-        pytest.skip("running as root without setpriv: permissions cannot be enforced")
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-
-
 def test_unreadable_file_exits_5_and_indexes_the_rest(
     docs: Path, idx: Path, tiny_model_dir: Path
 ) -> None:
@@ -395,7 +380,7 @@ def test_unreadable_file_exits_5_and_indexes_the_rest(
     secret.chmod(0)
     command = [sys.executable, "-m", "indexer", "build", docs, "--index", idx]
     result = subprocess.run(
-        [*_without_root_privileges(), *map(str, command), "--model", str(tiny_model_dir)],
+        [*without_root_privileges(), *map(str, command), "--model", str(tiny_model_dir)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -25,7 +25,7 @@ from indexer import Index, formats
 from indexer.build import BAD_NAME
 from indexer.load import BROKEN_LINK, LINK_LOOP, UNDECODABLE, WALKED_BEFORE
 from tests import assets
-from tests.files import write
+from tests.files import without_root_privileges, write
 
 pytestmark = pytest.mark.slow
 
@@ -79,15 +79,6 @@ class Run:
     report: dict
     stderr: str
     peak_mb: float
-
-
-def without_root_privileges() -> list[str]:
-    """A prefix that makes file permissions count even for root (who ignores them)."""
-    if os.geteuid() != 0:
-        return []
-    if not shutil.which("setpriv"):
-        pytest.skip("running as root without setpriv: permissions cannot be enforced")
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
 def build(root: Path, index: Path, model: Path, *options: str, cap: int | None = None) -> Run:
