@@ -13,63 +13,73 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from indexer import config, models, tokenize
+from indexer import config, models
 from indexer.config import MODES, Mode
-from indexer.errors import IndexerError
+from indexer.errors import ExitCode, IndexDamagedError, IndexerError
+from indexer.index import Index
 from indexer.load import Symlinks
 
-if TYPE_CHECKING:  # the modules behind these load numpy, onnxruntime and faiss: see _open
+if TYPE_CHECKING:  # the modules behind these load numpy, onnxruntime and faiss (see Index)
     from indexer.build import BuildReport, Progress
-    from indexer.index import Index
     from indexer.search import Hit
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_LOCKED = 3
-EXIT_UNUSABLE = 4
-EXIT_FILES_FAILED = 5
 
 
 def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
-def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--index, --model, --cache-dir and --threads, shared by every command that opens an index."""
-    decorators = [
-        click.option(
-            "--index",
-            "index_path",
-            type=click.Path(path_type=Path),
-            default=None,
-            help=f"Index directory [env {config.ENV_INDEX}; default ./.index].",
-        ),
-        click.option(
-            "--model",
-            "model",
-            type=click.Path(path_type=Path),
-            default=None,
-            help=f"Model directory with model.onnx, sentencepiece.bpe.model and "
-            f"model.json [env {config.ENV_MODEL}; default: the model the index was "
-            "built with, else multilingual-e5-small].",
-        ),
-        click.option(
-            "--cache-dir",
-            type=click.Path(path_type=Path),
-            default=None,
-            help=f"Where the default model is prepared [env {config.ENV_CACHE}; "
-            "default ~/.cache/indexer].",
-        ),
-        click.option(
-            "--threads",
-            type=click.IntRange(min=1),
-            default=None,
-            help=f"Inference threads [env {config.ENV_THREADS}; default: all cores].",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+def _options(*decorators: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Any]:
+    """Several click options as one decorator, in the order given."""
+
+    def apply(func: Callable[..., Any]) -> Any:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+def cache_dir_option(what: str) -> Callable[[Any], Any]:
+    """--cache-dir, where the default model is prepared."""
+    return click.option(
+        "--cache-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"{what} [env {config.ENV_CACHE}; default {config.DEFAULT_CACHE_HINT}].",
+    )
+
+
+def json_option(what: str) -> Callable[[Any], Any]:
+    """--json, machine-readable output."""
+    return click.option("--json", "as_json", is_flag=True, help=what)
+
+
+#: --index, --model, --cache-dir and --threads, shared by every command that opens an index.
+index_options = _options(
+    click.option(
+        "--index",
+        "index_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"Index directory [env {config.ENV_INDEX}; default ./{config.DEFAULT_INDEX_DIR}].",
+    ),
+    click.option(
+        "--model",
+        "model",
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"Model directory with model.onnx, sentencepiece.bpe.model and "
+        f"model.json [env {config.ENV_MODEL}; default: the model the index was "
+        f"built with, else {config.DEFAULT_MODEL_NAME}].",
+    ),
+    cache_dir_option("Where the default model is prepared"),
+    click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help=f"Inference threads [env {config.ENV_THREADS}; default: all cores].",
+    ),
+)
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,20 +89,20 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except IndexerError as exc:
-            _echo_err(f"error: {exc}")
-            sys.exit(exc.exit_code)
         except sqlite3.DatabaseError as exc:
-            _echo_err(
-                f"error: the index database (index.sqlite) is damaged ({exc}) — run `index "
-                "verify`, or delete the index directory and run `index build DIR` again"
-            )
-            sys.exit(EXIT_UNUSABLE)
+            return _fail(IndexDamagedError(exc))
+        except IndexerError as exc:
+            return _fail(exc)
         except KeyboardInterrupt:
             _echo_err("interrupted — the index is unchanged; run the command again to finish")
-            sys.exit(130)
+            sys.exit(ExitCode.INTERRUPTED)
 
     return wrapper
+
+
+def _fail(exc: IndexerError) -> None:
+    _echo_err(f"error: {exc}")
+    sys.exit(exc.exit_code)
 
 
 def _open(
@@ -102,39 +112,8 @@ def _open(
     threads: int | None,
     quiet: bool = False,
 ) -> Index:
-    from indexer.index import Index  # late: a cold `index ask` reads its tokenizer meanwhile
-
     echo = (lambda message: None) if quiet else _echo_err
     return Index(index_path, model=model, cache_dir=cache_dir, threads=threads, echo=echo)
-
-
-def _read_tokenizer_ahead(index_path: Path | None, model: Path | None, cache: Path | None) -> None:
-    """Start loading the tokenizer of the model `ask` will use, before the heavy imports.
-
-    The model is chosen as Index chooses it (models.choose), with what the index records read
-    straight from SQLite. This is only a head start: on any problem, or for a model that turns
-    out different, Index loads and checks the model as usual.
-    """
-    recorded = functools.partial(_recorded_model, config.index_dir(index_path))
-    chosen = models.choose(config.model_dir(model), recorded)
-    path = chosen or models.default_dir(config.cache_dir(cache))
-    with contextlib.suppress(IndexerError, OSError):
-        tokenize.preload(models.load_info(path))
-
-
-def _recorded_model(index_dir: Path) -> str | None:
-    """The model directory an index records, read without loading the rest of indexer."""
-    database = index_dir / config.DB_NAME
-    if not database.is_file():
-        return None
-    uri = database.resolve().as_uri() + "?mode=ro"
-    with (
-        contextlib.suppress(sqlite3.Error),
-        contextlib.closing(sqlite3.connect(uri, uri=True)) as db,
-    ):
-        row = db.execute("SELECT value FROM meta WHERE key = 'model_path'").fetchone()
-        return row[0] if row else None
-    return None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -191,7 +170,7 @@ def cli() -> None:
     "or none.",
 )
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object.")
+@json_option("Print the run report as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @handle_errors
 def build(
@@ -235,15 +214,14 @@ def build(
     else:
         _print_build(report, index.path, quiet=quiet)
     if report.failed:
-        sys.exit(EXIT_FILES_FAILED)
+        sys.exit(ExitCode.FILES_FAILED)
 
 
 def _print_build(report: BuildReport, path: Path, *, quiet: bool) -> None:
-    for file_path, reason in report.skipped:
-        failed = (file_path, reason) in report.failed
-        if failed or not quiet:
-            kept = " (previous version kept)" if file_path in report.kept else ""
-            _echo_err(f"skipped {file_path}: {reason}{kept}")
+    for skip in report.skipped:
+        if skip.transient or not quiet:
+            kept = " (previous version kept)" if skip.path in report.kept else ""
+            _echo_err(f"skipped {skip.path}: {skip.reason}{kept}")
     if quiet:
         return
     verb = "would index" if report.dry_run else "indexed"
@@ -303,7 +281,7 @@ def _progress_bar(*, enabled: bool) -> Iterator[Callable[[int], Progress] | None
     show_default=True,
     help="hybrid: meaning and shared words; dense: meaning only; keyword: shared words only.",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit (JSON lines).")
+@json_option("One JSON object per hit (JSON lines).")
 @handle_errors
 def ask(
     question: str | None,
@@ -320,7 +298,7 @@ def ask(
 
     Without QUESTION, opens an interactive prompt that loads the model once.
     """
-    _read_tokenizer_ahead(index_path, model, cache_dir)
+    Index.read_ahead(index_path, model=model, cache_dir=cache_dir)
     index = _open(index_path, model, cache_dir, threads)
     ask_one = functools.partial(index.ask, k=k, context=context, mode=mode)
     if question is None:
@@ -371,7 +349,7 @@ def _print_hits(hits: list[Hit], *, as_json: bool) -> None:
 
 @cli.command()
 @index_options
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @handle_errors
 def status(
     index_path: Path | None,
@@ -392,7 +370,7 @@ def status(
 @cli.command()
 @index_options
 @click.option("--repair", is_flag=True, help="Rebuild the FAISS file from the vectors in SQLite.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @handle_errors
 def verify(
     index_path: Path | None,
@@ -416,7 +394,7 @@ def verify(
             click.echo(f"note: {line}")
         click.echo("ok" if report.ok else "index has problems")
     if not report.ok:
-        sys.exit(EXIT_UNUSABLE)
+        sys.exit(ExitCode.UNUSABLE)
 
 
 @cli.group()
@@ -425,12 +403,7 @@ def model() -> None:
 
 
 @model.command("prepare")
-@click.option(
-    "--cache-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help=f"Where to prepare it [env {config.ENV_CACHE}; default ~/.cache/indexer].",
-)
+@cache_dir_option("Where to prepare it")
 @click.option("--force", is_flag=True, help="Convert again even if a verified copy exists.")
 @handle_errors
 def model_prepare(cache_dir: Path | None, force: bool) -> None:
@@ -441,12 +414,7 @@ def model_prepare(cache_dir: Path | None, force: bool) -> None:
 
 @model.command("info")
 @click.argument("directory", type=click.Path(path_type=Path), required=False)
-@click.option(
-    "--cache-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help=f"Cache holding the default model [env {config.ENV_CACHE}].",
-)
+@cache_dir_option("Cache holding the default model")
 @handle_errors
 def model_info(directory: Path | None, cache_dir: Path | None) -> None:
     """Show model.json of DIRECTORY (default: the prepared default model)."""

@@ -70,6 +70,10 @@ def model_dir(flag: str | Path | None = None) -> Path | None:
     return Path(value) if value else None
 
 
+#: How help texts name the default cache_dir().
+DEFAULT_CACHE_HINT = "~/.cache/indexer"
+
+
 def cache_dir(flag: str | Path | None = None) -> Path:
     """Per-user model cache: --cache-dir, $INDEXER_CACHE_DIR, else $XDG_CACHE_HOME/indexer."""
     value = flag or os.environ.get(ENV_CACHE)

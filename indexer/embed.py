@@ -20,13 +20,6 @@ from indexer.tokenize import Tokenizer
 #: is the critical path; the session alone went from ~0.16 s to ~0.13 s for 140 MB more on disk.
 
 
-#: A question that is a whole statement ("The committee approved the budget.") looks for the same
-#: statement, often in another language: its vector leans this far from the query form toward
-#: the passage form, so it is matched symmetrically. Dense R@1, first 1,000 queries, at 0 / .5 /
-#: 1: NTREX en→ja .892 / .925 / .932, Tatoeba .881 / .893 / .880; with English distractors in
-#: the folder the passage form draws English passages (.849 / .869 / .828), hence half way
-#: (scripts/ablation.py --measure statement).
-STATEMENT_PASSAGE_WEIGHT = 0.5
 _CLOSERS = "\"'”’」』）)]】»"
 # Full stops (Latin, CJK, full-width, Devanagari danda, Urdu) and exclamation marks.
 _SENTENCE_END = re.compile(r"[.。!！．।۔]$")
@@ -43,14 +36,15 @@ def is_statement(text: str) -> bool:
     return bool(_SENTENCE_END.search(end)) and not _ASKING_END.search(end) and not trailing_off
 
 
-def _threads(threads: int | None) -> int:
+def usable_threads(threads: int | None) -> int:
+    """Inference threads: the number asked for, else every core this process may run on."""
     if threads:
         return threads
     # Cores this process may run on (respects taskset/cgroup cpusets, unlike os.cpu_count()).
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _session(info: ModelInfo, threads: int) -> ort.InferenceSession:
+def make_session(info: ModelInfo, threads: int) -> ort.InferenceSession:
     """An onnxruntime CPU session with every graph optimisation (attention, LayerNorm, GELU)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -102,17 +96,17 @@ class Embedder:
         # Both loads release the GIL: a 250k-piece spm takes ~0.35 s, as long as the session.
         with ThreadPoolExecutor(max_workers=1) as pool:
             tokenizer = pool.submit(Tokenizer, info)
-            session = _session(info, _threads(threads))
+            session = make_session(info, usable_threads(threads))
             return cls(info, session, tokenizer.result())
 
     @property
     def max_content_tokens(self) -> int:
         """Tokens a text may have, leaving room for <s> and </s>."""
-        return self.info.max_tokens - 2
+        return self.tokenizer.max_content_tokens
 
     def token_count(self, text: str) -> int:
         """Content tokens of `text` (no specials)."""
-        return len(self.tokenizer.encode(text))
+        return self.tokenizer.count(text)
 
     def passage_text(self, text: str) -> str:
         """`text` as the model wants documents (e5: "passage: " + text)."""
@@ -123,18 +117,8 @@ class Embedder:
         return self.info.query_prefix + text
 
     def windows(self, text: str, *, prefix: str) -> list[tuple[int, int]]:
-        """Character spans of `text` such that prefix + span fits the model; one span if it fits."""
-        limit = self.max_content_tokens
-        if self.token_count(prefix + text) <= limit:
-            return [(0, len(text))]
-        budget = limit - self.token_count(prefix)
-        while budget > 0:
-            spans = self.tokenizer.spans(text, budget)
-            # Token counts are not quite additive (prefix and text can merge at the seam).
-            if all(self.token_count(prefix + text[a:b]) <= limit for a, b in spans):
-                return spans
-            budget -= 1
-        raise TextTooLongError(self.token_count(prefix), limit)
+        """Character spans of `text` such that prefix + span fits the model (Tokenizer.windows)."""
+        return self.tokenizer.windows(text, prefix=prefix)
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         ids = [self.tokenizer.with_specials(self.tokenizer.encode(t)) for t in texts]
@@ -193,21 +177,56 @@ class Embedder:
                 on_batch(len(rows))
         return out
 
-    def embed_query(self, question: str) -> np.ndarray:
+    def embed_query(self, question: str, *, statement_weight: float = 0.0) -> np.ndarray:
         """float32 [dimension] for a question (query prefix added here).
 
-        A statement (is_statement) is embedded as a query and as a passage too, mixed by
-        STATEMENT_PASSAGE_WEIGHT: e5 matches a sentence to its translation best symmetrically
-        (English→Japanese news sentences: dense R@1 .89 as a query, .93 as a passage), a
-        question best in query form (JSQuAD .84 as a query, .74 as a passage).
+        A statement (is_statement) is embedded as a query and as a passage too, leaning
+        `statement_weight` of the way to the passage form (indexer.ranking chooses it): e5
+        matches a sentence to its translation best symmetrically, a question in query form.
         """
         texts = [self.query_text(question)]
-        mixed = is_statement(question) and self.info.query_prefix != self.info.passage_prefix
+        mixed = (
+            statement_weight > 0
+            and is_statement(question)
+            and self.info.query_prefix != self.info.passage_prefix
+        )
         if not mixed:
             return self.embed_batch(texts)[0]
         query, passage = self.embed_batch([*texts, self.passage_text(question)])
-        vector = lean(query, passage, STATEMENT_PASSAGE_WEIGHT)
+        vector = lean(query, passage, statement_weight)
         return normalize(vector[None])[0] if self.info.normalize else vector
+
+
+class Model:
+    """A model directory as a build or an ask needs it: its identity (model.json) at once, its
+    tokenizer and onnxruntime session only when first used, so an unchanged re-run from cron
+    costs stat calls rather than a model load."""
+
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.info = load_info(self.path)
+        self._threads = threads
+        self._tokenizer: Tokenizer | None = None
+        self._embedder: Embedder | None = None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer, loaded on first use."""
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer(self.info)
+        return self._tokenizer
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder, loaded on first use (sharing the tokenizer if already loaded)."""
+        if self._embedder is None:
+            if self._tokenizer is None:
+                self._embedder = Embedder.load(self.path, threads=self._threads)
+                self._tokenizer = self._embedder.tokenizer
+            else:
+                session = make_session(self.info, usable_threads(self._threads))
+                self._embedder = Embedder(self.info, session, self._tokenizer)
+        return self._embedder
 
 
 def lean(query: np.ndarray, passage: np.ndarray, weight: float | np.ndarray) -> np.ndarray:

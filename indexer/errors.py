@@ -1,12 +1,27 @@
-"""Named exceptions. Each message says what went wrong and what to do next."""
+"""Named exceptions and the exit codes they map to. Each message says what went wrong and what
+to do next."""
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The documented exit codes of `index`."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    LOCKED = 3
+    UNUSABLE = 4
+    FILES_FAILED = 5
+    INTERRUPTED = 130
 
 
 class IndexerError(Exception):
     """Base class for expected failures; the CLI prints them as one line, no traceback."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.ERROR
 
 
 class NoIndexError(IndexerError):
@@ -19,7 +34,7 @@ class NoIndexError(IndexerError):
 class IndexUnusableError(IndexerError):
     """The index exists but cannot be read or repaired."""
 
-    exit_code = 4
+    exit_code = ExitCode.UNUSABLE
 
 
 class ModelMismatchError(IndexerError):
@@ -57,16 +72,28 @@ class EmptyQuestionError(IndexerError):
 class BuildLockedError(IndexerError):
     """Another build holds the index lock."""
 
-    exit_code = 3
+    exit_code = ExitCode.LOCKED
+
+
+class IndexDamagedError(IndexUnusableError):
+    """SQLite reports damage while the index is in use (the one place that words it)."""
+
+    def __init__(self, cause: object) -> None:
+        super().__init__(
+            f"the index database (index.sqlite) is damaged ({cause}) — run `index verify`, or "
+            "delete the index directory and run `index build DIR` again"
+        )
 
 
 class FileSkipped(IndexerError):
-    """One file could not be read or decoded; the build goes on without it."""
+    """One file could not be read or decoded; the build goes on without it. `transient`: it
+    could not be read now (rather than not being a text document)."""
 
-    def __init__(self, path: object, reason: str) -> None:
+    def __init__(self, path: object, reason: str, *, transient: bool = False) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        self.transient = transient
 
 
 class UnreadableDocument(IndexerError):
@@ -80,7 +107,7 @@ class UnreadableDocument(IndexerError):
 class BadPatternError(IndexerError):
     """An --include or --exclude pattern is not valid gitignore syntax."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class TextTooLongError(IndexerError):

@@ -1,22 +1,29 @@
-"""The Python API: `Index(path).build(folder)` and `Index(path).ask(question)`."""
+"""The Python API: `Index(path).build(folder)` and `Index(path).ask(question)`.
+
+The modules behind building and asking load numpy, onnxruntime and faiss; they are imported
+on first use, so that `index ask` can start reading its tokenizer first (Index.read_ahead).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import filelock
-import numpy as np
-
-from indexer import config, models
-from indexer.build import BuildReport, Progress, build, check_model, rebuild_faiss
-from indexer.embed import Embedder
-from indexer.errors import BuildLockedError, NotAFolderError
+from indexer import config, models, tokenize
+from indexer.config import Mode
+from indexer.errors import IndexerError, NotAFolderError
 from indexer.load import Selection, Symlinks
-from indexer.search import Hit, Mode, Searcher, require_index
-from indexer.store import Store, faiss_ids
+from indexer.store import ModelRecord, Store, recorded_model_path
+
+if TYPE_CHECKING:
+    from indexer.build import BuildReport, Progress
+    from indexer.embed import Embedder, Model
+    from indexer.ranking import Ranking
+    from indexer.search import Hit, Searcher
 
 Echo = Callable[[str], None]
 ASK_HINT = "ask without --model, or rebuild with this model into another --index"
@@ -45,26 +52,6 @@ class VerifyReport:
         }
 
 
-class LazyEmbedder:
-    """Stands in for an Embedder: model.json is read at once, the session on first real use.
-
-    An unchanged re-run from cron then costs stat calls, not a model load.
-    """
-
-    def __init__(self, path: Path, *, threads: int | None) -> None:
-        self.info = models.load_info(path)
-        self._path = path
-        self._threads = threads
-        self._loaded: Embedder | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if self._loaded is None:
-            self._loaded = Embedder.load(self._path, threads=self._threads)
-        return getattr(self._loaded, name)
-
-
 class Index:
     """A folder's searchable index: build it from documents, then ask it questions."""
 
@@ -76,13 +63,15 @@ class Index:
         cache_dir: str | Path | None = None,
         threads: int | None = None,
         echo: Echo | None = None,
+        ranking: Ranking | None = None,
     ) -> None:
         self.store = Store(config.index_dir(path))
+        self.ranking = ranking
         self._model_flag = config.model_dir(model)
         self._cache = config.cache_dir(cache_dir)
         self._threads = config.threads(threads)
         self._echo = echo or (lambda message: None)
-        self._embedder: Embedder | None = None
+        self._model: Model | None = None
         self._searcher: Searcher | None = None
 
     @property
@@ -92,26 +81,46 @@ class Index:
 
     # -- the model
 
+    @staticmethod
+    def read_ahead(
+        path: str | Path | None = None,
+        *,
+        model: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        """Start reading the tokenizer of the model an ask will use, before the heavy imports.
+
+        The model is chosen as Index chooses it; this is only a head start: on any problem, or
+        for a model that turns out different, the Index loads and checks the model as usual.
+        """
+        recorded = functools.partial(recorded_model_path, config.index_dir(path))
+        chosen = models.choose(config.model_dir(model), recorded)
+        folder = chosen or models.default_dir(config.cache_dir(cache_dir))
+        with contextlib.suppress(IndexerError, OSError):
+            tokenize.preload(models.load_info(folder))
+
     def _model_path(self) -> Path:
         """The explicit model, else the one the index was built with, else the default."""
         chosen = models.choose(self._model_flag, self._recorded_model)
         return models.resolve(chosen, cache=self._cache, echo=self._echo)
 
     def _recorded_model(self) -> str | None:
-        return self.store.meta().get("model_path") if self.store.exists() else None
+        meta = self.store.meta() if self.store.exists() else None
+        return meta.model.path if meta and meta.model else None
+
+    @property
+    def model(self) -> Model:
+        """The model: its identity at once, tokenizer and session when first needed."""
+        if self._model is None:
+            from indexer.embed import Model
+
+            self._model = Model(self._model_path(), threads=self._threads)
+        return self._model
 
     @property
     def embedder(self) -> Embedder:
         """The embedding model, loaded once per Index."""
-        if self._embedder is None:
-            self._embedder = Embedder.load(self._model_path(), threads=self._threads)
-        return self._embedder
-
-    def _lazy_embedder(self) -> Embedder:
-        """The model's identity now; its ONNX session only if a file needs splitting."""
-        if self._embedder is not None:
-            return self._embedder
-        return LazyEmbedder(self._model_path(), threads=self._threads)  # type: ignore[return-value]
+        return self.model.embedder
 
     def _recorded_model_path(self) -> str:
         """What the index records as its model: the explicit one, else what it already had."""
@@ -138,34 +147,24 @@ class Index:
         include/exclude: gitignore-style patterns (added to the folder's .indexignore files);
         symlinks: follow those staying "inside" the folder, "all", or "none".
         """
+        from indexer.build import build
+
         folder = Path(folder)
         if not folder.is_dir():
             raise NotAFolderError(folder)
         selection = Selection(tuple(include), tuple(exclude), symlinks)
         if dry_run:
-            return build(
-                self.store, self._lazy_embedder(), folder, dry_run=True, selection=selection
-            )
-        self.store.path.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(self.store.lock_path, timeout=wait)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise BuildLockedError(
-                f"another build is writing {self.store.path} — try again later or pass --wait SECS"
-            ) from None
-        try:
+            return build(self.store, self.model, folder, dry_run=True, selection=selection)
+        with self.store.writer_lock(wait=wait):
             return build(
                 self.store,
-                self._lazy_embedder(),
+                self.model,
                 folder,
                 model_path=self._recorded_model_path(),
                 batch_size=batch_size,
                 progress=progress,
                 selection=selection,
             )
-        finally:
-            lock.release()
 
     def ask(
         self,
@@ -176,115 +175,94 @@ class Index:
         mode: Mode = config.DEFAULT_MODE,
     ) -> list[Hit]:
         """The k best places for a question, best first (mode: hybrid, dense or keyword)."""
+        return self.searcher.ask(question, k=k, context=context, mode=mode)
+
+    @property
+    def searcher(self) -> Searcher:
+        """The searcher of this index (the model checked against the index once)."""
         if self._searcher is None:
-            require_index(self.store)
-            check_model(store=self.store, embedder=self.embedder, hint=ASK_HINT)
-            self._searcher = Searcher(self.store, self.embedder, warn=self._echo)
-        return self._searcher.ask(question, k=k, context=context, mode=mode)
+            from indexer import ranking
+            from indexer.build import check_model
+            from indexer.search import Searcher
+
+            self.store.require_build()
+            check_model(self.store.meta(), self.model.info, self.path, hint=ASK_HINT)
+            self._searcher = Searcher(
+                self.store,
+                self.embedder,
+                ranking=self.ranking or ranking.DEFAULT,
+                warn=self._echo,
+            )
+        return self._searcher
 
     def status(self) -> dict[str, object]:
         """Files, sentences, model, last build and size on disk."""
-        require_index(self.store)
-        db = self.store.db
+        self.store.require_build()
+        stats = self.store.stats()
         meta = self.store.meta()
+        model = meta.model or ModelRecord()
         return {
             "index": str(self.path),
-            "files": db.execute("SELECT COUNT(*) FROM files").fetchone()[0],
-            "sentences": db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0],
-            "vectors": db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0],
-            "model": meta.get("model_name"),
-            "model_checksum": meta.get("model_checksum"),
-            "model_path": meta.get("model_path") or "default",
-            "dimension": int(meta.get("dimension", 0)),
-            "generation": int(meta.get("generation", 0)),
-            "last_build": meta.get("last_build"),
+            "files": stats.files,
+            "sentences": stats.sentences,
+            "vectors": stats.vectors,
+            "model": model.name or None,
+            "model_checksum": model.checksum or None,
+            "model_path": model.path or "default",
+            "dimension": model.dimension,
+            "generation": meta.generation,
+            "last_build": meta.last_build,
             "size_bytes": self.store.size_on_disk(),
         }
 
     def verify(self, *, repair: bool = False) -> VerifyReport:
-        """Compare SQLite with FAISS (counts and ids), look for orphans, check the model."""
-        require_index(self.store)
-        report = VerifyReport()
-        _verify_database(self.store, report)
-        _verify_faiss(self.store, report)
+        """Compare SQLite with the vector file (counts and ids), look for orphans, check the
+        model; with repair, rebuild the vector file from SQLite."""
+        from indexer import vectors
+
+        self.store.require_build()
+        report = self._check()
         self._verify_model(report)
         if repair and report.problems:
-            lock = filelock.FileLock(self.store.lock_path, timeout=0)
-            try:
-                with lock:
-                    rebuild_faiss(self.store)
-            except filelock.Timeout:
-                raise BuildLockedError(
-                    f"a build is writing {self.path}; repair after it finishes"
-                ) from None
-            after = VerifyReport()
-            _verify_database(self.store, after)
-            _verify_faiss(self.store, after)
-            report.repaired = not after.problems
+            vectors.repair(self.store)
+            report.repaired = not self._check().problems
             report.notes.append("rebuilt the FAISS file from the vectors stored in SQLite")
         return report
 
+    def _check(self) -> VerifyReport:
+        from indexer import vectors
+
+        report = VerifyReport()
+        integrity = self.store.integrity()
+        for count, label in (
+            (integrity.sentences_without_vector, "sentences without a vector"),
+            (integrity.sentences_without_file, "sentences without a file"),
+        ):
+            if count:
+                report.problems.append(f"{count} {label}")
+        if integrity.staged_vectors:
+            report.notes.append(
+                f"{integrity.staged_vectors} vectors from an unfinished build are kept for the "
+                "next build to reuse"
+            )
+        if integrity.quick_check != "ok":
+            report.problems.append(f"SQLite integrity check: {integrity.quick_check}")
+        report.problems.extend(vectors.problems(self.store))
+        return report
+
     def _verify_model(self, report: VerifyReport) -> None:
-        recorded = self.store.meta().get("model_checksum")
+        recorded = self.store.meta().model
         try:
             info = models.load_info(self._model_path())
         except Exception as exc:
             report.notes.append(f"model not checked: {exc}")
             return
-        if info.checksum != recorded:
+        checksum = recorded.checksum if recorded else None
+        if info.checksum != checksum:
             report.problems.append(
-                f"model checksum {info.checksum[:12]} differs from the index's {str(recorded)[:12]}"
+                f"model checksum {info.checksum[:12]} differs from the index's {str(checksum)[:12]}"
             )
 
     def close(self) -> None:
         """Release the database."""
         self.store.close()
-
-
-def _verify_database(store: Store, report: VerifyReport) -> None:
-    db = store.db
-    checks = {
-        "sentences without a vector": "SELECT COUNT(*) FROM sentences WHERE vector_id NOT IN "
-        "(SELECT id FROM vectors)",
-        "sentences without a file": "SELECT COUNT(*) FROM sentences WHERE file_id NOT IN "
-        "(SELECT id FROM files)",
-    }
-    for label, sql in checks.items():
-        count = db.execute(sql).fetchone()[0]
-        if count:
-            report.problems.append(f"{count} {label}")
-    staged = db.execute(
-        "SELECT COUNT(*) FROM vectors WHERE id NOT IN "
-        "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM chunks)"
-    ).fetchone()[0]
-    if staged:
-        report.notes.append(
-            f"{staged} vectors from an unfinished build are kept for the next build to reuse"
-        )
-    integrity = db.execute("PRAGMA quick_check").fetchone()[0]
-    if integrity != "ok":
-        report.problems.append(f"SQLite integrity check: {integrity}")
-
-
-def _verify_faiss(store: Store, report: VerifyReport) -> None:
-    generation = store.generation()
-    path = store.faiss_path(generation)
-    if not path.is_file():
-        report.problems.append(f"{path.name} is missing — run `index verify --repair`")
-        return
-    try:
-        index = store.read_faiss(generation)
-    except RuntimeError as exc:
-        report.problems.append(f"{path.name} cannot be read ({exc}) — run `index verify --repair`")
-        return
-    ids = np.sort(faiss_ids(index))
-    stored = store.faiss_expected_ids()
-    if len(ids) != len(stored):
-        report.problems.append(
-            f"FAISS holds {len(ids)} vectors but SQLite {len(stored)} sentences and chunks — "
-            "run `index verify --repair`"
-        )
-    elif not np.array_equal(ids, stored):
-        report.problems.append(
-            "FAISS ids differ from SQLite sentence ids — run `index verify --repair`"
-        )

@@ -50,8 +50,20 @@ class Document:
 # ---------------------------------------------------------------- walking
 
 Symlinks = Literal["inside", "all", "none"]
-#: Called with a relative path and a one-line reason for an entry the walk passes by.
-OnSkip = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A file or folder passed by, with a one-line reason. `transient`: it could not be read
+    now (vanished, permission, I/O error), so a build keeps what the index has for it."""
+
+    path: str
+    reason: str
+    transient: bool = False
+
+
+#: Called for each entry the walk passes by.
+OnSkip = Callable[[Skip], None]
 
 BROKEN_LINK = "broken symlink"
 LINK_LOOP = "symlink loop"
@@ -80,7 +92,7 @@ def walk(
     Entries that cannot be listed, or that lead nowhere, are left out and passed to `on_skip`.
     Raises OSError only when root itself cannot be listed, BadPatternError for a bad pattern.
     """
-    walker = _Walker(root, selection, on_skip or (lambda path, reason: None))
+    walker = _Walker(root, selection, on_skip or (lambda skip: None))
     stack = walker.children(os.fspath(root), "", _root_rules(selection), strict=True)
     while stack:
         entry, rel, rules = stack.pop()
@@ -160,7 +172,7 @@ class _Walker:
         except OSError as error:
             if strict:
                 raise
-            self.on_skip(prefix, _reason(error))
+            self.on_skip(_failure(prefix, error))
             return []
         ignore = next((e for e in entries if e.name == config.IGNORE_FILE), None)
         if ignore is not None:
@@ -172,7 +184,7 @@ class _Walker:
             with open(entry.path, encoding="utf-8", errors="replace") as handle:
                 lines = handle.read(1 << 20).splitlines()
         except OSError as error:
-            self.on_skip(prefix + entry.name, _reason(error))
+            self.on_skip(_failure(prefix + entry.name, error))
             return None
         return _lenient_spec(lines)
 
@@ -195,7 +207,8 @@ class _Walker:
                 return "file" if rules.wanted(rel) else "skip"
         except OSError as error:
             if document:
-                self.on_skip(rel, LINK_LOOP if error.errno == errno.ELOOP else _reason(error))
+                loop = error.errno == errno.ELOOP
+                self.on_skip(Skip(rel, LINK_LOOP) if loop else _failure(rel, error))
         return "skip"
 
     def _follow(self, entry: os.DirEntry[str], rel: str) -> bool:
@@ -205,10 +218,10 @@ class _Walker:
         try:
             os.stat(entry.path)
         except OSError as error:
-            self.on_skip(rel, LINK_LOOP if error.errno == errno.ELOOP else BROKEN_LINK)
+            self.on_skip(Skip(rel, LINK_LOOP if error.errno == errno.ELOOP else BROKEN_LINK))
             return False
         if self.symlinks == "inside" and not _inside(os.path.realpath(entry.path), self.root_real):
-            self.on_skip(rel, LINK_OUTSIDE)
+            self.on_skip(Skip(rel, LINK_OUTSIDE))
             return False
         return True
 
@@ -220,7 +233,7 @@ class _Walker:
         key = (info.st_dev, info.st_ino)
         if key in self.visited:
             if entry.is_symlink():
-                self.on_skip(rel, WALKED_BEFORE)
+                self.on_skip(Skip(rel, WALKED_BEFORE))
             return "skip"
         self.visited.add(key)
         return "dir"
@@ -304,7 +317,8 @@ def read_document(root: Path, info: FileInfo) -> Document:
             else:
                 text, encoding, truncated, digest = _read_text(handle, info.path)
     except OSError as error:
-        raise FileSkipped(info.path, _reason(error)) from None
+        failure = _failure(info.path, error)
+        raise FileSkipped(info.path, failure.reason, transient=failure.transient) from None
     return Document(
         path=info.path,
         text=text,
@@ -423,23 +437,22 @@ def _check_unchanged(handle: BinaryIO, before: os.stat_result, rel: str) -> None
         raise FileSkipped(rel, CHANGED)
 
 
-#: Reasons that mean "could not read it now" rather than "not a text document" (FileSkipped
-#: reasons start with one of them): a build keeps what it has for such a file or folder.
 VANISHED = "file vanished while reading"
 DENIED = "permission denied"
 READ_ERROR = "read error"
-READ_FAILURES = (VANISHED, DENIED, READ_ERROR)
 
 
-def _reason(error: OSError) -> str:
-    """A short lower-case phrase for FileSkipped."""
+def _failure(rel: str, error: OSError) -> Skip:
+    """Why an entry could not be read, as a short lower-case phrase; all but a wrong file
+    type mean "could not read it now" rather than "not a text document"."""
     if isinstance(error, FileNotFoundError):
-        return VANISHED
+        return Skip(rel, VANISHED, transient=True)
     if isinstance(error, PermissionError):
-        return DENIED
+        return Skip(rel, DENIED, transient=True)
     if isinstance(error, (IsADirectoryError, NotADirectoryError)):
-        return "not a regular file"
-    return f"{READ_ERROR} ({(error.strerror or type(error).__name__).lower()})"
+        return Skip(rel, "not a regular file")
+    strerror = (error.strerror or type(error).__name__).lower()
+    return Skip(rel, f"{READ_ERROR} ({strerror})", transient=True)
 
 
 def _decode_prefix(data: bytes) -> tuple[str, str]:

@@ -32,10 +32,6 @@ _SOUNDS = (
 )  # fmt: skip
 _VOWELS = re.compile(r"[aeiou]")
 _DOUBLED = re.compile(r"(.)\1+")
-#: A question's names with shorter keys ("tn" for Tom, "pr" for Palu) match by chance.
-MIN_KEY = 3
-#: Keys this long may differ by one letter ("nrkn" ~ "nrkrn").
-FUZZY_FROM = 4
 
 
 @dataclass(frozen=True)
@@ -58,28 +54,31 @@ def sound_key(word: str) -> str:
     return _DOUBLED.sub(r"\1", _VOWELS.sub("", key))
 
 
-def question_keys(question: str) -> NameKeys:
-    """A question's names: capitalised Latin words but the first, and words written by sound."""
+def question_keys(question: str, *, min_key: int) -> NameKeys:
+    """A question's names: capitalised Latin words but the first, and words written by sound;
+    keys shorter than `min_key` ("tn" for Tom, "pr" for Palu) are left out."""
     latin = [
         m.group() for m in _LATIN_NAME.finditer(question) if _LETTER.search(question[: m.start()])
     ]
-    return NameKeys(_keys(latin, MIN_KEY), _sound_keys(question, MIN_KEY))
+    return NameKeys(_keys(latin, min_key), _sound_keys(question, min_key))
 
 
-def shared(question: NameKeys, text: str) -> float:
+def shared(question: NameKeys, text: str, *, fuzzy_from: int) -> float:
     """The share of the question's names that a text writes in the other script.
 
     A Latin name counts when the text writes it by sound, and a name written by sound when the
     text has it in Latin letters; names in the same script are the keyword side's to match.
+    Keys of `fuzzy_from` letters or more may differ by one letter ("nrkn" ~ "nrkrn").
     """
     total = len(question.latin) + len(question.sound)
     if not total:
         return 0.0
     found = 0
     if question.latin and _SOUND_RUN.search(text):
-        found += _matched(question.latin, _sound_keys(text, 1))
+        found += _matched(question.latin, _sound_keys(text, 1), fuzzy_from)
     if question.sound:
-        found += _matched(question.sound, _keys((m.group() for m in _LATIN_NAME.finditer(text)), 1))
+        latin = _keys((m.group() for m in _LATIN_NAME.finditer(text)), 1)
+        found += _matched(question.sound, latin, fuzzy_from)
     return found / total
 
 
@@ -93,13 +92,13 @@ def _keys(words: Iterable[str], shortest: int) -> frozenset[str]:
     return frozenset(k for k in keys if len(k) >= shortest)
 
 
-def _matched(names: frozenset[str], keys: frozenset[str]) -> int:
-    return sum(any(_near(name, key) for key in keys) for name in names)
+def _matched(names: frozenset[str], keys: frozenset[str], fuzzy_from: int) -> int:
+    return sum(any(_near(name, key, fuzzy_from) for key in keys) for name in names)
 
 
-def _near(a: str, b: str) -> bool:
+def _near(a: str, b: str, fuzzy_from: int) -> bool:
     # English drops a final r, so Japanese writes "Peter" (ptr) as ピーター (pt).
     if a.removesuffix("r") == b.removesuffix("r"):
         return True
-    fuzzy = min(len(a), len(b)) >= FUZZY_FROM
+    fuzzy = min(len(a), len(b)) >= fuzzy_from
     return fuzzy and Levenshtein.distance(a, b, score_cutoff=1) <= 1

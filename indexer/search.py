@@ -1,50 +1,23 @@
-"""The ask use case: a question in any language → the stored sentences that answer it."""
+"""The ask use case: a question in any language → the stored sentences that answer it.
+
+Gathers the evidence for each candidate (indexer.vectors for meaning, the store's keyword
+rows for shared words, indexer.names for names written by sound) and leaves the ordering to
+indexer.ranking.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import faiss
-import filelock
 import numpy as np
 
-from indexer import config, keyword, names
+from indexer import config, keyword, names, ranking, vectors
 from indexer.config import MODES, Mode
 from indexer.embed import Embedder
-from indexer.errors import EmptyQuestionError, IndexerError, IndexUnusableError
-from indexer.store import CHUNK_BASE, SentenceRow, Store, build_faiss
-
-#: Candidates fetched per requested hit, so grouping can still return k different places.
-OVERFETCH = 4
-MIN_POOL = 50
-#: Keyword rows scored per question in hybrid mode, so dense candidates get their BM25 score
-#: from one FTS5 query (a row outside this depth scores 0).
-KEYWORD_DEPTH = 1000
-PARALLEL_SEARCH_FROM = 200_000
-
-#: Dense score = OWN_WEIGHT × sentence cosine + the rest × its chunk's cosine (0.7 has the best
-#: R@1 summed over the dev sets; scripts/ablation.py).
-OWN_WEIGHT = 0.7
-#: Then the section's cosine (the sentences under the sentence's heading, as many as the model
-#: takes) weighs this much against the rest (scripts/ablation.py).
-SECTION_WEIGHT = 0.1
-#: Weight of the keyword side in hybrid mode when the question's terms are all known to the
-#: index; scaled down by how much of the question the index vocabulary holds (tuned on the
-#: dev sets with scripts/eval.py).
-HYBRID_KEYWORD_WEIGHT = 0.5
-#: The keyword side gets no weight while the index knows less than 40 % of the question's
-#: (IDF-weighted) terms and full weight from 80 %. English→German questions share names and
-#: cognates (median 25 %), English→Chinese only numbers (9 %), Japanese→Japanese nearly all
-#: (median 100 %, p10 77 %); scripts/ablation.py.
-TRUST_RAMP = (0.4, 0.8)
-#: Added in hybrid mode for a candidate written unlike the question (an English question, a
-#: Japanese passage) times the share of the question's names it writes by sound (indexer.names).
-#: NTREX English→Japanese R@1 .925 → .932 at 0.2, among English distractors .898 → .908; more
-#: lets chance matches in (scripts/ablation.py).
-NAME_WEIGHT = 0.2
+from indexer.errors import EmptyQuestionError, IndexerError
+from indexer.ranking import Ranking, Scored
+from indexer.store import PASSAGE_ID_BASE, SentenceRow, Store
 
 
 @dataclass
@@ -79,16 +52,21 @@ class Hit:
 
 
 class Searcher:
-    """Answers questions from one index; keeps the FAISS file of the current generation open."""
+    """Answers questions from one index; keeps the vector file of the current generation open."""
 
     def __init__(
-        self, store: Store, embedder: Embedder, *, warn: Callable[[str], None] | None = None
+        self,
+        store: Store,
+        embedder: Embedder,
+        *,
+        ranking: Ranking = ranking.DEFAULT,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
+        self.ranking = ranking
         self.warn = warn or (lambda message: None)
-        self._faiss: tuple[int, faiss.Index] | None = None
-        self._threads = faiss.omp_get_max_threads()
+        self._vectors: tuple[int, vectors.VectorIndex] | None = None
 
     def ask(
         self, question: str, *, k: int = 5, context: int = 1, mode: Mode = config.DEFAULT_MODE
@@ -99,114 +77,143 @@ class Searcher:
             raise EmptyQuestionError()
         if mode not in MODES:
             raise IndexerError(f"unknown mode {mode!r} — choose one of {', '.join(MODES)}")
-        vector = None if mode == "keyword" else self.embedder.embed_query(question)
-        with self._snapshot():
-            pool = max(k * OVERFETCH, MIN_POOL)
-            dense = self._dense(vector, pool) if vector is not None else []
-            match = keyword.query(question) if mode != "dense" else None
-            depth = pool if mode == "keyword" else KEYWORD_DEPTH
-            found = self.store.keyword_search(match, depth) if match else []
-            scored = self._rank(mode, question, vector, dense, found[:pool], dict(found))
-            rows = self.store.sentences([s.id for s in scored[: pool * 2]])
-            chosen = _distinct_places(scored, rows, k=k, context=context)
+        vector = None if mode == "keyword" else self.question_vector(question)
+        with self.store.snapshot():
+            ranked = self.rank(question, vector, mode=mode, pool=self.ranking.pool(k))
+            wanted = ranked[: self.ranking.pool(k) * self.ranking.place_rows]
+            rows = self.store.sentences([s.id for s in wanted])
+            chosen = ranking.distinct_places(ranked, rows, k=k, context=context)
             return [self._hit(rank, rows[s.id], s, context) for rank, s in enumerate(chosen, 1)]
 
-    def _dense(self, vector: np.ndarray, pool: int) -> list[tuple[int, float]]:
-        """Sentences by dense score, from sentence and chunk vectors alike."""
-        index = self._current_index()
-        if index.ntotal == 0:
-            return []
-        # One query: threads only pay off on big indexes (measured by scripts/bench.py).
-        faiss.omp_set_num_threads(1 if index.ntotal < PARALLEL_SEARCH_FROM else self._threads)
-        scores, ids = index.search(vector.reshape(1, -1).astype(np.float32), pool)
-        own: dict[int, float] = {}
-        chunks: dict[int, float] = {}
-        for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True):
-            if i >= CHUNK_BASE:
-                chunks[i - CHUNK_BASE] = s
-            elif i >= 0:
-                own[i] = s
-        members = self.store.chunk_members(list(chunks))
-        candidates = list(dict.fromkeys([*own, *(j for js in members.values() for j in js)]))
-        combined = self._passage_scores(vector, candidates, own, chunks)
-        return sorted(combined.items(), key=lambda item: -item[1])
+    def question_vector(self, question: str) -> np.ndarray:
+        """The question's vector, a statement leaning toward the passage form."""
+        return self.embedder.embed_query(
+            question, statement_weight=self.ranking.statement_passage_weight
+        )
 
-    def _passage_scores(
-        self,
-        vector: np.ndarray,
-        ids: list[int],
-        own: dict[int, float],
-        chunks: dict[int, float] | None = None,
-    ) -> dict[int, float]:
-        """A sentence's own cosine mixed with its chunk's (OWN_WEIGHT), then with its section's
-        (SECTION_WEIGHT), all tuned on the dev sets; a heading scores as the chunk it opens.
-
-        Sentence vectors alone miss questions whose answer spans sentences (English→Chinese
-        R@1 .76 vs .80 mixed); chunks alone blur sentence-level matches (NTREX .66 vs .93);
-        the section says what a passage is about (English→Chinese .794 → .803). A short
-        heading sits close to any question on its topic: scored on its own vector, titles
-        outranked the passages under them (English→Chinese R@1 .76; .80 as chunks).
-        Numbers: scripts/ablation.py.
-        """
-        chunks = dict(chunks or {})
-        own = {**own, **self._cosines(vector, [i for i in ids if i not in own])}
-        holders = self.store.chunks_of(ids)
-        wanted = {c for h in holders.values() for c in (h.chunk, h.section) if c is not None}
-        stored = self.store.chunk_vectors([c for c in wanted if c not in chunks])
-        chunks.update({c: float(v @ vector) for c, v in stored.items()})
-        scores = {}
-        for i in ids:
-            if i not in own:
-                continue
-            held = holders.get(i)
-            if held is None:
-                scores[i] = own[i]
-                continue
-            weight = 0.0 if held.kind == "heading" else OWN_WEIGHT
-            local = weight * own[i] + (1 - weight) * chunks[held.chunk]
-            section = chunks[held.section] if held.section is not None else chunks[held.chunk]
-            scores[i] = (1 - SECTION_WEIGHT) * local + SECTION_WEIGHT * section
-        return scores
-
-    def _rank(
-        self,
-        mode: Mode,
-        question: str,
-        vector: np.ndarray | None,
-        dense: list[tuple[int, float]],
-        found: list[tuple[int, float]],
-        bm25: dict[int, float],
+    def rank(
+        self, question: str, vector: np.ndarray | None, *, mode: Mode, pool: int
     ) -> list[Scored]:
+        """Every candidate of a question, best first (inside a read snapshot)."""
+        dense = self.dense(vector, pool) if vector is not None else []
+        match = keyword.query(question) if mode != "dense" else None
+        depth = pool if mode == "keyword" else self.ranking.keyword_depth
+        found = self.store.keyword_search(match, depth, self.ranking.bm25_weights) if match else []
         if mode == "dense":
             return [Scored(i, s, dense_rank=r, dense_score=s) for r, (i, s) in enumerate(dense, 1)]
         if mode == "keyword":
             return [
-                Scored(i, s, keyword_rank=r, keyword_score=s) for r, (i, s) in enumerate(found, 1)
+                Scored(i, s, keyword_rank=r, keyword_score=s)
+                for r, (i, s) in enumerate(found[:pool], 1)
             ]
         assert vector is not None
+        return self._hybrid(question, vector, dense, found[:pool], dict(found))
+
+    def dense(self, vector: np.ndarray, pool: int) -> list[tuple[int, float]]:
+        """Sentences by dense score, from sentence and passage vectors alike."""
+        own: dict[int, float] = {}
+        passages: dict[int, float] = {}
+        for i, s in self._current_vectors().search(vector, pool):
+            if i >= PASSAGE_ID_BASE:
+                passages[i - PASSAGE_ID_BASE] = s
+            else:
+                own[i] = s
+        members = self.store.passage_members(list(passages))
+        candidates = list(dict.fromkeys([*own, *(j for js in members.values() for j in js)]))
+        combined = self.dense_scores(vector, candidates, own, passages)
+        return sorted(combined.items(), key=lambda item: -item[1])
+
+    def dense_scores(
+        self,
+        vector: np.ndarray,
+        ids: list[int],
+        own: dict[int, float],
+        passages: dict[int, float] | None = None,
+    ) -> dict[int, float]:
+        """Dense scores of some sentences (ranking.dense_mix); cosines not given are computed
+        from the stored vectors."""
+        passages = dict(passages or {})
+        own = {**own, **self._cosines(vector, [i for i in ids if i not in own])}
+        holders = self.store.holders(ids)
+        wanted = {c for h in holders.values() for c in (h.chunk, h.section) if c is not None}
+        stored = self.store.passage_vectors([c for c in wanted if c not in passages])
+        passages.update({c: float(v @ vector) for c, v in stored.items()})
+        kept = [i for i in ids if i in own]
+        nan = float("nan")
+        chunk = [passages[holders[i].chunk] if i in holders else nan for i in kept]
+        section = [
+            passages[h.section if h.section is not None else h.chunk]
+            if (h := holders.get(i))
+            else nan
+            for i in kept
+        ]
+        heading = [i in holders and holders[i].kind == "heading" for i in kept]
+        scores = ranking.dense_mix(
+            np.array([own[i] for i in kept]),
+            np.array(chunk, dtype=np.float64),
+            np.array(section, dtype=np.float64),
+            np.array(heading, dtype=bool),
+            self.ranking,
+        )
+        return dict(zip(kept, scores.tolist(), strict=True))
+
+    def _hybrid(
+        self,
+        question: str,
+        vector: np.ndarray,
+        dense: list[tuple[int, float]],
+        found: list[tuple[int, float]],
+        bm25: dict[int, float],
+    ) -> list[Scored]:
         known = dict(dense)
         extra = [i for i, _ in found if i not in known]
-        scores = {**known, **self._passage_scores(vector, extra, {})}
-        ids = list(scores)
-        weight = HYBRID_KEYWORD_WEIGHT * _ramp(self._keyword_trust(question), *TRUST_RAMP)
-        keys = names.question_keys(question)
+        cosines = {**known, **self.dense_scores(vector, extra, {})}
+        ids = list(cosines)
+        weight = ranking.keyword_weight(self.keyword_trust(question), self.ranking)
+        alike, sounds = self._script_evidence(question, ids, weight)
+        scores = ranking.fuse(
+            np.array([cosines[i] for i in ids]),
+            np.array([bm25.get(i, 0.0) for i in ids]),
+            weight,
+            keyword_top=max(bm25.values(), default=0.0),
+            alike=None if alike is None else np.array([i in alike for i in ids], dtype=bool),
+            name_share=np.array([sounds.get(i, 0.0) for i in ids]) if sounds else None,
+            ranking=self.ranking,
+        )
+        dense_rank, keyword_rank = ranking.ranks(cosines), ranking.ranks(bm25)
+        ordered = [ids[p] for p in ranking.best_first(scores).tolist()]
+        final = dict(zip(ids, scores.tolist(), strict=True))
+        return [
+            Scored(i, final[i], dense_rank.get(i), keyword_rank.get(i), cosines[i], bm25.get(i),
+                   sounds.get(i))
+            for i in ordered
+        ]  # fmt: skip
+
+    def _script_evidence(
+        self, question: str, ids: list[int], weight: float
+    ) -> tuple[set[int] | None, dict[int, float]]:
+        """The candidates written like the question (None when no keyword or name evidence
+        counts), and the others' share of the question's names written by sound."""
+        keys = names.question_keys(question, min_key=self.ranking.name_min_key)
         if weight == 0 and not keys:
-            return fuse(ids, scores, bm25, weight)
+            return None, {}
         texts = self.store.texts(ids)
         alike = self._written_alike(question, texts)
-        sounds = (
-            {i: names.shared(keys, t) for i, t in texts.items() if i not in alike} if keys else {}
-        )
-        return fuse(ids, scores, bm25, weight, alike, sounds)
+        if not keys:
+            return alike, {}
+        fuzzy = self.ranking.name_fuzzy_from
+        others = {i: t for i, t in texts.items() if i not in alike}
+        return alike, {i: names.shared(keys, t, fuzzy_from=fuzzy) for i, t in others.items()}
 
     def _written_alike(self, question: str, texts: dict[int, str]) -> set[int]:
         """The candidates written like the question (both in words, or both in CJK/Thai).
 
         Only they can share words with it: in a folder of English and Japanese documents, an
         English question's keyword matches are all in English ones, and fusing them pushed the
-        Japanese answer down (English→Japanese among English distractors: R@1 .54 fused,
-        .85 dense; scripts/mixed_set.py).
+        Japanese answer down (scripts/mixed_set.py, scripts/ablation.py --measure alike).
         """
+        if self.ranking.keyword_on == "every":
+            return set(texts)
         style = keyword.writing(question)
         return {i for i, text in texts.items() if keyword.writing(text) == style}
 
@@ -214,62 +221,21 @@ class Searcher:
         stored = self.store.sentence_vectors(ids) if ids else {}
         return {i: float(v @ vector) for i, v in stored.items()}
 
-    def _keyword_trust(self, question: str) -> float:
-        """How much of the question (IDF-weighted) the index's vocabulary contains at all.
-
-        An English question over Chinese passages shares only numbers and names with them, so
-        keyword matches are chance; this fraction is then small and the dense side decides.
-        """
+    def keyword_trust(self, question: str) -> float:
+        """How much of the question (IDF-weighted) the index's vocabulary holds at all."""
         terms = list(dict.fromkeys(keyword.terms(question)))
         if not terms:
             return 0.0
         frequencies, total = self.store.term_frequencies(terms)
-        weights = {t: _idf(frequencies.get(t, 0), total) for t in terms}
-        known = sum(w for t, w in weights.items() if frequencies.get(t, 0) > 0)
-        return known / sum(weights.values())
+        return ranking.keyword_trust([frequencies.get(t, 0) for t in terms], total)
 
-    @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        # One read transaction: the generation and the sentences come from the same commit.
-        db = self.store.db
-        db.execute("BEGIN")
-        try:
-            yield
-        finally:
-            db.execute("COMMIT")
-
-    def _current_index(self) -> faiss.Index:
+    def _current_vectors(self) -> vectors.VectorIndex:
         generation = self.store.generation()
-        if self._faiss and self._faiss[0] == generation:
-            return self._faiss[1]
-        index = self._load_checked(generation)
-        self._faiss = (generation, index)
+        if self._vectors and self._vectors[0] == generation:
+            return self._vectors[1]
+        index = vectors.open_current(self.store, warn=self.warn)
+        self._vectors = (generation, index)
         return index
-
-    def _load_checked(self, generation: int) -> faiss.Index:
-        meta = self.store.meta()
-        expected = int(meta.get("faiss_entries", -1))
-        path = self.store.faiss_path(generation)
-        index = None
-        if path.is_file():
-            with contextlib.suppress(RuntimeError):
-                index = self.store.read_faiss(generation)
-        if index is not None and index.ntotal == expected:
-            return index
-        self.warn(
-            f"{path.name} does not match the database (crash or manual change); "
-            "rebuilding it from stored vectors, no re-embedding needed"
-        )
-        dim = int(meta.get("dimension", self.embedder.dimension))
-        index = build_faiss(self.store.iter_vectors(dim), dim)
-        self._persist(generation, index)
-        return index
-
-    def _persist(self, generation: int, index: faiss.Index) -> None:
-        # Only when no build is running; a reader never waits for a writer.
-        lock = filelock.FileLock(self.store.lock_path, timeout=0)
-        with contextlib.suppress(filelock.Timeout, OSError), lock:
-            self.store.save_faiss(generation, index)
 
     def _hit(self, rank: int, row: SentenceRow, scored: Scored, context: int) -> Hit:
         before, after = self._context(row, context)
@@ -301,104 +267,5 @@ class Searcher:
         return before, after
 
 
-@dataclass
-class Scored:
-    """A candidate sentence with its final score and the evidence behind it."""
-
-    id: int
-    score: float
-    dense_rank: int | None = None
-    keyword_rank: int | None = None
-    dense_score: float | None = None
-    keyword_score: float | None = None
-    name_share: float | None = None
-
-
-def fuse(
-    ids: list[int],
-    cosines: dict[int, float],
-    bm25: dict[int, float],
-    weight: float,
-    alike: set[int] | None = None,
-    sounds: dict[int, float] | None = None,
-) -> list[Scored]:
-    """Weighted sum of min-max normalised cosine and BM25 over the candidates, best first.
-
-    Candidates not in `alike` (when given) cannot share the question's words, so they are
-    scored by the dense side alone rather than with a keyword score of zero; they gain
-    NAME_WEIGHT × their share of the question's names written by sound (`sounds`).
-    """
-    sounds = sounds or {}
-    dense_rank = _ranks(cosines)
-    keyword_rank = _ranks(bm25)
-    low, high = min(cosines.values()), max(cosines.values())
-    top = max(bm25.values(), default=0.0)
-    scored = []
-    for i in ids:
-        dense = (cosines[i] - low) / (high - low) if high > low else 1.0
-        kw = bm25.get(i, 0.0) / top if top > 0 else 0.0
-        share = weight if alike is None or i in alike else 0.0
-        scored.append(
-            Scored(
-                i,
-                (1 - share) * dense + share * kw + NAME_WEIGHT * sounds.get(i, 0.0),
-                dense_rank=dense_rank.get(i),
-                keyword_rank=keyword_rank.get(i),
-                dense_score=cosines[i],
-                keyword_score=bm25.get(i),
-                name_share=sounds.get(i),
-            )
-        )
-    return sorted(scored, key=lambda s: -s.score)
-
-
-def _ranks(scores: dict[int, float]) -> dict[int, int]:
-    ordered = sorted(scores, key=lambda i: -scores[i])
-    return {i: r for r, i in enumerate(ordered, 1)}
-
-
-def _ramp(value: float, low: float, high: float) -> float:
-    return min(max((value - low) / (high - low), 0.0), 1.0)
-
-
-def _idf(df: int, total: int) -> float:
-    return math.log((total - df + 0.5) / (df + 0.5) + 1.0)
-
-
-def _distinct_places(
-    ranked: list[Scored],
-    rows: dict[int, SentenceRow],
-    *,
-    k: int,
-    context: int,
-) -> list[Scored]:
-    """Drop hits whose shown context would overlap that of a better hit in the same file.
-
-    Code blocks are hits only with keyword evidence: their embeddings sit close to any
-    technical question (an HTTP header block "answered" a question about rate limits).
-    """
-    chosen: list[Scored] = []
-    taken: list[SentenceRow] = []
-    reach = 2 * max(context, 0)
-    for candidate in ranked:
-        row = rows.get(candidate.id)
-        if row is None or (row.kind == "code" and candidate.keyword_rank is None):
-            continue
-        if any(t.file_id == row.file_id and abs(t.position - row.position) <= reach for t in taken):
-            continue
-        chosen.append(candidate)
-        taken.append(row)
-        if len(chosen) == k:
-            break
-    return chosen
-
-
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def require_index(store: Store) -> None:
-    """Fail with a clear message unless the store holds a committed build."""
-    store.check_schema()
-    if store.generation() == 0:
-        raise IndexUnusableError(f"{store.path} has no finished build — run `index build DIR`")

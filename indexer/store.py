@@ -1,63 +1,102 @@
-"""The index on disk: SQLite (source of truth) and the FAISS file derived from it.
+"""The index database: every SQL statement of an index lives here.
 
 Layout of an index directory::
 
-    index.sqlite          files, sentences, vectors (float32 blobs), meta; WAL mode
-    vectors.<gen>.faiss   inner-product index over sentence ids, for generation <gen>
-    build.lock            held by the one build allowed to write
+    index.sqlite          files, sentences, passages, vectors (float32 blobs), meta; WAL mode
+    vectors.<gen>.faiss   the vector index of generation <gen> (indexer.vectors)
+    build.lock            held by the one process allowed to write
 
-SQLite's ``meta.generation`` names the FAISS file that matches it. A build writes the
-next generation's FAISS file first (temp file, fsync, rename) and then commits the
-SQLite transaction that points at it, so a reader that reads the generation and its
-sentences inside one read transaction always sees a matching pair.
+SQLite is the source of truth; ``meta.generation`` names the vector file that matches it. A
+build writes the next generation's vector file first and then commits the SQLite transaction
+that points at it, so a reader that reads the generation and its rows inside one read
+snapshot always sees a matching pair.
+
+Vector ids: a sentence's id is its row id; a passage's (chunk or section) is its row id plus
+PASSAGE_ID_BASE, so both live in one vector index.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
-
-import faiss
-import numpy as np
-import sqlite_utils
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from indexer import keyword
 from indexer.config import DB_NAME
-from indexer.errors import IndexUnusableError, NoIndexError
+from indexer.errors import BuildLockedError, IndexUnusableError, NoIndexError
 
-#: Keyword rows hold a sentence and this many neighbours on each side, so words of a question
-#: that are spread over a paragraph still meet (measured with scripts/eval.py).
-KEYWORD_WINDOW = 2
-#: BM25 column weights: own words count double, so the sentence that holds them is the hit
-#: (equal weights were within noise on JSQuAD but point at neighbours, e.g. headings).
-BM25_WEIGHTS = "1.0, 0.5"
+if TYPE_CHECKING:  # both load slowly; imported where used, after `index ask` starts its tokenizer
+    import numpy as np
+    import sqlite_utils
+
 LOCK_NAME = "build.lock"
-FAISS_PATTERN = "vectors.{gen}.faiss"
-#: Columns of SentenceRow, in order.
-SENTENCE_SELECT = """SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind, s.line_start,
-    s.line_end, s.char_start, s.char_end, s.page
-    FROM sentences s JOIN files f ON f.id = s.file_id"""
+#: Vector ids at or above this are passages (id - PASSAGE_ID_BASE = passages.id).
+PASSAGE_ID_BASE = 1 << 48
 #: Free pages worth handing back after a build (4 KiB pages: 4 MB).
 RECLAIM_MIN_PAGES = 1024
-#: FAISS ids at or above this are chunks (id - CHUNK_BASE = chunks.id); below, sentence ids.
-CHUNK_BASE = 1 << 48
+#: Ids per `IN (...)` list (SQLite's default limit on variables is far above this).
+IDS_PER_QUERY = 500
+#: Columns of SentenceRow, in order.
+_SENTENCE_SELECT = """SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind, s.line_start,
+    s.line_end, s.char_start, s.char_end, s.page
+    FROM sentences s JOIN files f ON f.id = s.file_id"""
+
+PassageKind = Literal["chunk", "section"]
+
+
+# ---------------------------------------------------------------- records
 
 
 @dataclass(frozen=True)
 class FileRow:
-    """What the index remembers about one indexed file."""
+    """What the index remembers about one indexed file, for change detection."""
 
     id: int
     path: str
     size: int
     mtime_ns: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file row to write: the document's metadata (its text is not kept)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    encoding: str
+    format: str
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class SentenceEntry:
+    """A sentence row to write; `key` names its vector (vector_key)."""
+
+    text: str
+    kind: str
+    line_start: int
+    line_end: int
+    char_start: int
+    char_end: int
+    page: int | None
+    key: str
+
+
+@dataclass(frozen=True)
+class PassageEntry:
+    """A passage row to write: sentences first..last (positions) of the file, one vector."""
+
+    first: int
+    last: int
+    key: str
+    kind: PassageKind
 
 
 @dataclass(frozen=True)
@@ -75,6 +114,94 @@ class SentenceRow:
     char_start: int
     char_end: int
     page: int | None = None
+
+
+class Holders(NamedTuple):
+    """What holds a sentence: its chunk, its section (None when the chunk is the whole
+    section) and the sentence's kind."""
+
+    chunk: int
+    section: int | None
+    kind: str
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """The model an index was built with, as recorded in it."""
+
+    name: str = ""
+    checksum: str = ""
+    path: str = ""
+    dimension: int = 0
+    pooling: str = ""
+    normalize: bool = True
+    query_prefix: str = ""
+    passage_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """The meta table as a record: the model, the committed generation and its counts."""
+
+    model: ModelRecord | None = None
+    split_version: str = ""
+    generation: int = 0
+    #: Vectors the generation's vector file holds (sentences plus passages); -1: unknown.
+    vector_count: int = -1
+    #: Digest of the generation's sorted vector ids (ids_digest); "" for older indexes.
+    vector_ids_digest: str = ""
+    sentence_count: int = 0
+    last_build: str | None = None
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Row counts of an index."""
+
+    files: int
+    sentences: int
+    passages: int
+    vectors: int
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What the database says about its own consistency."""
+
+    sentences_without_vector: int
+    sentences_without_file: int
+    staged_vectors: int
+    quick_check: str
+
+
+# Meta keys as stored (strings): the record's field -> the key, for the model's fields.
+_MODEL_KEYS = {f.name: f"model_{f.name}" for f in fields(ModelRecord)}
+_MODEL_KEYS.update(dimension="dimension", pooling="pooling", normalize="normalize")
+_MODEL_KEYS.update(query_prefix="query_prefix", passage_prefix="passage_prefix")
+
+
+def _meta_from_rows(rows: dict[str, str]) -> IndexMeta:
+    model = None
+    if "model_checksum" in rows:
+        model = ModelRecord(
+            name=rows.get("model_name", ""),
+            checksum=rows["model_checksum"],
+            path=rows.get("model_path", ""),
+            dimension=int(rows.get("dimension", 0)),
+            pooling=rows.get("pooling", ""),
+            normalize=rows.get("normalize", "True") == "True",
+            query_prefix=rows.get("query_prefix", ""),
+            passage_prefix=rows.get("passage_prefix", ""),
+        )
+    return IndexMeta(
+        model=model,
+        split_version=rows.get("split_version", ""),
+        generation=int(rows.get("generation", 0)),
+        vector_count=int(rows.get("faiss_entries", -1)),
+        vector_ids_digest=rows.get("vector_ids_digest", ""),
+        sentence_count=int(rows.get("sentence_count", 0)),
+        last_build=rows.get("last_build"),
+    )
 
 
 def vector_key(model_checksum: str, embedded_text: str) -> str:
@@ -125,12 +252,12 @@ def _m002_keyword(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE VIRTUAL TABLE sentences_vocab USING fts5vocab('sentences_fts', 'row')")
     for (file_id,) in db.execute("SELECT id FROM files").fetchall():
-        insert_keyword_rows(db, file_id)
+        _insert_keyword_rows(db, file_id, window=2)  # the window this migration came with
 
 
 def _m003_chunks(db: sqlite_utils.Database) -> None:
     # Runs of consecutive sentences (positions first..last) with a vector of their own; an
-    # index without chunks still answers from sentence vectors until its files change.
+    # index without them still answers from sentence vectors until its files change.
     db.execute(
         """CREATE TABLE chunks (
             id INTEGER PRIMARY KEY,
@@ -148,9 +275,19 @@ def _m004_pages(db: sqlite_utils.Database) -> None:
 
 
 def _m005_sections(db: sqlite_utils.Database) -> None:
-    # A chunks row is a chunk (up to three sentences) or a section (the sentences under one
-    # heading, as many as the model takes); sections arrive when files are next re-split.
+    # A row is a chunk (up to three sentences) or a section (the sentences under one heading,
+    # as many as the model takes); sections arrive when files are next re-split.
     db.execute("ALTER TABLE chunks ADD COLUMN span TEXT NOT NULL DEFAULT 'chunk'")
+
+
+def _m006_passages(db: sqlite_utils.Database) -> None:
+    # One name per concept: the table holds passages, each a chunk or a section (its kind).
+    db.execute("ALTER TABLE chunks RENAME TO passages")
+    db.execute("ALTER TABLE passages RENAME COLUMN span TO kind")
+    db.execute("DROP INDEX chunks_file")
+    db.execute("DROP INDEX chunks_vector")
+    db.execute("CREATE INDEX passages_file ON passages(file_id, first)")
+    db.execute("CREATE INDEX passages_vector ON passages(vector_id)")
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
@@ -159,6 +296,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0003_chunks", _m003_chunks),
     ("0004_pages", _m004_pages),
     ("0005_sections", _m005_sections),
+    ("0006_passages", _m006_passages),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -173,19 +311,32 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
             continue
         with db.atomic():
             step(db)
-            db.execute(
-                "INSERT INTO _migrations VALUES (?, datetime('now'))",
-                [name],
-            )
+            db.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", [name])
         applied.append(name)
     return applied
+
+
+def recorded_model_path(index_dir: Path) -> str | None:
+    """The model directory an index records, read without loading numpy or sqlite-utils
+    (`index ask` starts reading that model's tokenizer before the heavy imports)."""
+    database = index_dir / DB_NAME
+    if not database.is_file():
+        return None
+    uri = database.resolve().as_uri() + "?mode=ro"
+    with (
+        contextlib.suppress(sqlite3.Error),
+        contextlib.closing(sqlite3.connect(uri, uri=True)) as db,
+    ):
+        row = db.execute("SELECT value FROM meta WHERE key = 'model_path'").fetchone()
+        return row[0] if row else None
+    return None
 
 
 # ---------------------------------------------------------------- the store
 
 
 class Store:
-    """An index directory: one SQLite database and the FAISS file of its current generation."""
+    """An index directory's database: schema, reads, writes and the writer lock."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -207,6 +358,8 @@ class Store:
         return self._db
 
     def _connect(self, *, create: bool = False) -> sqlite_utils.Database:
+        import sqlite_utils
+
         if not create and not self.exists():
             raise NoIndexError(self.path)
         try:
@@ -217,9 +370,12 @@ class Store:
             # of each cold `index ask`), and the index needs none.
             return sqlite_utils.Database(conn, execute_plugins=False)
         except sqlite3.DatabaseError as exc:
-            raise IndexUnusableError(
-                f"cannot open {self.db_path}: {exc} — delete {self.path} and run `index build DIR`"
-            ) from exc
+            raise self.unusable(exc, f"cannot open {self.db_path}") from exc
+
+    def unusable(self, exc: sqlite3.Error, what: str | None = None) -> IndexUnusableError:
+        """The one-line error for a database SQLite refuses (the one place that words it)."""
+        what = what or f"{self.db_path} is not a usable index"
+        return IndexUnusableError(f"{what} ({exc}) — delete {self.path} and run `index build DIR`")
 
     def create(self) -> None:
         """Create the directory and database if missing, and bring the schema up to date."""
@@ -232,9 +388,7 @@ class Store:
             # Always (a build killed right after creating the file must not leave rollback mode).
             self.db.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as exc:
-            raise IndexUnusableError(
-                f"{self.db_path} is not a usable index ({exc}) — delete {self.path} and rebuild"
-            ) from exc
+            raise self.unusable(exc) from exc
         self.upgrade()
 
     def upgrade(self) -> list[str]:
@@ -242,18 +396,14 @@ class Store:
         try:
             return migrate(self.db)
         except sqlite3.DatabaseError as exc:
-            raise IndexUnusableError(
-                f"{self.db_path} is not a usable index ({exc}) — delete {self.path} and rebuild"
-            ) from exc
+            raise self.unusable(exc) from exc
 
     def check_schema(self) -> None:
         """Refuse to read an index whose schema this version does not know."""
         try:
             names = {r[0] for r in self.db.execute("SELECT name FROM _migrations").fetchall()}
         except sqlite3.DatabaseError as exc:
-            raise IndexUnusableError(
-                f"{self.db_path} is not a usable index ({exc}) — delete {self.path} and rebuild"
-            ) from exc
+            raise self.unusable(exc) from exc
         known = {name for name, _ in MIGRATIONS}
         if names - known:
             raise IndexUnusableError(
@@ -264,41 +414,165 @@ class Store:
                 f"{self.path} uses an older schema — run `index build DIR` to upgrade it"
             )
 
+    def require_build(self) -> None:
+        """Fail with a clear message unless the store holds a committed build."""
+        self.check_schema()
+        if self.generation() == 0:
+            raise IndexUnusableError(f"{self.path} has no finished build — run `index build DIR`")
+
     def close(self) -> None:
         """Close the database connection."""
         if self._db is not None:
             self._db.close()
             self._db = None
 
+    # -- transactions and the lock
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: everything read inside comes from the same commit."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction, rolled back on any error."""
+        with self.db.atomic():
+            yield
+
+    @contextlib.contextmanager
+    def writer_lock(self, *, wait: float = 0, busy: str | None = None) -> Iterator[None]:
+        """Hold the index's one writer lock; BuildLockedError (saying `busy`) after `wait` s."""
+        import filelock
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(self.lock_path, timeout=wait)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise BuildLockedError(
+                busy
+                or f"another build is writing {self.path} — try again later or pass --wait SECS"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
     # -- meta
 
-    def meta(self) -> dict[str, str]:
-        """All meta key/value pairs."""
-        return {k: v for k, v in self.db.execute("SELECT key, value FROM meta").fetchall()}
-
-    def set_meta(self, values: dict[str, object]) -> None:
-        """Upsert meta values (inside the caller's transaction, if any)."""
-        self.db.conn.executemany(
-            "INSERT INTO meta(key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [(k, str(v)) for k, v in values.items()],
-        )
+    def meta(self) -> IndexMeta:
+        """The meta table as a record."""
+        return _meta_from_rows(dict(self.db.execute("SELECT key, value FROM meta").fetchall()))
 
     def generation(self) -> int:
         """The committed generation (0 before the first build)."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
-    # -- files and sentences
+    def record_build(
+        self,
+        model: ModelRecord,
+        *,
+        split_version: str,
+        generation: int,
+        vector_count: int,
+        vector_ids_digest: str,
+    ) -> None:
+        """Record a changed build's model and generation (inside the build's transaction)."""
+        values: dict[str, object] = {
+            _MODEL_KEYS[f.name]: getattr(model, f.name) for f in fields(ModelRecord)
+        }
+        sentences = self.db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
+        values.update(
+            split_version=split_version,
+            generation=generation,
+            faiss_entries=vector_count,
+            vector_ids_digest=vector_ids_digest,
+            sentence_count=sentences,
+        )
+        self._set_meta(values)
+
+    def record_last_build(self, when: str) -> None:
+        """Record when a build last ran (changed or not)."""
+        self._set_meta({"last_build": when})
+
+    def set_split_version(self, version: str) -> None:
+        """Overwrite the recorded split version (tests and migrations of the splitter)."""
+        self._set_meta({"split_version": version})
+
+    def _set_meta(self, values: dict[str, object]) -> None:
+        self.db["meta"].upsert_all(  # type: ignore[union-attr]
+            [{"key": k, "value": str(v)} for k, v in values.items()], pk="key"
+        )
+
+    # -- files
 
     def files(self) -> dict[str, FileRow]:
         """Indexed files by relative path."""
         rows = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM files").fetchall()
         return {r[1]: FileRow(*r) for r in rows}
 
+    def write_file(
+        self,
+        entry: FileEntry,
+        sentences: Sequence[SentenceEntry],
+        passages: Sequence[PassageEntry],
+        *,
+        indexed_at: str,
+        keyword_window: int,
+        replaces: int | None = None,
+    ) -> int:
+        """Write one file's rows (file, sentences in position order, keyword rows, passages),
+        replacing file `replaces`; every key must name a stored vector. Returns the file id."""
+        if replaces is not None:
+            self.delete_file(replaces)
+        row = {f.name: getattr(entry, f.name) for f in fields(FileEntry)}
+        row.update(truncated=int(entry.truncated), sentences=len(sentences), indexed_at=indexed_at)
+        file_id = int(self.db["files"].insert(row).last_pk)  # type: ignore[union-attr,arg-type]
+        ids = self.vector_ids([s.key for s in sentences] + [p.key for p in passages])
+        self.db.conn.executemany(
+            """INSERT INTO sentences(file_id, position, text, kind, line_start, line_end,
+               char_start, char_end, vector_id, page) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                (file_id, position, *_sentence_columns(s), ids[s.key], s.page)
+                for position, s in enumerate(sentences)
+            ],
+        )
+        _insert_keyword_rows(self.db, file_id, window=keyword_window)
+        self.db.conn.executemany(
+            "INSERT INTO passages(file_id, first, last, vector_id, kind) VALUES (?, ?, ?, ?, ?)",
+            [(file_id, p.first, p.last, ids[p.key], p.kind) for p in passages],
+        )
+        return file_id
+
+    def update_file(
+        self, file_id: int, *, size: int, mtime_ns: int, path: str | None = None
+    ) -> None:
+        """A file's new stat (and new path, when it moved) with unchanged content."""
+        changes: dict[str, object] = {"size": size, "mtime_ns": mtime_ns}
+        if path is not None:
+            changes["path"] = path
+        self.db["files"].update(file_id, changes)  # type: ignore[union-attr]
+
+    def delete_file(self, file_id: int) -> None:
+        """Remove a file with its sentences, passages and keyword rows."""
+        self.db.execute(
+            "DELETE FROM sentences_fts WHERE rowid IN (SELECT id FROM sentences WHERE file_id = ?)",
+            [file_id],
+        )
+        self.db.execute("DELETE FROM sentences WHERE file_id = ?", [file_id])
+        self.db.execute("DELETE FROM passages WHERE file_id = ?", [file_id])
+        self.db.execute("DELETE FROM files WHERE id = ?", [file_id])
+
+    # -- sentences and passages
+
     def sentences(self, ids: Sequence[int]) -> dict[int, SentenceRow]:
         """Sentences by id, with their file path."""
-        sql = f"{SENTENCE_SELECT} WHERE s.id IN ({{marks}})"
+        sql = f"{_SENTENCE_SELECT} WHERE s.id IN ({{marks}})"
         return {r[0]: SentenceRow(*r) for r in self._rows_in(sql, ids)}
 
     def texts(self, ids: Sequence[int]) -> dict[int, str]:
@@ -306,96 +580,97 @@ class Store:
         sql = "SELECT id, text FROM sentences WHERE id IN ({marks})"
         return {int(i): text for i, text in self._rows_in(sql, ids)}
 
+    def sentences_with_vectors(self) -> Iterator[tuple[int, int, str, str, np.ndarray]]:
+        """(file id, position, text, kind, vector) of every sentence, by file and position."""
+        import numpy as np
+
+        rows = self.db.execute(
+            "SELECT s.file_id, s.position, s.text, s.kind, v.vector FROM sentences s "
+            "JOIN vectors v ON v.id = s.vector_id ORDER BY s.file_id, s.position"
+        )
+        for file_id, position, text, kind, blob in rows:
+            yield file_id, position, text, kind, np.frombuffer(blob, dtype=np.float32)
+
+    def passages_with_vectors(self) -> Iterator[tuple[int, int, int, PassageKind, np.ndarray]]:
+        """(file id, first, last, kind, vector) of every passage."""
+        import numpy as np
+
+        rows = self.db.execute(
+            "SELECT p.file_id, p.first, p.last, p.kind, v.vector FROM passages p "
+            "JOIN vectors v ON v.id = p.vector_id ORDER BY p.file_id, p.first, p.kind"
+        )
+        for file_id, first, last, kind, blob in rows:
+            yield file_id, first, last, kind, np.frombuffer(blob, dtype=np.float32)
+
     def neighbours(self, file_id: int, first: int, last: int) -> list[SentenceRow]:
         """Sentences of one file with position in [first, last], in order."""
         rows = self.db.execute(
-            f"{SENTENCE_SELECT} WHERE s.file_id = ? AND s.position BETWEEN ? AND ? "
+            f"{_SENTENCE_SELECT} WHERE s.file_id = ? AND s.position BETWEEN ? AND ? "
             "ORDER BY s.position",
             [file_id, first, last],
         ).fetchall()
         return [SentenceRow(*r) for r in rows]
 
-    def add_file_sentences(self, file_id: int, rows: Iterable[tuple]) -> None:
-        """Insert a file's sentences (position order) and their keyword rows."""
-        self.db.conn.executemany(
-            """INSERT INTO sentences(file_id, position, text, kind, line_start, line_end,
-               char_start, char_end, vector_id, page) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            rows,
-        )
-        insert_keyword_rows(self.db, file_id)
-
-    def add_file_chunks(self, rows: Sequence[tuple[int, int, int, int, str]]) -> None:
-        """Insert a file's chunks and sections:
-        (file_id, first position, last position, vector id, "chunk" or "section")."""
-        self.db.conn.executemany(
-            "INSERT INTO chunks(file_id, first, last, vector_id, span) VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
-
-    def delete_unused_vectors(self) -> None:
-        """Drop vectors no sentence or chunk refers to (space is reclaimed on delete)."""
-        self.db.execute(
-            "DELETE FROM vectors WHERE id NOT IN "
-            "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM chunks)"
-        )
-
-    def faiss_entries(self) -> int:
-        """How many vectors the FAISS file of this state holds: sentences plus chunks."""
-        return self.db.execute(
-            "SELECT (SELECT COUNT(*) FROM sentences) + (SELECT COUNT(*) FROM chunks)"
-        ).fetchone()[0]
-
-    def faiss_expected_ids(self) -> np.ndarray:
-        """The sorted FAISS ids the current state should hold."""
-        rows = self.db.execute(
-            f"SELECT id FROM sentences UNION ALL SELECT id + {CHUNK_BASE} FROM chunks ORDER BY 1"
-        )
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
-
-    def chunks_of(self, sentence_ids: Sequence[int]) -> dict[int, Holders]:
+    def holders(self, sentence_ids: Sequence[int]) -> dict[int, Holders]:
         """The chunk and section holding each sentence, and the sentence's kind (sentences of
-        an index without chunks are absent)."""
-        sql = """SELECT s.id, c.id, c.span, s.kind FROM sentences s JOIN chunks c
-                 ON c.file_id = s.file_id AND s.position BETWEEN c.first AND c.last
+        an index without passages are absent)."""
+        sql = """SELECT s.id, p.id, p.kind, s.kind FROM sentences s JOIN passages p
+                 ON p.file_id = s.file_id AND s.position BETWEEN p.first AND p.last
                  WHERE s.id IN ({marks})"""
         chunk: dict[int, int] = {}
         section: dict[int, int] = {}
         kinds: dict[int, str] = {}
-        for s, c, span, kind in self._rows_in(sql, sentence_ids):
-            (chunk if span == "chunk" else section)[int(s)] = int(c)
-            kinds[int(s)] = kind
+        for s, p, kind, sentence_kind in self._rows_in(sql, sentence_ids):
+            (chunk if kind == "chunk" else section)[int(s)] = int(p)
+            kinds[int(s)] = sentence_kind
         return {s: Holders(c, section.get(s), kinds[s]) for s, c in chunk.items()}
 
-    def chunk_members(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]:
-        """The sentence ids of each chunk."""
+    def passage_members(self, passage_ids: Sequence[int]) -> dict[int, list[int]]:
+        """The sentence ids of each passage."""
         found: dict[int, list[int]] = {}
-        sql = """SELECT c.id, s.id FROM chunks c JOIN sentences s ON s.file_id = c.file_id
-                 AND s.position BETWEEN c.first AND c.last WHERE c.id IN ({marks})"""
-        for chunk_id, sentence_id in self._rows_in(sql, chunk_ids):
-            found.setdefault(int(chunk_id), []).append(int(sentence_id))
+        sql = """SELECT p.id, s.id FROM passages p JOIN sentences s ON s.file_id = p.file_id
+                 AND s.position BETWEEN p.first AND p.last WHERE p.id IN ({marks})"""
+        for passage_id, sentence_id in self._rows_in(sql, passage_ids):
+            found.setdefault(int(passage_id), []).append(int(sentence_id))
         return found
 
-    def chunk_vectors(self, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """The stored vectors of some chunks."""
-        return self._vectors("chunks", chunk_ids)
+    def sentence_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of some sentences."""
+        return self._vectors("sentences", ids)
 
-    def delete_file(self, file_id: int, *, keep_row: bool = False) -> None:
-        """Remove a file's sentences, chunks and keyword rows (and the file row unless keep_row)."""
-        self.db.execute(
-            "DELETE FROM sentences_fts WHERE rowid IN (SELECT id FROM sentences WHERE file_id = ?)",
-            [file_id],
+    def passage_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of some passages."""
+        return self._vectors("passages", ids)
+
+    def _vectors(self, table: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        import numpy as np
+
+        sql = (
+            f"SELECT t.id, v.vector FROM {table} t JOIN vectors v ON v.id = t.vector_id "
+            "WHERE t.id IN ({marks})"
         )
-        self.db.execute("DELETE FROM sentences WHERE file_id = ?", [file_id])
-        self.db.execute("DELETE FROM chunks WHERE file_id = ?", [file_id])
-        if not keep_row:
-            self.db.execute("DELETE FROM files WHERE id = ?", [file_id])
+        return {
+            int(i): np.frombuffer(blob, dtype=np.float32) for i, blob in self._rows_in(sql, ids)
+        }
+
+    def _rows_in(self, sql: str, ids: Iterable[object]) -> Iterator[tuple]:
+        """Rows of `sql`, whose `{marks}` is an IN list, for any number of ids."""
+        values = list(ids)
+        for start in range(0, len(values), IDS_PER_QUERY):
+            batch = values[start : start + IDS_PER_QUERY]
+            marks = ",".join("?" * len(batch))
+            yield from self.db.execute(sql.format(marks=marks), batch).fetchall()
 
     # -- keyword search
 
-    def keyword_search(self, match: str, limit: int) -> list[tuple[int, float]]:
-        """(sentence id, BM25 score — higher is better) for the best keyword rows."""
+    def keyword_search(
+        self, match: str, limit: int, weights: tuple[float, float]
+    ) -> list[tuple[int, float]]:
+        """(sentence id, BM25 score — higher is better) for the best keyword rows; `weights`
+        are the BM25 weights of a row's own terms and of its neighbours'."""
+        columns = ", ".join(str(w) for w in weights)
         rows = self.db.execute(
-            f"SELECT rowid, -bm25(sentences_fts, {BM25_WEIGHTS}) AS score FROM sentences_fts "
+            f"SELECT rowid, -bm25(sentences_fts, {columns}) AS score FROM sentences_fts "
             "WHERE sentences_fts MATCH ? ORDER BY score DESC LIMIT ?",
             [match, limit],
         ).fetchall()
@@ -409,35 +684,19 @@ class Store:
         ).fetchall()
         # Counted at commit time: COUNT(*) on every question would scan a large index.
         total = self.db.execute("SELECT value FROM meta WHERE key = 'sentence_count'").fetchone()
-        return {r[0]: int(r[1]) for r in rows}, int(total[0]) if total else max(rows_max(rows), 1)
-
-    def sentence_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """The stored vectors of some sentences."""
-        return self._vectors("sentences", ids)
-
-    def _vectors(self, table: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        sql = (
-            f"SELECT t.id, v.vector FROM {table} t JOIN vectors v ON v.id = t.vector_id "
-            "WHERE t.id IN ({marks})"
-        )
-        return {
-            int(i): np.frombuffer(blob, dtype=np.float32) for i, blob in self._rows_in(sql, ids)
-        }
-
-    def _rows_in(self, sql: str, ids: Iterable[object]) -> Iterator[tuple]:
-        """Rows of `sql`, whose `{marks}` is an IN list, for any number of ids (500 at a time)."""
-        for chunk in _chunks(list(ids), 500):
-            marks = ",".join("?" * len(chunk))
-            yield from self.db.execute(sql.format(marks=marks), chunk).fetchall()
+        floor = max((int(r[1]) for r in rows), default=0)
+        return {r[0]: int(r[1]) for r in rows}, int(total[0]) if total else max(floor, 1)
 
     # -- vectors
 
-    def known_keys(self, keys: Iterable[str]) -> dict[str, int]:
+    def vector_ids(self, keys: Iterable[str]) -> dict[str, int]:
         """Vector ids of the given keys that are already stored."""
         return dict(self._rows_in("SELECT key, id FROM vectors WHERE key IN ({marks})", keys))
 
     def add_vectors(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Store new vectors and commit, so an interrupted build keeps them."""
+        import numpy as np
+
         blobs = [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in vectors]
         with self.db.atomic():
             self.db.conn.executemany(
@@ -445,54 +704,64 @@ class Store:
                 zip(keys, blobs, strict=True),
             )
 
+    def delete_unused_vectors(self) -> None:
+        """Drop vectors no sentence or passage refers to (space is reclaimed on delete)."""
+        self.db.execute(
+            "DELETE FROM vectors WHERE id NOT IN "
+            "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM passages)"
+        )
+
+    def vector_count(self) -> int:
+        """How many vectors the vector index of this state holds: sentences plus passages."""
+        return self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM sentences) + (SELECT COUNT(*) FROM passages)"
+        ).fetchone()[0]
+
+    def expected_vector_ids(self) -> np.ndarray:
+        """The sorted vector ids the current state should hold."""
+        import numpy as np
+
+        rows = self.db.execute(
+            f"SELECT id FROM sentences UNION ALL SELECT id + {PASSAGE_ID_BASE} FROM passages "
+            "ORDER BY 1"
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
     def iter_vectors(self, dim: int, block: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(FAISS ids, vectors) of sentences and chunks in blocks, from this transaction's view."""
+        """(vector ids, vectors) of sentences and passages in id order, in blocks, from this
+        transaction's view."""
+        import numpy as np
+
         cursor = self.db.execute(
             "SELECT s.id, v.vector FROM sentences s JOIN vectors v ON v.id = s.vector_id "
-            f"UNION ALL SELECT c.id + {CHUNK_BASE}, v.vector FROM chunks c "
-            "JOIN vectors v ON v.id = c.vector_id ORDER BY 1"
+            f"UNION ALL SELECT p.id + {PASSAGE_ID_BASE}, v.vector FROM passages p "
+            "JOIN vectors v ON v.id = p.vector_id ORDER BY 1"
         )
         while rows := cursor.fetchmany(block):
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
             yield ids, vecs.reshape(len(rows), dim)
 
-    # -- FAISS
+    # -- checks and upkeep
 
-    def faiss_path(self, generation: int) -> Path:
-        """The FAISS file belonging to a generation."""
-        return self.path / FAISS_PATTERN.format(gen=generation)
+    def stats(self) -> Stats:
+        """Row counts."""
+        counts = self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM files), (SELECT COUNT(*) FROM sentences), "
+            "(SELECT COUNT(*) FROM passages), (SELECT COUNT(*) FROM vectors)"
+        ).fetchone()
+        return Stats(*counts)
 
-    def write_faiss(self, generation: int, dim: int) -> Path:
-        """Build the FAISS index from the stored vectors and write it atomically."""
-        return self.save_faiss(generation, build_faiss(self.iter_vectors(dim), dim))
-
-    def save_faiss(self, generation: int, index: faiss.Index) -> Path:
-        """Write a generation's FAISS file atomically: temp file, fsync, rename."""
-        target = self.faiss_path(generation)
-        tmp = target.with_suffix(".tmp")
-        faiss.write_index(index, str(tmp))
-        _fsync_file(tmp)
-        os.replace(tmp, target)
-        _fsync_dir(self.path)
-        return target
-
-    def read_faiss(self, generation: int) -> faiss.Index:
-        """Open the FAISS file of a generation (memory-mapped where faiss allows it)."""
-        path = self.faiss_path(generation)
-        try:
-            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-        except RuntimeError:
-            return faiss.read_index(str(path))
-
-    def remove_old_faiss(self, keep: int) -> None:
-        """Delete FAISS files older than the previous generation (readers may still hold it)."""
-        for path in self.path.glob("vectors.*.faiss"):
-            gen = path.name.split(".")[1]
-            if gen.isdigit() and int(gen) < keep - 1:
-                path.unlink(missing_ok=True)
-        for path in self.path.glob("vectors.*.tmp"):
-            path.unlink(missing_ok=True)
+    def integrity(self) -> Integrity:
+        """Rows pointing nowhere, vectors staged by an unfinished build, SQLite's quick_check."""
+        (without_vector, without_file, staged) = self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM sentences WHERE vector_id NOT IN "
+            "(SELECT id FROM vectors)), (SELECT COUNT(*) FROM sentences WHERE file_id NOT IN "
+            "(SELECT id FROM files)), (SELECT COUNT(*) FROM vectors WHERE id NOT IN "
+            "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM passages))"
+        ).fetchone()
+        quick = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        return Integrity(without_vector, without_file, staged, quick)
 
     def reclaim_space(self) -> bool:
         """Give free pages back to the file system when they are over a quarter of the file."""
@@ -510,76 +779,33 @@ class Store:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
 
-def rows_max(rows: Sequence[tuple[str, int]]) -> int:
-    """The largest document frequency among vocabulary rows (a floor for the row count)."""
-    return max((int(r[1]) for r in rows), default=0)
+def _sentence_columns(s: SentenceEntry) -> tuple[str, str, int, int, int, int]:
+    return (s.text, s.kind, s.line_start, s.line_end, s.char_start, s.char_end)
 
 
-class Holders(NamedTuple):
-    """What holds a sentence: its chunk, its section (None when the chunk is the whole
-    section) and the sentence's kind."""
-
-    chunk: int
-    section: int | None
-    kind: str
-
-
-def insert_keyword_rows(db: sqlite_utils.Database, file_id: int) -> None:
+def _insert_keyword_rows(db: sqlite_utils.Database, file_id: int, *, window: int) -> None:
     """Index one file's stored sentences for keyword search."""
     stored = db.execute(
         "SELECT id, text, kind FROM sentences WHERE file_id = ? ORDER BY position", [file_id]
     ).fetchall()
     db.conn.executemany(
-        "INSERT INTO sentences_fts(rowid, own, near) VALUES (?, ?, ?)", keyword_rows(stored)
+        "INSERT INTO sentences_fts(rowid, own, near) VALUES (?, ?, ?)",
+        keyword_rows(stored, window=window),
     )
 
 
-def keyword_rows(sentences: Sequence[tuple[int, str, str]]) -> Iterator[tuple[int, str, str]]:
+def keyword_rows(
+    sentences: Sequence[tuple[int, str, str]], *, window: int
+) -> Iterator[tuple[int, str, str]]:
     """FTS5 rows for one file's (id, text, kind) in order: a sentence's terms, and as its
-    context its neighbours' and those of the heading it sits under."""
+    context the terms of `window` neighbours on each side and of the heading it sits under."""
     terms = [keyword.document(text) for _, text, _ in sentences]
     heading = -1
     for i, (sentence_id, _, kind) in enumerate(sentences):
         if kind == "heading":
             heading = i
-        start = max(0, i - KEYWORD_WINDOW)
-        near = terms[start:i] + terms[i + 1 : i + KEYWORD_WINDOW + 1]
+        start = max(0, i - window)
+        near = terms[start:i] + terms[i + 1 : i + window + 1]
         if 0 <= heading < start:
             near.append(terms[heading])
         yield sentence_id, terms[i], " ".join(near)
-
-
-def build_faiss(blocks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int) -> faiss.Index:
-    """An exact inner-product index (cosine on normalised vectors) keyed by sentence id."""
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    for ids, vecs in blocks:
-        index.add_with_ids(np.ascontiguousarray(vecs), ids)
-    return index
-
-
-def faiss_ids(index: faiss.Index) -> np.ndarray:
-    """The sentence ids stored in a FAISS index built by build_faiss."""
-    id_map = faiss.downcast_index(index).id_map  # type: ignore[attr-defined]
-    return faiss.vector_to_array(id_map).astype(np.int64)
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

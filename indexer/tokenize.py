@@ -9,7 +9,7 @@ from itertools import accumulate, pairwise
 
 import sentencepiece as spm
 
-from indexer.errors import ModelDirError
+from indexer.errors import ModelDirError, TextTooLongError
 from indexer.models import ModelInfo
 
 #: In the XLM-R vocabulary spm's <unk> (0) is model id 3; every other spm id i is model id i + 1.
@@ -36,6 +36,7 @@ class Tokenizer:
     """A model directory's sentencepiece tokenizer plus its id rule and NFKC setting."""
 
     def __init__(self, info: ModelInfo) -> None:
+        self.model = info
         self.info = info.tokenizer
         ahead = _AHEAD.pop(str(self.info.file), None)
         try:
@@ -58,6 +59,29 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         """Content token ids of `text`, without <s> and </s>."""
         return self._model_ids(self.sp.encode(self.normalize(text)))
+
+    @property
+    def max_content_tokens(self) -> int:
+        """Tokens a text may have, leaving room for <s> and </s>."""
+        return self.model.max_tokens - 2
+
+    def count(self, text: str) -> int:
+        """Content tokens of `text` (no specials)."""
+        return len(self.encode(text))
+
+    def windows(self, text: str, *, prefix: str) -> list[tuple[int, int]]:
+        """Character spans of `text` such that prefix + span fits the model; one span if it fits."""
+        limit = self.max_content_tokens
+        if self.count(prefix + text) <= limit:
+            return [(0, len(text))]
+        budget = limit - self.count(prefix)
+        while budget > 0:
+            spans = self.spans(text, budget)
+            # Token counts are not quite additive (prefix and text can merge at the seam).
+            if all(self.count(prefix + text[a:b]) <= limit for a, b in spans):
+                return spans
+            budget -= 1
+        raise TextTooLongError(self.count(prefix), limit)
 
     def with_specials(self, ids: list[int]) -> list[int]:
         """<s> ids </s>."""

@@ -1,4 +1,6 @@
-"""Measurements behind the ranking defaults quoted in README.md ("What decided the defaults").
+"""Measurements behind the ranking defaults (indexer.ranking.Ranking; docs/ranking.md).
+
+Every variant is a Ranking built with dataclasses.replace and passed to the real code.
 
     python -m scripts.ablation [SET_DIR ...] [--limit 1000] [--windows] [--plain-chunks]
                                [--measure NAME ...]
@@ -9,10 +11,10 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
 - mix: passage-level R@1 of the dense score alpha × sentence cosine + (1 − alpha) × the cosine
   of the sentence's chunk (and, with --windows, of a centred 3-sentence window embedded here),
   mixed with the section's cosine at the default weight; headings score as their chunk, as in
-  indexer.search;
+  indexer.ranking.dense_mix;
 - section: the same at the default alpha for several weights of the section's cosine;
 - statement: the same at the defaults, with questions written as statements leaning toward
-  their passage form by several weights (indexer.embed.STATEMENT_PASSAGE_WEIGHT);
+  their passage form by several weights (Ranking.statement_passage_weight);
 - headings: the same at the default alpha, with headings scored on their own vectors, and (with
   --plain-chunks) with chunks embedded here without the heading text in front;
 - trust: how much of each question (IDF-weighted) the index vocabulary holds (median, p10, p90);
@@ -20,7 +22,7 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
 - alike: hybrid R@1 / MRR@10 with the keyword side on the candidates written like the question
   (the default) and on every candidate (run it on a mixed set from scripts/mixed_set.py);
 - names: hybrid R@1 / MRR@10 with several weights of the names a candidate written unlike the
-  question writes by sound (indexer.search.NAME_WEIGHT; run it on NTREX and its mixed set);
+  question writes by sound (Ranking.name_weight; run it on NTREX and its mixed set);
 - passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms;
 - misses: hybrid questions whose first passage is wrong, how many of those rank another
   passage with the gold passage's title (same article) first, and how many rank first a
@@ -29,18 +31,17 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
 
-from indexer import Index, config, keyword
-from indexer import search as search_module
-from indexer.embed import STATEMENT_PASSAGE_WEIGHT, is_statement, lean, normalize
+from indexer import Index, keyword, ranking
+from indexer.embed import is_statement, lean, normalize
+from indexer.ranking import DEFAULT, Ranking
 from scripts import common
 from scripts import eval as ev  # the yardstick's own helpers: index location, queries, metrics
 
@@ -68,26 +69,19 @@ def open_index(set_dir: Path) -> Index:
 def stored(index: Index) -> dict[str, np.ndarray]:
     """Sentence vectors, their files and positions, and each sentence's chunk and section
     vectors (the chunk's where the chunk is the whole section)."""
-    db = sqlite3.connect(index.path / config.DB_NAME)
-    rows = db.execute(
-        "SELECT s.file_id, s.position, s.text, v.vector, s.kind FROM sentences s "
-        "JOIN vectors v ON v.id = s.vector_id ORDER BY s.file_id, s.position"
-    ).fetchall()
+    store = index.store
+    rows = list(store.sentences_with_vectors())
     spans: dict[str, dict[tuple[int, int], np.ndarray]] = {"chunk": {}, "section": {}}
-    for f, first, last, blob, span in db.execute(
-        "SELECT c.file_id, c.first, c.last, v.vector, c.span FROM chunks c "
-        "JOIN vectors v ON v.id = c.vector_id"
-    ):
+    for f, first, last, kind, vector in store.passages_with_vectors():
         for p in range(first, last + 1):
-            spans[span][(f, p)] = np.frombuffer(blob, np.float32)
+            spans[kind][(f, p)] = vector
     chunk, section = spans["chunk"], {**spans["chunk"], **spans["section"]}
-    paths = dict(db.execute("SELECT id, path FROM files").fetchall())
-    sentences = np.stack([np.frombuffer(r[3], np.float32) for r in rows])
+    sentences = np.stack([r[4] for r in rows])
     return {
         "file": np.array([r[0] for r in rows]),
         "position": np.array([r[1] for r in rows]),
         "text": np.array([r[2] for r in rows], dtype=object),
-        "heading": np.array([r[4] == "heading" for r in rows]),
+        "heading": np.array([r[3] == "heading" for r in rows]),
         "sentence": sentences,
         "chunk": np.stack(
             [chunk.get((r[0], r[1]), s) for r, s in zip(rows, sentences, strict=True)]
@@ -95,16 +89,17 @@ def stored(index: Index) -> dict[str, np.ndarray]:
         "section": np.stack(
             [section.get((r[0], r[1]), s) for r, s in zip(rows, sentences, strict=True)]
         ),
-        "stem": {f: Path(p).stem for f, p in paths.items()},
+        "stem": {row.id: Path(row.path).stem for row in store.files().values()},
     }
 
 
 def plain_chunks(index: Index, data: dict[str, np.ndarray]) -> np.ndarray:
     """Each sentence's chunk embedded as its sentences alone, without the heading in front."""
-    db = sqlite3.connect(index.path / config.DB_NAME)
     keys = list(zip(data["file"].tolist(), data["position"].tolist(), strict=True))
     texts = dict(zip(keys, data["text"], strict=True))
-    spans = db.execute("SELECT file_id, first, last FROM chunks WHERE span = 'chunk'").fetchall()
+    spans = [
+        (f, a, b) for f, a, b, kind, _ in index.store.passages_with_vectors() if kind == "chunk"
+    ]
     joined = [" ".join(texts[(f, p)] for p in range(a, b + 1)) for f, a, b in spans]
     embedder = index.embedder
     vectors = embedder.embed([embedder.passage_text(t) for t in joined])
@@ -143,20 +138,18 @@ def mixed(
     other: np.ndarray,
     alpha: float,
     heading: np.ndarray,
-    section: np.ndarray | None = None,
-    beta: float = search_module.SECTION_WEIGHT,
+    section: np.ndarray,
+    beta: float = DEFAULT.section_weight,
 ) -> np.ndarray:
-    """alpha × own + (1 − alpha) × other per sentence (headings, where set, take `other`
-    only), then mixed with the section's cosine at beta, as indexer.search does."""
-    weight = np.where(heading, 0.0, alpha)
-    local = weight * own + (1 - weight) * other
-    return local if section is None else (1 - beta) * local + beta * section
+    """ranking.dense_mix with `other` as the chunk's cosine at own weight alpha and section
+    weight beta (the rest of the record at its defaults)."""
+    variant = dataclasses.replace(DEFAULT, own_weight=alpha, section_weight=beta)
+    return ranking.dense_mix(own, other, section, heading, variant)
 
 
 def default_scores(cos: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> np.ndarray:
-    """[queries, sentences] dense scores at indexer.search's default weights."""
-    return mixed(cos["sentence"], cos["chunk"], search_module.OWN_WEIGHT, data["heading"],
-                 cos["section"])  # fmt: skip
+    """[queries, sentences] dense scores at the default ranking."""
+    return ranking.dense_mix(cos["sentence"], cos["chunk"], cos["section"], data["heading"])
 
 
 def question_forms(index: Index, queries: list) -> dict[str, np.ndarray]:
@@ -189,7 +182,7 @@ class Dense:
     @classmethod
     def of(cls, index: Index, queries: list) -> Dense:
         data, forms = stored(index), question_forms(index, queries)
-        q = question_vectors(forms, STATEMENT_PASSAGE_WEIGHT)
+        q = question_vectors(forms, DEFAULT.statement_passage_weight)
         return cls(data, forms, q, cosines(q, data))
 
 
@@ -223,7 +216,7 @@ def measure_mix(
             score = recall_at_1(mixed(own, other, alpha, heading, section), data, golds)
             emit({"set": set_dir.name, "measure": "mix", "unit": name, "alpha": alpha,
                   "recall@1": score})  # fmt: skip
-    chunk, alpha = units["chunk"], search_module.OWN_WEIGHT
+    chunk, alpha = units["chunk"], DEFAULT.own_weight
     for beta in BETAS:
         score = recall_at_1(mixed(own, chunk, alpha, heading, section, beta), data, golds)
         emit({"set": set_dir.name, "measure": "section", "beta": beta, "recall@1": score})
@@ -234,7 +227,7 @@ def measure_headings(
 ) -> None:
     data, q, cos = dense.data, dense.q, dense.cos
     golds = [x.passage_id for x in queries]
-    own, chunk, alpha = cos["sentence"], cos["chunk"], search_module.OWN_WEIGHT
+    own, chunk, alpha = cos["sentence"], cos["chunk"], DEFAULT.own_weight
     section, heading = cos["section"], data["heading"]
     variants = {
         "default": default_scores(cos, data),
@@ -250,59 +243,42 @@ def measure_headings(
 
 
 def measure_trust(set_dir: Path, index: Index, queries: list) -> None:
-    index.ask("warm up", k=1)
-    searcher = index._searcher
-    assert searcher is not None
-    with searcher._snapshot():
-        trust = np.array([searcher._keyword_trust(x.question) for x in queries])
+    searcher = index.searcher
+    with index.store.snapshot():
+        trust = np.array([searcher.keyword_trust(x.question) for x in queries])
     p10, p50, p90 = (round(float(v), 2) for v in np.percentile(trust, [10, 50, 90]))
     emit({"set": set_dir.name, "measure": "trust", "p10": p10, "median": p50, "p90": p90})
 
 
-def hybrid(index: Index, queries: list) -> dict[str, float]:
-    """Hybrid R@1 and MRR@10 through the real ask code, rounded."""
-    scores, _ = ev.run_queries(index, queries, k=10, mode="hybrid")
+def hybrid(index: Index, queries: list, variant: Ranking = DEFAULT) -> dict[str, float]:
+    """Hybrid R@1 and MRR@10 through the real ask code with a ranking variant, rounded."""
+    asked = Index(index.path, ranking=variant)
+    scores, _ = ev.run_queries(asked, queries, k=10, mode="hybrid")
+    asked.close()
     return {key: round(scores[key], 3) for key in ("recall@1", "mrr@10")}
 
 
-@contextlib.contextmanager
-def replaced(owner: object, name: str, value: object) -> Iterator[None]:
-    """owner.name set to value for the duration (a setting of indexer.search under test)."""
-    default = getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, default)
-
-
 def measure_ramp(set_dir: Path, index: Index, queries: list) -> None:
-    for name, ramp in (("default", search_module.TRUST_RAMP), ("linear", (0.0, 1.0))):
-        with replaced(search_module, "TRUST_RAMP", ramp):
-            emit({"set": set_dir.name, "measure": "ramp", "ramp": name, **hybrid(index, queries)})
+    for name, ramp in (("default", DEFAULT.trust_ramp), ("linear", (0.0, 1.0))):
+        variant = dataclasses.replace(DEFAULT, trust_ramp=ramp)
+        emit({"set": set_dir.name, "measure": "ramp", "ramp": name,
+              **hybrid(index, queries, variant)})  # fmt: skip
 
 
 def measure_alike(set_dir: Path, index: Index, queries: list) -> None:
     """Hybrid with the keyword side on the candidates written like the question (default) and
     on every candidate; they differ where a folder mixes writing systems."""
-
-    def every_candidate(
-        self: search_module.Searcher, question: str, texts: dict[int, str]
-    ) -> set[int]:
-        return set(texts)
-
-    default = search_module.Searcher._written_alike
-    for name, rule in (("default", default), ("every_candidate", every_candidate)):
-        with replaced(search_module.Searcher, "_written_alike", rule):
-            result = hybrid(index, queries)
-        emit({"set": set_dir.name, "measure": "alike", "keyword_on": name, **result})
+    for name, rule in (("default", "alike"), ("every_candidate", "every")):
+        variant = dataclasses.replace(DEFAULT, keyword_on=rule)
+        emit({"set": set_dir.name, "measure": "alike", "keyword_on": name,
+              **hybrid(index, queries, variant)})  # fmt: skip
 
 
 def measure_names(set_dir: Path, index: Index, queries: list) -> None:
     for weight in NAME_WEIGHTS:
-        with replaced(search_module, "NAME_WEIGHT", weight):
-            emit({"set": set_dir.name, "measure": "names", "weight": weight,
-                  **hybrid(index, queries)})  # fmt: skip
+        variant = dataclasses.replace(DEFAULT, name_weight=weight)
+        emit({"set": set_dir.name, "measure": "names", "weight": weight,
+              **hybrid(index, queries, variant)})  # fmt: skip
 
 
 def measure_passage_bm25(set_dir: Path, queries: list) -> None:

@@ -31,11 +31,11 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from indexer import Index, config, models
-from indexer.build import make_units
 from indexer.embed import Embedder
 from indexer.errors import FileSkipped
 from indexer.load import read_document, walk
-from indexer.search import MIN_POOL, OVERFETCH
+from indexer.passages import make_units
+from indexer.ranking import DEFAULT as RANKING
 from scripts.common import corpus_option, emit, log, machine_info, run_python, version
 
 #: multilingual-e5-small's shape, for the FLOP count (the tiny test model gets the same formula).
@@ -106,7 +106,8 @@ def corpus_texts(corpus: Path, embedder: Embedder) -> list[str]:
             doc = read_document(corpus, info)
         except FileSkipped:
             continue
-        texts.update(dict.fromkeys(prefix + unit.text for unit in make_units(doc, embedder)))
+        units = make_units(doc.text, doc.format, embedder.tokenizer)
+        texts.update(dict.fromkeys(prefix + unit.text for unit in units))
     return list(texts)
 
 
@@ -450,9 +451,10 @@ def warm_ask(index: Index, asked: list[str]) -> dict[str, Any]:
         mode: percentiles(timed_calls(lambda q, m=mode: index.ask(q, mode=m), asked))
         for mode in ("dense", "hybrid")
     }
-    report["embed_query"] = percentiles(timed_calls(index.embedder.embed_query, asked))
+    embed_question = index.searcher.question_vector
+    report["embed_query"] = percentiles(timed_calls(embed_question, asked))
     statements = questions(len(asked), STATEMENTS)
-    report["embed_statement"] = percentiles(timed_calls(index.embedder.embed_query, statements))
+    report["embed_statement"] = percentiles(timed_calls(embed_question, statements))
     return report
 
 
@@ -494,7 +496,7 @@ def measure_scale(count: int, queries: np.ndarray) -> dict[str, Any]:
     index = faiss.IndexFlatIP(queries.shape[1])
     for block in synthetic_blocks(count, queries.shape[1]):
         index.add(block)
-    k = max(config.DEFAULT_K * OVERFETCH, MIN_POOL)
+    k = RANKING.pool(config.DEFAULT_K)
     default = faiss.omp_get_max_threads()
     # faiss's default (all cores) is what `index ask` gets; one thread shows the OpenMP overhead.
     search = {f"threads_{n}": search_latency(index, queries, k, n) for n in sorted({1, default})}

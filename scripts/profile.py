@@ -50,12 +50,12 @@ import sqlite_utils; mark("import sqlite-utils")
 import click; mark("import click")
 import indexer.cli, indexer.index; mark("import indexer (rest)")
 from indexer import Index, models
-from indexer.embed import _session, _threads
+from indexer.embed import make_session, usable_threads
 from indexer.tokenize import Tokenizer
 index = Index(Path(sys.argv[1]))
-info = models.load_info(index._model_path()); mark("read model.json")
+info = models.load_info(index.model.path); mark("read model.json")
 Tokenizer(info); mark("load tokenizer")
-_session(info, _threads(None)); mark("create onnxruntime session")
+make_session(info, usable_threads(None)); mark("create onnxruntime session")
 index.status(); mark("open index")
 index.embedder; mark("load model again (tokenizer and session in parallel)")
 index.ask(sys.argv[2], k=5); mark("first question")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 from pathlib import Path
 
 import pytest
 
 from indexer import Index
-from indexer.embed import Embedder
 from indexer.errors import EmptyFolderError, EmptyQuestionError, ModelMismatchError, NoIndexError
 from tests.files import write_docs
 
@@ -72,36 +70,12 @@ def test_how_a_text_is_written() -> None:
     assert keyword.writing("?!") is None
 
 
-def test_a_candidate_written_otherwise_is_fused_on_its_dense_side() -> None:
-    from indexer.search import fuse
-
-    cosines, bm25 = {1: 0.9, 2: 0.8, 3: 0.5}, {2: 4.0}
-    fused = {s.id: s.score for s in fuse([1, 2, 3], cosines, bm25, 0.5, alike={2, 3})}
-    assert fused[1] == pytest.approx(1.0), "no keyword share, so no penalty for lacking one"
-    assert fused[2] == pytest.approx(0.5 * 0.75 + 0.5 * 1.0)
-    assert fused[3] == pytest.approx(0.0)
-    plain = {s.id: s.score for s in fuse([1, 2, 3], cosines, bm25, 0.5)}
-    assert plain[1] == pytest.approx(0.5)
-
-
-def test_a_candidate_written_otherwise_gains_by_the_names_it_shares() -> None:
-    from indexer.search import NAME_WEIGHT, fuse
-
-    cosines = {1: 0.9, 2: 0.8, 3: 0.5}
-    fused = {s.id: s.score for s in fuse([1, 2, 3], cosines, {}, 0.0, {1}, {2: 0.5, 3: 0.0})}
-    assert fused[1] == pytest.approx(1.0)
-    assert fused[2] == pytest.approx(0.75 + NAME_WEIGHT * 0.5)
-    assert fused[3] == pytest.approx(0.0)
-
-
 def test_only_candidates_written_like_the_question_take_keyword_evidence(
     index: Index, tmp_path: Path
 ) -> None:
     docs = {"en.md": "Rate limits apply to every key.\n", "ja.md": "上限を超えたら429を返す。\n"}
     index.build(write_docs(tmp_path / "mixed", docs))
-    index.ask("warm up", k=1)
-    searcher = index._searcher
-    assert searcher is not None
+    searcher = index.searcher
     rows = dict(index.store.db.execute("SELECT id, text FROM sentences").fetchall())
     english = {i for i, text in rows.items() if text.startswith("Rate")}
     assert searcher._written_alike("What is the rate limit?", rows) == english
@@ -277,8 +251,8 @@ def test_status_reports_counts(index: Index, docs: Path) -> None:
 
 def test_new_split_version_resplits_without_reembedding(index: Index, docs: Path) -> None:
     first = index.build(docs)
-    with index.store.db.atomic():
-        index.store.set_meta({"split_version": "0"})
+    with index.store.transaction():
+        index.store.set_split_version("0")
     report = index.build(docs)
     assert sorted(report.changed) == sorted(first.added)
     assert report.embedded == 0 and report.reused == first.sentences
@@ -292,16 +266,21 @@ def test_an_index_from_before_sections_gains_them_on_the_next_build(
     # Take the index back to schema 4 and split version 4, as the release before sections left it.
     db = index.store.db
     with db.atomic():
-        db.execute("DELETE FROM chunks WHERE span = 'section'")
-        db.execute("ALTER TABLE chunks DROP COLUMN span")
-        db.execute("DELETE FROM _migrations WHERE name = '0005_sections'")
-        index.store.set_meta({"split_version": "4"})
+        db.execute("DELETE FROM passages WHERE kind = 'section'")
+        db.execute("DROP INDEX passages_file")
+        db.execute("DROP INDEX passages_vector")
+        db.execute("ALTER TABLE passages DROP COLUMN kind")
+        db.execute("ALTER TABLE passages RENAME TO chunks")
+        db.execute("CREATE INDEX chunks_file ON chunks(file_id, first)")
+        db.execute("CREATE INDEX chunks_vector ON chunks(vector_id)")
+        db.execute("DELETE FROM _migrations WHERE name IN ('0005_sections', '0006_passages')")
+        index.store.set_split_version("4")
     index.close()
     again = Index(index.path, model=index.embedder.info.path)
     report = again.build(docs)
     assert sorted(report.changed) == sorted(first.added)
     assert report.embedded == 0, "sentence vectors are reused"
-    spans = dict(again.store.db.execute("SELECT span, COUNT(*) FROM chunks GROUP BY span"))
+    spans = dict(again.store.db.execute("SELECT kind, COUNT(*) FROM passages GROUP BY kind"))
     assert spans["section"] > 0 and spans["chunk"] > 0
     assert again.verify().ok
     assert again.ask("Reviewers check tests first.", k=1)[0].path == "en/review.md"
@@ -326,30 +305,6 @@ def test_bad_pattern_is_a_named_error(index: Index, docs: Path) -> None:
         index.build(docs, exclude=["!"])
 
 
-def markdown_units(text: str, model_dir: Path) -> tuple[list, Embedder]:
-    """The units make_units gives for a Markdown document, and the embedder that made them."""
-    from indexer.build import make_units
-    from indexer.load import Document
-
-    doc = Document(path="a.md", text=text, encoding="utf-8", format="markdown", size=0, mtime_ns=0,
-                   sha256="", truncated=False)  # fmt: skip
-    embedder = Embedder.load(model_dir)
-    return make_units(doc, embedder), embedder
-
-
-def test_chunks_under_a_heading_carry_its_text(tiny_model_dir: Path) -> None:
-    from indexer.build import make_chunks
-
-    steps = [f"Step {i} is done by hand." for i in range(1, 6)]
-    units, embedder = markdown_units("# Setup\n\n" + " ".join(steps) + "\n", tiny_model_dir)
-    chunks = make_chunks(units, embedder)
-    assert [u.text for u in units] == ["Setup", *steps]
-    # The chunk the heading opens holds it once; later chunks get it in front of their text.
-    assert chunks[0].text == " ".join(["Setup", *steps[:2]])
-    assert chunks[1].text == "Setup\n" + " ".join(steps[2:])
-    assert all(c.key not in {u.key for u in units} for c in chunks)
-
-
 STEPS = [
     "Plug in the cable.",
     "Turn on the power.",
@@ -358,60 +313,22 @@ STEPS = [
 ]
 
 
-def test_a_section_longer_than_a_chunk_gets_its_own_vector(tiny_model_dir: Path) -> None:
-    from indexer.build import make_chunks, make_sections
-
-    steps = STEPS
-    text = "# Setup\n\n" + " ".join(steps) + "\n\n# Short\n\nOne line.\n"
-    units, embedder = markdown_units(text, tiny_model_dir)
-    chunks = make_chunks(units, embedder)
-    sections = make_sections(units, embedder, chunks)
-    # "Setup" spans two chunks, so it has a section; "Short" is one chunk, which stands for it.
-    assert [(s.first, s.last, s.span) for s in sections] == [(0, 4, "section")]
-    assert sections[0].text == " ".join(["Setup", *steps])
-
-
-def test_a_section_is_cut_where_the_model_stops(tiny_model_dir: Path) -> None:
-    from indexer.build import make_chunks
-
-    sentences = [f"Item {i} is here." for i in range(30)]
-    units, embedder = markdown_units("# Long\n\n" + " ".join(sentences) + "\n", tiny_model_dir)
-    sections = make_chunks(units, embedder, size=None, span="section")
-    assert len(sections) > 1 and sections[0].first == 0 and sections[-1].last == len(units) - 1
-    assert all(a.last + 1 == b.first for a, b in itertools.pairwise(sections))
-    prefix = embedder.info.passage_prefix
-    assert all(
-        embedder.token_count(prefix + s.text) <= embedder.max_content_tokens for s in sections
-    )
-    assert all(s.text.startswith("Long\n") for s in sections[1:]), "later parts carry the heading"
-
-
 def test_dense_score_mixes_sentence_chunk_and_section(index: Index, tmp_path: Path) -> None:
-    from indexer.search import OWN_WEIGHT, SECTION_WEIGHT
+    from indexer.ranking import DEFAULT
 
     steps = STEPS
     index.build(write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(steps) + "\n"}))
     question = steps[3]
     hit = next(h for h in all_hits(index, question) if h.text == steps[3])
     embedder = index.embedder
-    query = embedder.embed_query(question)
+    query = index.searcher.question_vector(question)
     texts = (steps[3], "Setup\n" + " ".join(steps[2:]), " ".join(["Setup", *steps]))
     own, chunk, section = (
         float(v @ query) for v in embedder.embed([embedder.passage_text(t) for t in texts])
     )
-    local = OWN_WEIGHT * own + (1 - OWN_WEIGHT) * chunk
-    expected = (1 - SECTION_WEIGHT) * local + SECTION_WEIGHT * section
+    local = DEFAULT.own_weight * own + (1 - DEFAULT.own_weight) * chunk
+    expected = (1 - DEFAULT.section_weight) * local + DEFAULT.section_weight * section
     assert hit.dense_score == pytest.approx(expected, abs=1e-3)
-
-
-def test_keyword_rows_hold_the_heading_beyond_the_window() -> None:
-    from indexer.store import KEYWORD_WINDOW, keyword_rows
-
-    rows = [(1, "Kubernetes", "heading")] + [(i, f"word{i}", "text") for i in range(2, 8)]
-    near = {sentence_id: context.split() for sentence_id, _, context in keyword_rows(rows)}
-    far = 2 + KEYWORD_WINDOW  # the first sentence the window no longer reaches back from
-    assert "kubernetes" in near[far] and "kubernetes" in near[7]
-    assert near[2].count("kubernetes") == 1, "inside the window the heading counts once"
 
 
 def test_a_heading_scores_as_the_chunk_it_opens(index: Index, tmp_path: Path) -> None:
@@ -421,7 +338,7 @@ def test_a_heading_scores_as_the_chunk_it_opens(index: Index, tmp_path: Path) ->
     question = "Keep pull requests small and focused."
     hit = next(h for h in all_hits(index, question) if h.kind == "heading")
     embedder = index.embedder
-    query = embedder.embed_query(question)
+    query = index.searcher.question_vector(question)
     texts = (f"{hit.text} {body}", hit.text)  # as stored: without the Markdown marker
     chunk, own = embedder.embed([embedder.passage_text(t) for t in texts])
     assert hit.dense_score == pytest.approx(float(chunk @ query), abs=1e-3)

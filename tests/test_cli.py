@@ -15,6 +15,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from indexer import Index
 from indexer.cli import cli
 from tests.files import without_root_privileges, write_docs
 
@@ -508,12 +509,11 @@ def test_importing_the_cli_leaves_the_heavy_modules_for_later() -> None:
 
 
 def test_ask_reads_the_recorded_models_tokenizer_ahead(built: Path, tiny_model_dir: Path) -> None:
-    from indexer import cli as cli_module
     from indexer import tokenize
     from indexer.models import load_info
 
     info = load_info(tiny_model_dir)
-    cli_module._read_tokenizer_ahead(built, None, None)  # the index records the tiny model
+    Index.read_ahead(built)  # the index records the tiny model
     assert str(info.tokenizer.file) in tokenize._AHEAD
     ahead = tokenize.Tokenizer(info)  # takes the load in progress
     assert str(info.tokenizer.file) not in tokenize._AHEAD
@@ -521,10 +521,9 @@ def test_ask_reads_the_recorded_models_tokenizer_ahead(built: Path, tiny_model_d
 
 
 def test_reading_ahead_without_an_index_or_model_is_harmless(tmp_path: Path) -> None:
-    from indexer import cli as cli_module
     from indexer import tokenize
 
     before = dict(tokenize._AHEAD)
-    cli_module._read_tokenizer_ahead(tmp_path / "none", None, tmp_path / "empty-cache")
+    Index.read_ahead(tmp_path / "none", cache_dir=tmp_path / "empty-cache")
     assert before == tokenize._AHEAD
     assert_one_error(run("ask", "VPN", "--index", tmp_path / "none"), 1)

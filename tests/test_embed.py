@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer import models
-from indexer.embed import STATEMENT_PASSAGE_WEIGHT, Embedder, is_statement, normalize
+from indexer.embed import Embedder, is_statement, normalize
 from indexer.errors import ModelDirError, ModelPrepareError, TextTooLongError
 from indexer.models import load_info, verify
+from indexer.ranking import DEFAULT
 from indexer.tokenize import Tokenizer
 from tests.tiny_model import CORPUS, MAX_TOKENS, make_tiny_model, rewrite_json
 
@@ -183,19 +184,25 @@ def test_a_statement_leans_toward_its_passage_form(model_copy: Path) -> None:
     statement, question = CORPUS[1], "CPUより速いですか？"
     forms = [embedder.query_text(statement), embedder.passage_text(statement)]
     query, passage = embedder.embed(forms)
-    weight = STATEMENT_PASSAGE_WEIGHT
+    weight = DEFAULT.statement_passage_weight
     expected = normalize(((1 - weight) * query + weight * passage)[None])[0]
-    np.testing.assert_allclose(embedder.embed_query(statement), expected, atol=1e-6)
+    leaned = embedder.embed_query(statement, statement_weight=weight)
+    np.testing.assert_allclose(leaned, expected, atol=1e-6)
     assert not np.allclose(expected, query, atol=1e-3), "the two forms must differ here"
+    np.testing.assert_allclose(embedder.embed_query(statement), query, atol=1e-6)
     asked = embedder.embed([embedder.query_text(question)])[0]
-    np.testing.assert_allclose(embedder.embed_query(question), asked, atol=1e-6)
+    np.testing.assert_allclose(
+        embedder.embed_query(question, statement_weight=weight), asked, atol=1e-6
+    )
 
 
 def test_without_distinct_prefixes_a_statement_is_embedded_once(model_copy: Path) -> None:
     rewrite_json(model_copy, query_prefix="", passage_prefix="")
     plain = Embedder.load(model_copy, threads=1)
     np.testing.assert_allclose(
-        plain.embed_query(CORPUS[1]), plain.embed_batch([CORPUS[1]])[0], atol=1e-6
+        plain.embed_query(CORPUS[1], statement_weight=0.5),
+        plain.embed_batch([CORPUS[1]])[0],
+        atol=1e-6,
     )
 
 

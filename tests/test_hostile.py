@@ -248,7 +248,9 @@ def test_files_that_vanish_or_shrink_between_listing_and_reading(
     monkeypatch.setattr(build_module, "read_document", racing)
     index = Index(tmp_path / "idx", model=tiny_model_dir)
     report = index.build(root)
-    assert report.skipped == [("gone.md", "file vanished while reading")]
+    assert [(s.path, s.reason, s.transient) for s in report.skipped] == [
+        ("gone.md", "file vanished while reading", True)
+    ]
     assert sorted(report.added) == ["shrunk.md", "stays.md"]
     texts = {hit.text for hit in index.ask("file", k=10, mode="keyword")}
     assert "This file is cut short." in texts and not any("Everything" in t for t in texts)

@@ -304,7 +304,9 @@ def listed(root: Path, selection: Selection | None = None) -> tuple[list[str], l
     skipped: list[tuple[str, str]] = []
     paths = [
         info.path
-        for info in walk(root, selection or Selection(), on_skip=lambda *s: skipped.append(s))
+        for info in walk(
+            root, selection or Selection(), on_skip=lambda s: skipped.append((s.path, s.reason))
+        )
     ]
     return paths, skipped
 

@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 
 from indexer import Index, names
-from indexer import search as search_module
+from indexer.ranking import DEFAULT, Ranking
 from tests.files import write_docs
+
+
+def question_keys(question: str) -> names.NameKeys:
+    return names.question_keys(question, min_key=DEFAULT.name_min_key)
+
+
+def shared(question: names.NameKeys, text: str) -> float:
+    return names.shared(question, text, fuzzy_from=DEFAULT.name_fuzzy_from)
 
 
 @pytest.mark.parametrize(
@@ -24,35 +32,35 @@ from tests.files import write_docs
     ],
 )
 def test_a_name_and_its_transliteration_share_a_key(latin: str, by_sound: str) -> None:
-    question = names.question_keys(f"What did {latin} say?")
+    question = question_keys(f"What did {latin} say?")
     assert question.latin and not question.sound
-    assert names.shared(question, f"{by_sound}は言った。") == 1.0
+    assert shared(question, f"{by_sound}は言った。") == 1.0
 
 
 def test_different_names_do_not_match() -> None:
-    question = names.question_keys("What did Trump say?")
-    assert names.shared(question, "ジョーンズは言った。") == 0.0
-    assert names.shared(question, "アリザバラガは言った。") == 0.0
+    question = question_keys("What did Trump say?")
+    assert shared(question, "ジョーンズは言った。") == 0.0
+    assert shared(question, "アリザバラガは言った。") == 0.0
 
 
 def test_a_japanese_question_finds_the_latin_spelling() -> None:
-    question = names.question_keys("マルコーニはいつ実演した？")
+    question = question_keys("マルコーニはいつ実演した？")
     assert question.sound and not question.latin
-    assert names.shared(question, "When did Marconi demonstrate the radio?") == 1.0
+    assert shared(question, "When did Marconi demonstrate the radio?") == 1.0
 
 
 def test_which_words_count_as_names() -> None:
-    assert not names.question_keys("Where is the station?"), "the first word is no name"
-    assert not names.question_keys("What did Tom do?"), "keys under three letters match by chance"
-    keys = names.question_keys("Did Kepa Arrizabalaga and Peter Jones meet?")
+    assert not question_keys("Where is the station?"), "the first word is no name"
+    assert not question_keys("What did Tom do?"), "keys under three letters match by chance"
+    keys = question_keys("Did Kepa Arrizabalaga and Peter Jones meet?")
     assert keys.latin == {names.sound_key("Arrizabalaga"), names.sound_key("Jones"), "ptr"}
-    assert names.shared(keys, "アリザバラガとピーター・ジョーンズ") == pytest.approx(3 / 3)
-    assert names.shared(keys, "アリザバラガ") == pytest.approx(1 / 3)
+    assert shared(keys, "アリザバラガとピーター・ジョーンズ") == pytest.approx(3 / 3)
+    assert shared(keys, "アリザバラガ") == pytest.approx(1 / 3)
 
 
 def test_names_in_the_same_script_are_left_to_the_keyword_side() -> None:
-    assert names.shared(names.question_keys("What did Trump say?"), "Trump said so.") == 0.0
-    assert names.shared(names.question_keys("トランプは？"), "トランプ大統領") == 0.0
+    assert shared(question_keys("What did Trump say?"), "Trump said so.") == 0.0
+    assert shared(question_keys("トランプは？"), "トランプ大統領") == 0.0
 
 
 @pytest.fixture
@@ -61,7 +69,7 @@ def index(tmp_path: Path, tiny_model_dir: Path) -> Index:
 
 
 def test_hybrid_adds_the_name_share_to_passages_written_otherwise(
-    index: Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    index: Index, tmp_path: Path
 ) -> None:
     docs = {
         "a.md": "ボールはアリザバラガに当たり、ゴールになった。\n",
@@ -74,8 +82,8 @@ def test_hybrid_adds_the_name_share_to_passages_written_otherwise(
     assert named["a.md"].name_share == 1.0
     assert named["b.md"].name_share == 0.0
     assert named["c.md"].name_share is None, "written like the question"
-    weight = search_module.NAME_WEIGHT
-    monkeypatch.setattr(search_module, "NAME_WEIGHT", 0.0)
-    plain = {h.path: h for h in index.ask(question, k=3, context=0)}
+    weight = DEFAULT.name_weight
+    silent = Index(index.path, model=index.model.path, ranking=Ranking(name_weight=0.0))
+    plain = {h.path: h for h in silent.ask(question, k=3, context=0)}
     gain = named["a.md"].score - plain["a.md"].score
     assert gain == pytest.approx(weight, abs=1e-3)

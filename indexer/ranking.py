@@ -1,0 +1,201 @@
+"""How candidates are ranked: every knob in one frozen record, and pure functions over arrays.
+
+The ask use case (indexer.search) gathers the evidence (cosines of sentences and of the
+passages holding them, BM25 scores, how much of the question the index knows, which
+candidates are written like the question, names shared by sound); the functions here turn it
+into one ordering. Each knob was chosen by a `scripts/ablation.py --measure NAME` run, named
+beside it; docs/ranking.md holds the figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from indexer.store import SentenceRow
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Every ranking knob. Build variants with dataclasses.replace, never by patching."""
+
+    #: Sentence cosine's share against its chunk's: sentences alone miss answers spread over a
+    #: paragraph, chunks alone blur one-sentence matches (--measure mix).
+    own_weight: float = 0.7
+    #: The section's share (the sentences under the heading): says what a passage is about
+    #: (--measure mix).
+    section_weight: float = 0.1
+    #: A heading's own cosine share: a short title sits close to any question on its topic, so
+    #: it scores as the chunk it opens (--measure headings).
+    heading_own_weight: float = 0.0
+    #: The keyword side's weight in hybrid mode when the index knows all the question's terms
+    #: (scripts/eval.py on the dev sets).
+    keyword_weight: float = 0.5
+    #: Share of the question's IDF-weighted terms the index knows at which the keyword side
+    #: starts to count and reaches full weight: cross-language questions share only names and
+    #: numbers, same-language ones nearly everything (--measure trust, --measure ramp).
+    trust_ramp: tuple[float, float] = (0.4, 0.8)
+    #: Which candidates take keyword evidence: those written like the question, or every one.
+    #: A folder mixing English and Japanese puts an English question's word matches only in
+    #: English passages, pushing a Japanese answer down (--measure alike).
+    keyword_on: Literal["alike", "every"] = "alike"
+    #: Gain of a passage written unlike the question, times the share of the question's
+    #: names it writes by sound; more lets chance matches in (--measure names).
+    name_weight: float = 0.2
+    #: Name keys shorter than this match by chance ("tn" for Tom) (--measure names).
+    name_min_key: int = 3
+    #: Name keys this long may differ by one letter (--measure names).
+    name_fuzzy_from: int = 4
+    #: How far a question written as a statement leans from the query form to the passage
+    #: form: symmetric matching finds translations, too far draws same-language passages
+    #: (--measure statement).
+    statement_passage_weight: float = 0.5
+    #: BM25 weights of a keyword row's own terms and its neighbours': own words count double,
+    #: so the sentence holding them is the hit rather than a neighbour (scripts/eval.py).
+    bm25_weights: tuple[float, float] = (1.0, 0.5)
+    #: Neighbours on each side whose terms a keyword row holds, so words of a question spread
+    #: over a paragraph still meet (scripts/eval.py). Applied when rows are written: changing it
+    #: needs a re-split (indexer.build.SPLIT_VERSION).
+    keyword_window: int = 2
+    #: Candidates fetched per requested hit, so dropping overlapping places still leaves k.
+    overfetch: int = 4
+    #: Fewest candidates fetched whatever k is.
+    min_pool: int = 50
+    #: Keyword rows scored per hybrid question, so dense candidates get their BM25 score from
+    #: one FTS5 query (a row outside this depth scores 0).
+    keyword_depth: int = 1000
+    #: Ranked candidates read back per pool slot when choosing distinct places.
+    place_rows: int = 2
+
+    def pool(self, k: int) -> int:
+        """Candidates to fetch for k hits."""
+        return max(k * self.overfetch, self.min_pool)
+
+
+DEFAULT = Ranking()
+
+
+@dataclass
+class Scored:
+    """A candidate sentence with its final score and the evidence behind it."""
+
+    id: int
+    score: float
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+    dense_score: float | None = None
+    keyword_score: float | None = None
+    name_share: float | None = None
+
+
+def dense_mix(
+    own: np.ndarray,
+    chunk: np.ndarray,
+    section: np.ndarray,
+    heading: np.ndarray,
+    ranking: Ranking = DEFAULT,
+) -> np.ndarray:
+    """Dense scores: each sentence's own cosine mixed with its chunk's, then with its section's.
+
+    `chunk` is NaN for a sentence no passage holds (an index built before passages): it keeps
+    its own cosine. `section` is the chunk's cosine when the chunk is the whole section.
+    """
+    weight = np.where(heading, ranking.heading_own_weight, ranking.own_weight)
+    local = weight * own + (1 - weight) * chunk
+    mixed = (1 - ranking.section_weight) * local + ranking.section_weight * section
+    return np.where(np.isnan(chunk), own, mixed)
+
+
+def idf(df: int, total: int) -> float:
+    """BM25's inverse document frequency."""
+    return math.log((total - df + 0.5) / (df + 0.5) + 1.0)
+
+
+def keyword_trust(frequencies: Sequence[int], total: int) -> float:
+    """The IDF-weighted share of a question's terms that the index holds at all.
+
+    An English question over Chinese passages shares only numbers and names with them, so
+    keyword matches are chance; this share is then small and the dense side decides.
+    """
+    if not frequencies:
+        return 0.0
+    weights = [idf(df, total) for df in frequencies]
+    known = sum(w for w, df in zip(weights, frequencies, strict=True) if df > 0)
+    return known / sum(weights)
+
+
+def keyword_weight(trust: float, ranking: Ranking = DEFAULT) -> float:
+    """The keyword side's weight for a question whose terms the index knows this well."""
+    low, high = ranking.trust_ramp
+    return ranking.keyword_weight * min(max((trust - low) / (high - low), 0.0), 1.0)
+
+
+def fuse(
+    cosines: np.ndarray,
+    bm25: np.ndarray,
+    weight: float,
+    *,
+    keyword_top: float,
+    alike: np.ndarray | None = None,
+    name_share: np.ndarray | None = None,
+    ranking: Ranking = DEFAULT,
+) -> np.ndarray:
+    """Hybrid scores: min-max normalised cosine and BM25 (divided by `keyword_top`, the best
+    BM25 score of the question) mixed by `weight`.
+
+    Candidates not `alike` (written unlike the question) cannot share its words, so the dense
+    side alone scores them rather than a keyword score of zero; they gain name_weight × the
+    share of the question's names they write by sound.
+    """
+    if len(cosines) == 0:
+        return np.zeros(0)
+    low, high = cosines.min(), cosines.max()
+    dense = (cosines - low) / (high - low) if high > low else np.ones_like(cosines)
+    kw = bm25 / keyword_top if keyword_top > 0 else np.zeros_like(bm25)
+    share = np.full(len(cosines), weight) if alike is None else np.where(alike, weight, 0.0)
+    names = np.zeros_like(cosines) if name_share is None else name_share
+    return (1 - share) * dense + share * kw + ranking.name_weight * names
+
+
+def best_first(scores: np.ndarray) -> np.ndarray:
+    """Positions ordered by descending score, ties in input order."""
+    return np.argsort(-scores, kind="stable")
+
+
+def ranks(scores: dict[int, float]) -> dict[int, int]:
+    """1-based rank of each id by descending score, ties in input order."""
+    ordered = sorted(scores, key=lambda i: -scores[i])
+    return {i: r for r, i in enumerate(ordered, 1)}
+
+
+def distinct_places(
+    ranked: list[Scored],
+    rows: dict[int, SentenceRow],
+    *,
+    k: int,
+    context: int,
+) -> list[Scored]:
+    """The first k candidates whose shown context does not overlap a better one's in the same
+    file.
+
+    Code blocks are hits only with keyword evidence: their embeddings sit close to any
+    technical question (an HTTP header block "answered" a question about rate limits).
+    """
+    chosen: list[Scored] = []
+    taken: list[SentenceRow] = []
+    reach = 2 * max(context, 0)
+    for candidate in ranked:
+        row = rows.get(candidate.id)
+        if row is None or (row.kind == "code" and candidate.keyword_rank is None):
+            continue
+        if any(t.file_id == row.file_id and abs(t.position - row.position) <= reach for t in taken):
+            continue
+        chosen.append(candidate)
+        taken.append(row)
+        if len(chosen) == k:
+            break
+    return chosen

@@ -1,0 +1,65 @@
+"""Units and passages of a document, made with a tiny real tokenizer (no ONNX session)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from indexer.models import load_info
+from indexer.passages import Unit, make_chunks, make_passages, make_sections, make_units
+from indexer.tokenize import Tokenizer
+
+STEPS = [
+    "Plug in the cable.",
+    "Turn on the power.",
+    "Wait for the light.",
+    "Open the app.",
+]
+
+
+def markdown_units(text: str, model_dir: Path) -> tuple[list[Unit], Tokenizer]:
+    """The units of a Markdown document, and the tokenizer that made them."""
+    tokenizer = Tokenizer(load_info(model_dir))
+    return make_units(text, "markdown", tokenizer), tokenizer
+
+
+def test_chunks_under_a_heading_carry_its_text(tiny_model_dir: Path) -> None:
+    steps = [f"Step {i} is done by hand." for i in range(1, 6)]
+    units, tokenizer = markdown_units("# Setup\n\n" + " ".join(steps) + "\n", tiny_model_dir)
+    chunks = make_chunks(units, tokenizer)
+    assert [u.text for u in units] == ["Setup", *steps]
+    # The chunk the heading opens holds it once; later chunks get it in front of their text.
+    assert chunks[0].text == " ".join(["Setup", *steps[:2]])
+    assert chunks[1].text == "Setup\n" + " ".join(steps[2:])
+    assert all(c.key not in {u.key for u in units} for c in chunks)
+
+
+def test_a_section_longer_than_a_chunk_gets_its_own_vector(tiny_model_dir: Path) -> None:
+    text = "# Setup\n\n" + " ".join(STEPS) + "\n\n# Short\n\nOne line.\n"
+    units, tokenizer = markdown_units(text, tiny_model_dir)
+    chunks = make_chunks(units, tokenizer)
+    sections = make_sections(units, tokenizer, chunks)
+    # "Setup" spans two chunks, so it has a section; "Short" is one chunk, which stands for it.
+    assert [(s.first, s.last, s.kind) for s in sections] == [(0, 4, "section")]
+    assert sections[0].text == " ".join(["Setup", *STEPS])
+    assert make_passages(units, tokenizer) == chunks + sections
+
+
+def test_a_section_is_cut_where_the_model_stops(tiny_model_dir: Path) -> None:
+    sentences = [f"Item {i} is here." for i in range(30)]
+    units, tokenizer = markdown_units("# Long\n\n" + " ".join(sentences) + "\n", tiny_model_dir)
+    sections = make_chunks(units, tokenizer, size=None, kind="section")
+    assert len(sections) > 1 and sections[0].first == 0 and sections[-1].last == len(units) - 1
+    assert all(a.last + 1 == b.first for a, b in itertools.pairwise(sections))
+    prefix = tokenizer.model.passage_prefix
+    assert all(tokenizer.count(prefix + s.text) <= tokenizer.max_content_tokens for s in sections)
+    assert all(s.text.startswith("Long\n") for s in sections[1:]), "later parts carry the heading"
+
+
+def test_a_sentence_longer_than_the_model_is_windowed(tiny_model_dir: Path) -> None:
+    long = " ".join(f"word{i}" for i in range(2000)) + "."
+    units, tokenizer = markdown_units(long + "\n", tiny_model_dir)
+    assert len(units) > 1 and all(u.windowed for u in units)
+    prefix = tokenizer.model.passage_prefix
+    assert all(tokenizer.count(prefix + u.text) <= tokenizer.max_content_tokens for u in units)
+    assert len({u.key for u in units}) == len(units)

@@ -1,0 +1,112 @@
+"""The ranking functions on seeded arrays: pure, no index needed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from indexer import ranking
+from indexer.ranking import DEFAULT, Ranking, Scored
+from indexer.store import SentenceRow
+
+
+def test_fuse_scores_a_candidate_written_otherwise_on_its_dense_side() -> None:
+    cosines, bm25 = np.array([0.9, 0.8, 0.5]), np.array([0.0, 4.0, 0.0])
+    alike = np.array([False, True, True])
+    fused = ranking.fuse(cosines, bm25, 0.5, keyword_top=4.0, alike=alike)
+    assert fused[0] == pytest.approx(1.0), "no keyword share, so no penalty for lacking one"
+    assert fused[1] == pytest.approx(0.5 * 0.75 + 0.5 * 1.0)
+    assert fused[2] == pytest.approx(0.0)
+    plain = ranking.fuse(cosines, bm25, 0.5, keyword_top=4.0)
+    assert plain[0] == pytest.approx(0.5)
+
+
+def test_fuse_adds_the_share_of_names_written_by_sound() -> None:
+    cosines = np.array([0.9, 0.8, 0.5])
+    names = np.array([0.0, 0.5, 0.0])
+    alike = np.array([True, False, False])
+    fused = ranking.fuse(cosines, np.zeros(3), 0.0, keyword_top=0.0, alike=alike, name_share=names)
+    assert fused[0] == pytest.approx(1.0)
+    assert fused[1] == pytest.approx(0.75 + DEFAULT.name_weight * 0.5)
+    assert fused[2] == pytest.approx(0.0)
+    louder = Ranking(name_weight=1.0)
+    again = ranking.fuse(
+        cosines, np.zeros(3), 0.0, keyword_top=0.0, alike=alike, name_share=names, ranking=louder
+    )
+    assert again[1] == pytest.approx(0.75 + 0.5)
+
+
+def test_fuse_of_no_candidates_is_empty() -> None:
+    assert ranking.fuse(np.zeros(0), np.zeros(0), 0.5, keyword_top=0.0).shape == (0,)
+
+
+def test_fuse_with_equal_cosines_keeps_the_dense_side_whole() -> None:
+    fused = ranking.fuse(np.full(3, 0.4), np.array([2.0, 0.0, 1.0]), 0.5, keyword_top=2.0)
+    assert fused.tolist() == pytest.approx([1.0, 0.5, 0.75])
+
+
+def test_dense_mix_against_the_formula_on_seeded_arrays() -> None:
+    rng = np.random.default_rng(7)
+    own, chunk, section = rng.uniform(-1, 1, (3, 50))
+    heading = rng.random(50) < 0.2
+    chunk[:5] = np.nan  # sentences no passage holds keep their own cosine
+    mixed = ranking.dense_mix(own, chunk, section, heading)
+    for i in range(50):
+        if i < 5:
+            assert mixed[i] == own[i]
+            continue
+        weight = DEFAULT.heading_own_weight if heading[i] else DEFAULT.own_weight
+        local = weight * own[i] + (1 - weight) * chunk[i]
+        expected = (1 - DEFAULT.section_weight) * local + DEFAULT.section_weight * section[i]
+        assert mixed[i] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_heading_scores_as_its_chunk_and_section() -> None:
+    mixed = ranking.dense_mix(np.array([0.99]), np.array([0.3]), np.array([0.3]), np.array([True]))
+    assert mixed[0] == pytest.approx(0.3)
+
+
+def test_keyword_weight_follows_the_trust_ramp() -> None:
+    low, high = DEFAULT.trust_ramp
+    assert ranking.keyword_weight(low - 0.01) == 0.0
+    assert ranking.keyword_weight(high) == DEFAULT.keyword_weight
+    assert ranking.keyword_weight((low + high) / 2) == pytest.approx(DEFAULT.keyword_weight / 2)
+    assert ranking.keyword_weight(1.0, Ranking(keyword_weight=0.0)) == 0.0
+
+
+def test_keyword_trust_weighs_terms_by_rarity() -> None:
+    assert ranking.keyword_trust([], 100) == 0.0
+    assert ranking.keyword_trust([3, 9], 100) == 1.0
+    assert ranking.keyword_trust([0, 0], 100) == 0.0
+    rare_known = ranking.keyword_trust([1, 0], 100)
+    common_known = ranking.keyword_trust([0, 90], 100)
+    assert 0.0 < common_known < 0.1 < rare_known < 1.0, "a known rare term counts far more"
+
+
+def test_ranks_and_best_first_keep_ties_in_input_order() -> None:
+    assert ranking.ranks({5: 0.1, 7: 0.3, 9: 0.3}) == {7: 1, 9: 2, 5: 3}
+    assert ranking.best_first(np.array([0.1, 0.3, 0.3])).tolist() == [1, 2, 0]
+
+
+def row(i: int, file_id: int, position: int, kind: str = "text") -> SentenceRow:
+    return SentenceRow(i, file_id, f"f{file_id}", position, f"s{i}", kind, 1, 1, 0, 1)
+
+
+def test_distinct_places_drops_overlapping_context_and_bare_code() -> None:
+    rows = {1: row(1, 1, 10), 2: row(2, 1, 11), 3: row(3, 1, 20), 4: row(4, 2, 0, "code")}
+    ranked = [Scored(i, 1.0 - i / 10) for i in (1, 2, 3, 4)]
+    chosen = ranking.distinct_places(ranked, rows, k=5, context=1)
+    assert [s.id for s in chosen] == [1, 3], "2 overlaps 1; code needs keyword evidence"
+    ranked[3].keyword_rank = 1
+    assert [s.id for s in ranking.distinct_places(ranked, rows, k=5, context=0)] == [1, 2, 3, 4]
+    assert len(ranking.distinct_places(ranked, rows, k=2, context=0)) == 2
+
+
+def test_the_record_is_frozen_and_variants_are_made_by_replace() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULT.own_weight = 0.5  # type: ignore[misc]
+    variant = dataclasses.replace(DEFAULT, own_weight=0.5)
+    assert variant.own_weight == 0.5 and DEFAULT.own_weight != 0.5
+    assert DEFAULT.pool(5) == DEFAULT.min_pool and DEFAULT.pool(100) == 100 * DEFAULT.overfetch

@@ -1,0 +1,111 @@
+"""The store on a real SQLite file: records in, records out, and the writer lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.errors import BuildLockedError, NoIndexError
+from indexer.ranking import DEFAULT
+from indexer.store import (
+    FileEntry,
+    ModelRecord,
+    PassageEntry,
+    SentenceEntry,
+    Store,
+    keyword_rows,
+    vector_key,
+)
+
+MODEL = ModelRecord(name="m", checksum="c" * 64, path="", dimension=4, pooling="mean")
+
+
+def entry(path: str = "a.md") -> FileEntry:
+    return FileEntry(path, 10, 1, "sha", "utf-8", "markdown", truncated=False)
+
+
+def sentences(texts: list[str]) -> list[SentenceEntry]:
+    return [SentenceEntry(t, "text", i + 1, i + 1, 0, len(t), None, vector_key("c", t))
+            for i, t in enumerate(texts)]  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "idx")
+    store.create()
+    return store
+
+
+def written(store: Store, texts: list[str], path: str = "a.md") -> int:
+    rows = sentences(texts)
+    keys = [r.key for r in rows] + ["passage"]
+    store.add_vectors(keys, np.eye(len(keys), 4, dtype=np.float32))
+    with store.transaction():
+        return store.write_file(
+            entry(path), rows, [PassageEntry(0, len(texts) - 1, "passage", "chunk")],
+            indexed_at="now", keyword_window=DEFAULT.keyword_window,
+        )  # fmt: skip
+
+
+def test_a_missing_index_is_a_named_error(tmp_path: Path) -> None:
+    with pytest.raises(NoIndexError):
+        Store(tmp_path / "none").meta()
+
+
+def test_meta_round_trips_as_a_typed_record(store: Store) -> None:
+    assert store.meta().model is None and store.meta().generation == 0
+    with store.transaction():
+        store.record_build(
+            MODEL, split_version="5", generation=3, vector_count=7, vector_ids_digest="d"
+        )
+    meta = store.meta()
+    assert meta.model == MODEL and meta.generation == 3 and store.generation() == 3
+    assert (meta.vector_count, meta.vector_ids_digest, meta.split_version) == (7, "d", "5")
+
+
+def test_one_file_is_written_and_deleted_as_a_whole(store: Store) -> None:
+    file_id = written(store, ["Alpha beta.", "Gamma delta.", "Epsilon."])
+    assert store.stats().sentences == 3 and store.stats().passages == 1
+    ids = store.expected_vector_ids()
+    assert len(ids) == 4 and store.vector_count() == 4
+    texts = store.texts(ids[:3].tolist())
+    assert sorted(texts.values()) == ["Alpha beta.", "Epsilon.", "Gamma delta."]
+    assert store.keyword_search('"gamma"', 5, DEFAULT.bm25_weights)
+    members = store.passage_members([int(ids[3]) - (1 << 48)])
+    assert sorted(next(iter(members.values()))) == sorted(ids[:3].tolist())
+    with store.transaction():
+        store.delete_file(file_id)
+        store.delete_unused_vectors()
+    assert store.stats() == type(store.stats())(0, 0, 0, 0)
+    assert store.keyword_search('"gamma"', 5, DEFAULT.bm25_weights) == []
+
+
+def test_integrity_counts_staged_vectors(store: Store) -> None:
+    written(store, ["One sentence here."])
+    store.add_vectors(["staged"], np.ones((1, 4), dtype=np.float32))
+    integrity = store.integrity()
+    assert integrity.staged_vectors == 1 and integrity.quick_check == "ok"
+    assert integrity.sentences_without_vector == integrity.sentences_without_file == 0
+
+
+def test_a_second_writer_is_refused_with_the_message_given(store: Store) -> None:
+    second = Store(store.path)
+    with (
+        store.writer_lock(),
+        pytest.raises(BuildLockedError, match="busy now"),
+        second.writer_lock(busy="busy now"),
+    ):
+        pass
+    with store.writer_lock():
+        pass  # released after the first
+
+
+def test_keyword_rows_hold_the_heading_beyond_the_window() -> None:
+    window = DEFAULT.keyword_window
+    rows = [(1, "Kubernetes", "heading")] + [(i, f"word{i}", "text") for i in range(2, 8)]
+    near = {i: context.split() for i, _, context in keyword_rows(rows, window=window)}
+    far = 2 + window  # the first sentence the window no longer reaches back from
+    assert "kubernetes" in near[far] and "kubernetes" in near[7]
+    assert near[2].count("kubernetes") == 1, "inside the window the heading counts once"

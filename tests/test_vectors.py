@@ -1,0 +1,84 @@
+"""The vector index: seeded vectors, real FAISS files, checked against a real index database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer import Index, vectors
+from indexer.vectors import VectorIndex
+from tests.files import write_docs
+
+
+def seeded(n: int, dim: int = 8, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return np.arange(100, 100 + n, dtype=np.int64), vecs
+
+
+def test_search_finds_each_vector_first_and_survives_save_and_load(tmp_path: Path) -> None:
+    ids, vecs = seeded(200)
+    index = VectorIndex.from_blocks([(ids[:120], vecs[:120]), (ids[120:], vecs[120:])], 8)
+    path = tmp_path / "v.faiss"
+    index.save(path)
+    loaded = VectorIndex.load(path)
+    assert len(loaded) == 200 and np.array_equal(loaded.ids(), ids)
+    for row in (0, 57, 199):
+        best, score = loaded.search(vecs[row], 3)[0]
+        assert best == ids[row] and score == pytest.approx(1.0, abs=1e-5)
+    assert not list(tmp_path.glob("*.tmp"))
+    assert VectorIndex.from_blocks([], 8).search(vecs[0], 3) == []
+
+
+def test_mismatch_tells_counts_and_ids_apart() -> None:
+    ids, vecs = seeded(10)
+    index = VectorIndex.from_blocks([(ids, vecs)], 8)
+    digest = vectors.ids_digest(ids)
+    assert vectors.mismatch(index, 10, digest) is None
+    assert "9" in str(vectors.mismatch(index, 9, digest))
+    assert "ids" in str(vectors.mismatch(index, 10, vectors.ids_digest(ids + 1)))
+    assert vectors.mismatch(index, 10, "") is None, "older indexes recorded no digest"
+
+
+@pytest.fixture
+def built(tmp_path: Path, tiny_model_dir: Path) -> Index:
+    docs = {"a.md": "# Title\n\nFirst sentence here. Second one there.\n", "b.txt": "Other text.\n"}
+    index = Index(tmp_path / "idx", model=tiny_model_dir)
+    index.build(write_docs(tmp_path / "docs", docs))
+    return index
+
+
+def test_another_generations_file_with_the_same_count_is_noticed(
+    built: Index, tmp_path: Path
+) -> None:
+    store = built.store
+    generation = store.generation()
+    current = vectors.path_of(store.path, generation)
+    ids, vecs = seeded(len(VectorIndex.load(current)), dim=store.meta().model.dimension)
+    VectorIndex.from_blocks([(ids, vecs)], vecs.shape[1]).save(current)
+    assert vectors.problems(store), "verify compares ids, not only counts"
+    warnings: list[str] = []
+    with store.snapshot():
+        index = vectors.open_current(store, warn=warnings.append)
+    assert warnings and np.array_equal(np.sort(index.ids()), store.expected_vector_ids())
+    assert vectors.problems(store) == [], "the repaired file was saved"
+
+
+def test_repair_rewrites_a_missing_file(built: Index) -> None:
+    store = built.store
+    vectors.path_of(store.path, store.generation()).unlink()
+    assert "missing" in vectors.problems(store)[0]
+    assert vectors.repair(store) == store.generation()
+    assert vectors.problems(store) == []
+
+
+def test_old_generations_are_removed_but_the_previous_one(tmp_path: Path) -> None:
+    ids, vecs = seeded(4)
+    for generation in range(1, 5):
+        VectorIndex.from_blocks([(ids, vecs)], 8).save(vectors.path_of(tmp_path, generation))
+    (tmp_path / "vectors.9.tmp").write_bytes(b"partial")
+    vectors.remove_old(tmp_path, keep=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.3.faiss", "vectors.4.faiss"]
