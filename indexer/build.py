@@ -95,7 +95,7 @@ class BuildReport:
     truncated: list[str] = field(default_factory=list)
     sentences: int = 0
     embedded: int = 0
-    chunks_embedded: int = 0
+    passages_embedded: int = 0
     reused: int = 0
     windowed: int = 0
     generation: int = 0
@@ -121,7 +121,7 @@ class BuildReport:
             truncated=[fp.entry.path for fp in plan.index if fp.entry.truncated],
             sentences=len(units),
             embedded=embedded,
-            chunks_embedded=len(missing) - embedded,
+            passages_embedded=len(missing) - embedded,
             reused=len(units) - embedded,
             windowed=sum(1 for u in units if u.windowed),
             dry_run=dry_run,
@@ -154,7 +154,7 @@ class BuildReport:
                 "total": self.sentences,
                 "embedded": self.embedded,
                 "reused": self.reused,
-                "chunks_embedded": self.chunks_embedded,
+                "passages_embedded": self.passages_embedded,
                 "windowed": self.windowed,
             },
             "added": self.added,

@@ -60,6 +60,13 @@ class EmptyFolderError(IndexerError):
     """A build found no readable documents."""
 
 
+class NoSuchDocumentError(IndexerError):
+    """A path that is not an indexed file was asked for."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"{path} is not an indexed file — use a path from `index ask` output")
+
+
 class EmptyQuestionError(IndexerError):
     """The question is empty or only whitespace."""
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from indexer import config, models, tokenize
 from indexer.config import Mode
-from indexer.errors import IndexerError, NotAFolderError
+from indexer.errors import IndexerError, NoSuchDocumentError, NotAFolderError
 from indexer.load import Selection, Symlinks
-from indexer.store import ModelRecord, Store, recorded_model_path
+from indexer.store import ModelRecord, SentenceRow, Store, recorded_model_path
 
 if TYPE_CHECKING:
     from indexer.build import BuildReport, Progress
@@ -194,6 +194,16 @@ class Index:
                 warn=self._echo,
             )
         return self._searcher
+
+    def document(self, path: str) -> list[SentenceRow]:
+        """The stored sentences of one indexed file, in order (its text as the index holds it;
+        nothing is read from the folder, so only indexed files can be shown)."""
+        self.store.require_build()
+        with self.store.snapshot():
+            rows = self.store.file_sentences(path)
+        if not rows:
+            raise NoSuchDocumentError(path)
+        return rows
 
     def status(self) -> dict[str, object]:
         """Files, sentences, model, last build and size on disk."""

@@ -611,6 +611,14 @@ class Store:
         ).fetchall()
         return [SentenceRow(*r) for r in rows]
 
+    def file_sentences(self, path: str) -> list[SentenceRow]:
+        """Every sentence of one indexed file (by its path relative to the folder), in order;
+        empty when no such file is indexed."""
+        rows = self.db.execute(
+            f"{_SENTENCE_SELECT} WHERE f.path = ? ORDER BY s.position", [path]
+        ).fetchall()
+        return [SentenceRow(*r) for r in rows]
+
     def holders(self, sentence_ids: Sequence[int]) -> dict[int, Holders]:
         """The chunk and section holding each sentence, and the sentence's kind (sentences of
         an index without passages are absent)."""

@@ -143,7 +143,7 @@ def test_editing_one_sentence_embeds_one(index: Index, tmp_path: Path) -> None:
     second = index.build(root)
     assert second.changed == ["big.txt"]
     assert second.embedded == 1 and second.reused == 299
-    assert second.chunks_embedded == 1, "only the chunk holding the edited sentence"
+    assert second.passages_embedded == 1, "only the chunk holding the edited sentence"
 
 
 def test_identical_text_embedded_once(index: Index, tmp_path: Path) -> None:
@@ -343,3 +343,14 @@ def test_a_heading_scores_as_the_chunk_it_opens(index: Index, tmp_path: Path) ->
     chunk, own = embedder.embed([embedder.passage_text(t) for t in texts])
     assert hit.dense_score == pytest.approx(float(chunk @ query), abs=1e-3)
     assert abs(float(own @ query) - float(chunk @ query)) > 0.01, "own vector would differ"
+
+
+def test_a_document_is_shown_from_the_index_only(index: Index, docs: Path) -> None:
+    from indexer.errors import NoSuchDocumentError
+
+    index.build(docs)
+    rows = index.document("en/review.md")
+    assert rows[0].text == "Code review" and rows[-1].text == "Style comments come last."
+    for outside in ("../docs/en/review.md", "/etc/passwd", "en"):
+        with pytest.raises(NoSuchDocumentError):
+            index.document(outside)

@@ -109,3 +109,11 @@ def test_keyword_rows_hold_the_heading_beyond_the_window() -> None:
     far = 2 + window  # the first sentence the window no longer reaches back from
     assert "kubernetes" in near[far] and "kubernetes" in near[7]
     assert near[2].count("kubernetes") == 1, "inside the window the heading counts once"
+
+
+def test_a_files_sentences_are_read_back_in_order(store: Store) -> None:
+    written(store, ["First one.", "Second one.", "Third one."], path="dir/a.md")
+    rows = store.file_sentences("dir/a.md")
+    assert [r.text for r in rows] == ["First one.", "Second one.", "Third one."]
+    assert [r.position for r in rows] == [0, 1, 2] and rows[0].path == "dir/a.md"
+    assert store.file_sentences("../etc/passwd") == []
