@@ -270,7 +270,7 @@ def make_plan(
             plan.unchanged += 1
             continue
         try:
-            doc = read_document(root, info)
+            doc = read_document(root, info, (selection or Selection()).symlinks)
         except FileSkipped as skipped:
             plan.skipped.append(Skip(path, skipped.reason, skipped.transient))
             if row:

@@ -15,6 +15,7 @@ import click
 
 from indexer import config, models
 from indexer.config import MODES, Mode
+from indexer.display import printable
 from indexer.errors import ExitCode, IndexDamagedError, IndexerError
 from indexer.index import Index
 from indexer.load import Symlinks
@@ -218,19 +219,21 @@ def build(
 
 
 def _print_build(report: BuildReport, path: Path, *, quiet: bool) -> None:
+    """The run report for people: file names and reasons pass through `printable`."""
     for skip in report.skipped:
         if skip.transient or not quiet:
             kept = " (previous version kept)" if skip.path in report.kept else ""
-            _echo_err(f"skipped {skip.path}: {skip.reason}{kept}")
+            _echo_err(f"skipped {printable(skip.path)}: {printable(skip.reason)}{kept}")
     if quiet:
         return
     verb = "would index" if report.dry_run else "indexed"
+    root = printable(str(report.root))
     click.echo(
-        f"{verb} {report.root}: {len(report.added)} added, {len(report.changed)} changed, "
+        f"{verb} {root}: {len(report.added)} added, {len(report.changed)} changed, "
         f"{len(report.deleted)} deleted, {len(report.renamed)} renamed, {report.unchanged} "
         f"unchanged, {len(report.skipped)} skipped; {report.sentences} sentences "
         f"({report.embedded} embedded, {report.reused} reused) in {report.seconds:.1f} s"
-        + ("" if report.dry_run else f" → {path}")
+        + ("" if report.dry_run else f" → {printable(str(path))}")
     )
 
 
@@ -328,6 +331,8 @@ def _repl(index: Index, ask_one: Callable[[str], list[Hit]], *, as_json: bool) -
 
 
 def _print_hits(hits: list[Hit], *, as_json: bool) -> None:
+    """Hits as JSON lines (exact text), or for people with document text and file names
+    passed through `printable`: a document cannot drive the terminal or forge a line."""
     if as_json:
         for hit in hits:
             click.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
@@ -338,12 +343,13 @@ def _print_hits(hits: list[Hit], *, as_json: bool) -> None:
     for hit in hits:
         # People read similarity; the fused hybrid score only orders the hits (both in --json).
         shown = hit.dense_score if hit.dense_score is not None else hit.score
-        click.echo(click.style(f"{hit.rank}. {shown:.3f}  {hit.location}", fg="cyan"))
+        location = printable(hit.location)
+        click.echo(click.style(f"{hit.rank}. {shown:.3f}  {location}", fg="cyan"))
         for text in hit.before:
-            click.echo(click.style(f"   {text}", dim=True))
-        click.echo(click.style(f" > {hit.text}", bold=True))
+            click.echo(click.style(f"   {printable(text, indent='   ')}", dim=True))
+        click.echo(click.style(f" > {printable(hit.text, indent='   ')}", bold=True))
         for text in hit.after:
-            click.echo(click.style(f"   {text}", dim=True))
+            click.echo(click.style(f"   {printable(text, indent='   ')}", dim=True))
         click.echo()
 
 

@@ -68,6 +68,8 @@ OnSkip = Callable[[Skip], None]
 BROKEN_LINK = "broken symlink"
 LINK_LOOP = "symlink loop"
 LINK_OUTSIDE = "symlink leads outside the folder (--symlinks all follows it)"
+LINK_NOT_FOLLOWED = "symlink (--symlinks none follows no links)"
+NOT_REGULAR = "not a regular file"
 WALKED_BEFORE = "symlink to a folder already walked (a loop or an alias)"
 
 
@@ -151,6 +153,9 @@ def _compile(patterns: Iterable[str], option: str) -> pathspec.PathSpec:
 
 _Entry = tuple[os.DirEntry[str], str, _Rules]
 
+#: Bytes of a .indexignore file that are read; the rest is ignored.
+_MAX_IGNORE_BYTES = 1 << 20
+
 
 class _Walker:
     """What one walk needs to remember: the root, the folders seen, where to report skips."""
@@ -180,13 +185,18 @@ class _Walker:
         return [(entry, prefix + entry.name, rules) for entry in entries]
 
     def _ignore_file(self, entry: os.DirEntry[str], prefix: str) -> pathspec.PathSpec | None:
+        """A .indexignore file's patterns, read as documents are: a FIFO cannot hang the walk."""
+        rel = prefix + entry.name
         try:
-            with open(entry.path, encoding="utf-8", errors="replace") as handle:
-                lines = handle.read(1 << 20).splitlines()
-        except OSError as error:
-            self.on_skip(_failure(prefix + entry.name, error))
+            with _opened(entry.path, rel) as (handle, _):
+                data = handle.read(_MAX_IGNORE_BYTES)
+        except FileSkipped as skipped:
+            self.on_skip(Skip(rel, skipped.reason, skipped.transient))
             return None
-        return _lenient_spec(lines)
+        except OSError as error:
+            self.on_skip(_failure(rel, error))
+            return None
+        return _lenient_spec(data.decode("utf-8", errors="replace").splitlines())
 
     def kind(
         self, entry: os.DirEntry[str], rel: str, rules: _Rules
@@ -205,6 +215,8 @@ class _Walker:
                 return self._folder_kind(entry, rel)
             if entry.is_file():
                 return "file" if rules.wanted(rel) else "skip"
+            if rules.wanted(rel):  # a FIFO, socket or device named like a document
+                self.on_skip(Skip(rel, NOT_REGULAR))
         except OSError as error:
             if document:
                 loop = error.errno == errno.ELOOP
@@ -216,9 +228,12 @@ class _Walker:
         if self.symlinks == "none":
             return False
         try:
-            os.stat(entry.path)
+            target = os.stat(entry.path)
         except OSError as error:
             self.on_skip(Skip(rel, LINK_LOOP if error.errno == errno.ELOOP else BROKEN_LINK))
+            return False
+        if not (stat.S_ISREG(target.st_mode) or stat.S_ISDIR(target.st_mode)):
+            self.on_skip(Skip(rel, NOT_REGULAR))  # /dev/zero, wherever it lies
             return False
         if self.symlinks == "inside" and not _inside(os.path.realpath(entry.path), self.root_real):
             self.on_skip(Skip(rel, LINK_OUTSIDE))
@@ -304,11 +319,15 @@ def _file_info(entry: os.DirEntry[str], rel: str) -> FileInfo | None:
 # ---------------------------------------------------------------- reading
 
 
-def read_document(root: Path, info: FileInfo) -> Document:
-    """Read one file listed by `walk` and turn it into text; raises FileSkipped when it cannot."""
+def read_document(root: Path, info: FileInfo, symlinks: Symlinks = "inside") -> Document:
+    """Read one file listed by `walk` and turn it into text; raises FileSkipped when it cannot.
+
+    `symlinks` is the walk's setting, checked again on the opened file: a file replaced by a
+    link after the walk listed it is not read unless the walk would have followed that link.
+    """
     fmt = config.TEXT_SUFFIXES.get(Path(info.path).suffix.lower(), "text")
     try:
-        with _opened(Path(root, info.path), info.path) as (handle, status):
+        with _opened_within(root, info.path, symlinks) as (handle, status):
             if fmt in _formats().CONTAINERS:
                 text, encoding, truncated, digest = _read_container(handle, fmt, info.path)
                 _check_unchanged(handle, status, info.path)
@@ -334,16 +353,83 @@ def read_document(root: Path, info: FileInfo) -> Document:
 _Read = tuple[str, str, bool, str]  # text, encoding, truncated, sha256
 
 
+_Opened = Iterator[tuple[BinaryIO, os.stat_result]]
+
+
 @contextlib.contextmanager
-def _opened(path: Path, rel: str) -> Iterator[tuple[BinaryIO, os.stat_result]]:
-    """The open file and its fstat; FileSkipped unless it is a regular file."""
+def _opened_within(root: Path, rel: str, symlinks: Symlinks) -> _Opened:
+    """`_opened`, with the symlink setting enforced on the file actually opened.
+
+    The walk checked links when it listed the file; by now any part of the path may have been
+    swapped for a link. So "none" opens without following a final link and "inside" opens the
+    resolved path the same way; then the opened file's real path must be the expected one.
+    """
+    path = os.path.join(root, rel)
+    if symlinks == "all":
+        with _opened(path, rel) as opened:
+            yield opened
+        return
+    root_real = os.path.realpath(root)
+    if symlinks == "none":
+        expected, reason = os.path.join(root_real, rel), LINK_NOT_FOLLOWED
+    else:
+        expected, reason = os.path.realpath(path, strict=True), LINK_OUTSIDE
+        if not _inside(expected, root_real):
+            raise FileSkipped(rel, reason)
+    with _opened(expected, rel, nofollow=True, link_reason=reason) as (handle, status):
+        real = _real_path(handle.fileno(), status, expected)
+        if not _allowed(real, expected, root_real, symlinks):
+            raise FileSkipped(rel, reason)
+        yield handle, status
+
+
+def _allowed(real: str | None, expected: str, root_real: str, symlinks: Symlinks) -> bool:
+    """Whether an opened file is where the setting allows: exactly the listed path for "none"
+    (no link on the way), anywhere in the folder for "inside"."""
+    if real is None:
+        return False
+    return real == expected if symlinks == "none" else _inside(real, root_real)
+
+
+@contextlib.contextmanager
+def _opened(path: str, rel: str, *, nofollow: bool = False, link_reason: str = "") -> _Opened:
+    """The open file and its fstat; FileSkipped unless it is a regular file.
+
+    With `nofollow`, a final symlink is refused with `link_reason`.
+    """
     # O_NONBLOCK: a FIFO that replaced the file must not hang the build.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags | (getattr(os, "O_NOFOLLOW", 0) if nofollow else 0))
+    except OSError as error:
+        if nofollow and error.errno in _NOFOLLOW_ERRNOS and os.path.islink(path):
+            raise FileSkipped(rel, link_reason) from None
+        raise
     with os.fdopen(fd, "rb") as handle:
         status = os.fstat(handle.fileno())
         if not stat.S_ISREG(status.st_mode):
-            raise FileSkipped(rel, "not a regular file")
+            raise FileSkipped(rel, NOT_REGULAR)
         yield handle, status
+
+
+#: What open(O_NOFOLLOW) fails with on a symlink: ELOOP on Linux, EMLINK or EFTYPE on BSDs.
+_NOFOLLOW_ERRNOS = {errno.ELOOP, errno.EMLINK, getattr(errno, "EFTYPE", errno.ELOOP)}
+
+
+def _real_path(fd: int, status: os.stat_result, path: str) -> str | None:
+    """Where an open file really is: /proc on Linux; elsewhere the path resolved again, trusted
+    only when it still names the file that is open (else None)."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        real = os.path.realpath(path)
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.stat(real), status):
+                return real
+        return None
+    if real.endswith(" (deleted)") and os.fstat(fd).st_nlink == 0:
+        raise FileNotFoundError(errno.ENOENT, "deleted while open", path)
+    return real
 
 
 def _read_text(handle: BinaryIO, rel: str) -> _Read:
@@ -450,7 +536,9 @@ def _failure(rel: str, error: OSError) -> Skip:
     if isinstance(error, PermissionError):
         return Skip(rel, DENIED, transient=True)
     if isinstance(error, (IsADirectoryError, NotADirectoryError)):
-        return Skip(rel, "not a regular file")
+        return Skip(rel, NOT_REGULAR)
+    if error.errno == errno.ELOOP:
+        return Skip(rel, LINK_LOOP)
     strerror = (error.strerror or type(error).__name__).lower()
     return Skip(rel, f"{READ_ERROR} ({strerror})", transient=True)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import click
@@ -17,6 +19,7 @@ from click.testing import CliRunner, Result
 
 from indexer import Index
 from indexer.cli import cli
+from indexer.display import printable
 from tests.files import without_root_privileges, write_docs
 
 DOCS = {
@@ -527,3 +530,61 @@ def test_reading_ahead_without_an_index_or_model_is_harmless(tmp_path: Path) -> 
     Index.read_ahead(tmp_path / "none", cache_dir=tmp_path / "empty-cache")
     assert before == tokenize._AHEAD
     assert_one_error(run("ask", "VPN", "--index", tmp_path / "none"), 1)
+
+
+# ---------------------------------------------------------------- hostile text and names
+
+#: Sets the window title, rings the bell and clears the screen when printed raw.
+HOSTILE = "The printer jams\x1b]0;pwned\x07\x1b[2J every Monday\u202e morning."
+FORGED = "bad\nskipped fine.md: all is well.txt"  # a binary file whose name forges a line
+
+
+def raw_controls(text: str) -> set[str]:
+    """Control and bidi characters in printed output, but newlines and click's own colours."""
+    text = re.sub("\x1b\\[[0-9;]*m", "", text)
+    return {c for c in text if c != "\n" and (unicodedata.category(c) == "Cc" or c in BIDI)}
+
+
+BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+@pytest.mark.parametrize("color", [False, True], ids=["plain", "terminal"])
+def test_document_text_and_file_names_cannot_drive_the_terminal(
+    tmp_path: Path, idx: Path, tiny_model_dir: Path, color: bool
+) -> None:
+    docs = write_docs(tmp_path / "docs", {"new\nline\x1b[2J.md": HOSTILE + "\n"})
+    (docs / FORGED).write_bytes(b"\x00\x01binary\x00" * 50)
+    result = CliRunner().invoke(
+        cli, ["build", str(docs), "--index", str(idx), "--model", str(tiny_model_dir)], color=color
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "skipped bad\\nskipped fine.md: all is well.txt: binary file"
+    ]
+    assert not raw_controls(result.output)
+    result = CliRunner().invoke(cli, ["ask", "printer jams", "--index", str(idx)], color=color)
+    lines = assert_ok(result).stdout.splitlines()
+    assert not raw_controls(result.output)
+    assert "new\\nline\\x1b[2J.md:1" in lines[0]
+    assert " > The printer jams\\x1b]0;pwned\\x07\\x1b[2J every Monday\\u202e morning." in lines[1]
+
+
+def test_json_keeps_text_and_names_exact(tmp_path: Path, idx: Path, tiny_model_dir: Path) -> None:
+    name = "new\nline\x1b[2J.md"
+    docs = write_docs(tmp_path / "docs", {name: HOSTILE + "\n"})
+    (docs / FORGED).write_bytes(b"\x00\x01binary\x00" * 50)
+    result = assert_ok(run("build", docs, "--index", idx, "--model", tiny_model_dir, "--json"))
+    assert "\x1b" not in result.stdout and len(result.stdout.splitlines()) == 1
+    report = json.loads(result.stdout)
+    assert report["added"] == [name]
+    assert report["skipped"] == [{"path": FORGED, "reason": "binary file"}]
+    result = assert_ok(run("ask", "printer jams", "--index", idx, "--json", "-k", "1"))
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    (hit,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (hit["path"], hit["text"]) == (name, HOSTILE)
+
+
+def test_printable_escapes_controls_and_keeps_tabs_and_indented_lines() -> None:
+    assert printable("a\tb\x00\x7f\x85\u2066\udce9\r") == "a\tb\\x00\\x7f\\x85\\u2066\\udce9\\r"
+    assert printable("code:\n  x = 1\x1b", indent="   ") == "code:\n     x = 1\\x1b"
+    assert printable("日本語 — fine") == "日本語 — fine"

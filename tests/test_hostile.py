@@ -23,7 +23,14 @@ import pytest
 import indexer.build as build_module
 from indexer import Index, formats
 from indexer.build import BAD_NAME
-from indexer.load import BROKEN_LINK, LINK_LOOP, UNDECODABLE, WALKED_BEFORE
+from indexer.load import (
+    BROKEN_LINK,
+    LINK_LOOP,
+    LINK_OUTSIDE,
+    NOT_REGULAR,
+    UNDECODABLE,
+    WALKED_BEFORE,
+)
 from tests import assets
 from tests.files import without_root_privileges, write
 
@@ -238,12 +245,12 @@ def test_files_that_vanish_or_shrink_between_listing_and_reading(
     write(root / "stays.md", "This file stays as it is.")
     read = build_module.read_document
 
-    def racing(folder: Path, info: object) -> object:
+    def racing(folder: Path, info: object, *args: object) -> object:
         if info.path == "gone.md":  # type: ignore[attr-defined]
             (folder / "gone.md").unlink()
         if info.path == "shrunk.md":  # type: ignore[attr-defined]
             (folder / "shrunk.md").write_text("This file is cut short.")
-        return read(folder, info)
+        return read(folder, info, *args)
 
     monkeypatch.setattr(build_module, "read_document", racing)
     index = Index(tmp_path / "idx", model=tiny_model_dir)
@@ -276,3 +283,47 @@ def test_200_mb_single_line_file_is_streamed_with_flat_memory(
     assert sorted(run.report["added"]) == ["huge.txt", "small.md"]
     # 200 MB were hashed; only the first 2 M characters (and their sentences) were held.
     assert run.peak_mb < 400, f"peak memory {run.peak_mb:.0f} MB"
+
+
+def test_special_files_are_reported_and_a_fifo_indexignore_does_not_hang(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    root, index = tmp_path / "docs", tmp_path / "idx"
+    write(root / "good.md", "A plain document next to special files.")
+    os.mkfifo(root / ".indexignore")  # opening it for reading would wait for a writer for ever
+    os.mkfifo(root / "pipe.md")
+    os.symlink("/dev/zero", root / "zero.txt")
+    expected = {".indexignore": NOT_REGULAR, "pipe.md": NOT_REGULAR, "zero.txt": NOT_REGULAR}
+    command = [sys.executable, "-m", "indexer", "build", str(root), "--index", str(index)]
+    plain = subprocess.run(
+        [*command, "--model", str(tiny_model_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stderr.splitlines() == [f"skipped {path}: {why}" for path, why in expected.items()]
+    assert "1 added" in plain.stdout and "3 skipped" in plain.stdout
+    run = build(root, tmp_path / "idx-json", tiny_model_dir)
+    assert (run.code, skipped(run), run.report["added"]) == (0, expected, ["good.md"])
+
+
+def test_a_race_cannot_bring_in_an_outside_file(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document swapped for a link to an outside file between the walk and the read."""
+    root = tmp_path / "docs"
+    write(root / "doc.md", "The document as the walk saw it.")
+    write(root / "other.md", "Another document.")
+    secret = write(tmp_path / "secret.md", "The secret outside the folder.")
+    read = build_module.read_document
+
+    def racing(folder: Path, info: object, *args: object) -> object:
+        if info.path == "doc.md":  # type: ignore[attr-defined]
+            (folder / "doc.md").unlink()
+            os.symlink(secret, folder / "doc.md")
+        return read(folder, info, *args)
+
+    monkeypatch.setattr(build_module, "read_document", racing)
+    index = Index(tmp_path / "idx", model=tiny_model_dir)
+    report = index.build(root)
+    assert [(s.path, s.reason) for s in report.skipped] == [("doc.md", LINK_OUTSIDE)]
+    assert report.added == ["other.md"]
+    assert not any("secret" in hit.text for hit in index.ask("secret outside", k=10))

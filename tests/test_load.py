@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
+import shutil
+import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,11 +21,14 @@ from indexer.errors import FileSkipped
 from indexer.load import (
     BROKEN_LINK,
     LINK_LOOP,
+    LINK_NOT_FOLLOWED,
     LINK_OUTSIDE,
+    NOT_REGULAR,
     UNDECODABLE,
     WALKED_BEFORE,
     FileInfo,
     Selection,
+    Symlinks,
     decode,
     read_document,
     walk,
@@ -437,3 +445,109 @@ def test_file_changed_between_hash_and_parse_is_skipped(
     monkeypatch.setattr(formats, "extract", grow)
     with pytest.raises(FileSkipped, match="changed while reading"):
         read_document(tmp_path, FileInfo("doc.pdf", 0, 0))
+
+
+# ---------------------------------------------------------------- races and special files
+
+OUTSIDE_TEXT = "Outside the folder: this text must never be indexed."
+
+
+@pytest.fixture
+def raced(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder of two documents and, beside it, a folder of outside ones of the same names."""
+    root = tmp_path / "docs"
+    write(root / "doc.md", "Inside the folder.")
+    write(root / "sub" / "deep.md", "Inside, one folder down.")
+    outside = tmp_path / "outside"
+    write(outside / "doc.md", OUTSIDE_TEXT)
+    write(outside / "deep.md", OUTSIDE_TEXT)
+    return root, outside
+
+
+def swap_for_links(root: Path, outside: Path) -> None:
+    """What a race does between the walk and the read: the file, and the folder above the
+    other file, become links leading outside."""
+    (root / "doc.md").unlink()
+    os.symlink(outside / "doc.md", root / "doc.md")
+    shutil.rmtree(root / "sub")
+    os.symlink(outside, root / "sub")
+
+
+@pytest.mark.parametrize(
+    ("symlinks", "reason"), [("inside", LINK_OUTSIDE), ("none", LINK_NOT_FOLLOWED)]
+)
+def test_a_file_swapped_for_a_link_after_the_walk_is_not_read(
+    raced: tuple[Path, Path], symlinks: Symlinks, reason: str
+) -> None:
+    root, outside = raced
+    listing = list(walk(root, Selection(symlinks=symlinks)))
+    assert [info.path for info in listing] == ["doc.md", "sub/deep.md"]
+    swap_for_links(root, outside)
+    for info in listing:
+        with pytest.raises(FileSkipped) as skipped:
+            read_document(root, info, symlinks)
+        assert (skipped.value.reason, skipped.value.transient) == (reason, False)
+
+
+def test_all_follows_a_link_that_appeared_after_the_walk(raced: tuple[Path, Path]) -> None:
+    root, outside = raced
+    listing = list(walk(root, Selection(symlinks="all")))
+    swap_for_links(root, outside)
+    assert {read_document(root, info, "all").text for info in listing} == {OUTSIDE_TEXT}
+
+
+def test_a_link_swapped_in_that_stays_inside_is_read_with_inside(tmp_path: Path) -> None:
+    write(tmp_path / "doc.md", "The first version.")
+    write(tmp_path / "other.md", "Another document in the same folder.")
+    (info,) = (i for i in walk(tmp_path) if i.path == "doc.md")
+    (tmp_path / "doc.md").unlink()
+    os.symlink("other.md", tmp_path / "doc.md")
+    assert read_document(tmp_path, info).text == "Another document in the same folder."
+    with pytest.raises(FileSkipped, match="--symlinks none"):
+        read_document(tmp_path, info, "none")
+
+
+def test_special_files_named_like_documents_are_reported(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.md")
+    os.symlink("/dev/zero", tmp_path / "zero.txt")
+    os.symlink("pipe.md", tmp_path / "link-to-pipe.md")
+    os.mkfifo(tmp_path / "pipe.png")  # not named like a document: passed by in silence
+    expected = [("link-to-pipe.md", NOT_REGULAR), ("pipe.md", NOT_REGULAR)]
+    expected.append(("zero.txt", NOT_REGULAR))
+    with contextlib.closing(socket.socket(socket.AF_UNIX)) as sock:
+        with contextlib.suppress(OSError):  # a socket path may not be longer than ~100 bytes
+            sock.bind(os.fspath(tmp_path / "sock.md"))
+            expected.insert(2, ("sock.md", NOT_REGULAR))
+        for symlinks in ("inside", "all"):
+            assert listed(tmp_path, Selection(symlinks=symlinks)) == ([], expected)
+        # Links are not looked at with "none"; the FIFO and the socket are still reported.
+        assert listed(tmp_path, Selection(symlinks="none"))[1] == [
+            entry for entry in expected if entry[0] in ("pipe.md", "sock.md")
+        ]
+
+
+def in_thread(func: Callable[[], object], seconds: float = 60) -> object:
+    """func's result, or a failure when it is still running after `seconds` (a hang)."""
+    results: list[object] = []
+    thread = threading.Thread(target=lambda: results.append(func()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    return results[0]
+
+
+def test_fifo_indexignore_is_reported_and_does_not_hang(project: Path) -> None:
+    os.mkfifo(project / ".indexignore")
+    write(project / "docs" / ".indexignore", "drafts/\n")
+    paths, skipped = in_thread(lambda: listed(project))  # type: ignore[misc]
+    assert skipped == [(".indexignore", NOT_REGULAR)]
+    assert "build/out.html" in paths and "docs/drafts/todo.md" not in paths
+
+
+def test_indexignore_that_is_a_folder_or_a_device_is_reported(project: Path) -> None:
+    (project / ".indexignore").mkdir()
+    os.symlink("/dev/zero", project / "docs" / ".indexignore")
+    assert in_thread(lambda: listed(project)[1]) == [
+        (".indexignore", NOT_REGULAR),
+        ("docs/.indexignore", NOT_REGULAR),
+    ]
