@@ -83,6 +83,34 @@ index_options = _options(
 )
 
 
+#: --include, --exclude and --symlinks: which files of a folder are indexed.
+selection_options = _options(
+    click.option(
+        "--include",
+        "include",
+        multiple=True,
+        metavar="GLOB",
+        help="Index only files matching GLOB (gitignore syntax, e.g. 'docs/**/*.md'); repeatable.",
+    ),
+    click.option(
+        "--exclude",
+        "exclude",
+        multiple=True,
+        metavar="GLOB",
+        help="Skip files and folders matching GLOB (gitignore syntax, e.g. 'drafts/' or "
+        "'*.pdf'); repeatable. Adds to the .indexignore files in FOLDER.",
+    ),
+    click.option(
+        "--symlinks",
+        type=click.Choice(["inside", "all", "none"]),
+        default="inside",
+        show_default=True,
+        help="Which symlinks to follow: those staying inside FOLDER, all (loops are still "
+        "caught), or none.",
+    ),
+)
+
+
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into one line on stderr and a documented exit code."""
 
@@ -412,6 +440,80 @@ def verify(
         click.echo("ok" if report.ok else "index has problems")
     if not report.ok:
         sys.exit(ExitCode.UNUSABLE)
+
+
+@cli.command("mcp")
+@index_options
+@handle_errors
+def mcp_command(
+    index_path: Path | None,
+    model: Path | None,
+    cache_dir: Path | None,
+    threads: int | None,
+) -> None:
+    """Serve the index to agents: a Model Context Protocol server over stdio.
+
+    Tools: search(question, k, mode), read_passage(path, line, context), status(). The model
+    loads once; each question reads the index's latest build. Needs the `mcp` extra
+    (pip install 'indexer[mcp]').
+    """
+    from indexer import mcp_server
+
+    mcp_server.serve(lambda: _open(index_path, model, cache_dir, threads), echo=_echo_err)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@index_options
+@click.option(
+    "--debounce",
+    type=click.FloatRange(min=0.05),
+    default=config.DEFAULT_DEBOUNCE,
+    show_default=True,
+    help=f"Seconds without a change before a build starts (a burst of changes is one build; "
+    f"a constant trickle still builds every {config.WATCH_MAX_DELAY:g} s).",
+)
+@selection_options
+@json_option("Print each build's run report as one JSON object (one line per build).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@handle_errors
+def watch(
+    folder: Path,
+    index_path: Path | None,
+    model: Path | None,
+    cache_dir: Path | None,
+    threads: int | None,
+    debounce: float,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    symlinks: Symlinks,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Keep the index in line with FOLDER: build now, then after every burst of changes.
+
+    Builds are the incremental builds of `index build`, under the same lock: while another
+    build runs, the watcher waits for it. A missing or emptied FOLDER (an unmounted disk) is
+    not built until it has files again. Ctrl-C or SIGTERM stops it (exit 0; 130 in the
+    middle of a build, which the next build finishes).
+    """
+    from indexer import watch as watching
+
+    index = _open(index_path, model, cache_dir, threads, quiet or as_json)
+
+    def show(report: BuildReport) -> None:
+        if as_json:
+            click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+        else:
+            _print_build(report, index.path, quiet=quiet)
+
+    echo = (lambda message: None) if quiet else _echo_err
+    options = {"include": include, "exclude": exclude, "symlinks": symlinks}
+    ending = watching.watch(index, folder, debounce=debounce, show=show, echo=echo, **options)
+    if ending is watching.Ending.INTERRUPTED:
+        _echo_err("interrupted during a build — the index keeps its last finished build")
+        sys.exit(ExitCode.INTERRUPTED)
+    echo(f"stopped watching {folder}")
 
 
 @cli.command()

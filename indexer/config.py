@@ -35,6 +35,10 @@ CHUNK_SENTENCES = 3
 MIN_SENTENCE_CHARS = 8
 #: Longer sentences and blocks (a base64 blob, minified code, a log line) are cut into pieces.
 MAX_SENTENCE_CHARS = 2000
+#: `index watch`: seconds without a change before a build (a burst of changes is one build) ...
+DEFAULT_DEBOUNCE = 2.0
+#: ... and the most seconds a build waits after the first change, so a constant trickle builds.
+WATCH_MAX_DELAY = 30.0
 #: File suffixes read as documents, and their formats (how each is read and split).
 TEXT_SUFFIXES = {
     ".txt": "text",

@@ -127,3 +127,13 @@ class TextTooLongError(IndexerError):
         )
         self.tokens = tokens
         self.limit = limit
+
+
+class MissingExtraError(IndexerError):
+    """A command needs an optional dependency (a pip "extra") that is not installed."""
+
+    def __init__(self, extra: str, what: str) -> None:
+        super().__init__(
+            f"{what} needs the optional {extra!r} dependencies — pip install 'indexer[{extra}]' "
+            f"(in a checkout: pip install -e '.[{extra}]')"
+        )
