@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -30,24 +29,21 @@ MAX_BODY = 64 * 1024 * 1024
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
-@dataclass(frozen=True)
 class ServedHit:
-    """One hit as a server sent it: the fields `index ask` prints, and the whole record."""
+    """One hit as a server sent it: the fields `index ask` prints, and the whole record.
 
-    rank: int
-    score: float
-    location: str
-    text: str
-    before: list[str] = field(default_factory=list)
-    after: list[str] = field(default_factory=list)
-    dense_score: float | None = None
-    record: dict[str, Any] = field(default_factory=dict, repr=False)
+    A plain class: a dataclass would cost the cold ask the code it generates at import.
+    """
 
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> ServedHit:
-        """A hit from its JSON record (Hit.to_dict())."""
-        names = ("rank", "score", "location", "text", "before", "after", "dense_score")
-        return cls(**{name: record[name] for name in names}, record=record)
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.rank: int = record["rank"]
+        self.score: float = record["score"]
+        self.location: str = record["location"]
+        self.text: str = record["text"]
+        self.before: list[str] = record["before"]
+        self.after: list[str] = record["after"]
+        self.dense_score: float | None = record["dense_score"]
 
     def to_dict(self) -> dict[str, Any]:
         """The record, exactly as the server's Hit.to_dict() made it."""
@@ -129,7 +125,7 @@ def ask(
             connection.timeout(ASK_TIMEOUT)
             query = urlencode({"q": question, "k": k, "context": context, "mode": mode})
             hits = connection.get(f"/ask?{query}", token)
-        return [ServedHit.from_record(hit) for hit in hits] if isinstance(hits, list) else None
+        return [ServedHit(hit) for hit in hits] if isinstance(hits, list) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

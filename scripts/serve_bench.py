@@ -9,13 +9,15 @@ Works on a copy of the index (made from --index, or built from the corpus when -
 given or holds no index yet), so the builds beside never change an index of yours. The server
 is `index serve` as a child process on 127.0.0.1; the clients are threads here, each asking
 the bench questions in turn over one keep-alive connection. Each measurement is one JSON row
-on stdout, stamped with commit, date, arguments and machine (scripts.common.emit).
+on stdout, stamped with commit, date, arguments and machine (scripts.common.emit), with the
+machine's load average: other work on the machine shows in every figure.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -224,6 +226,7 @@ def measure_load(
         "builds_beside": len(builds.done) if builds else 0,
         "server_rss_mb_before": before,
         "server_rss_mb_after": served.rss_mb(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -243,6 +246,7 @@ def processes(commands: list[list[str]]) -> dict[str, Any]:
         "runs": len(commands),
         **percentiles(wall, 50, 95),
         "cpu_p50_ms": percentiles(cpu, 50)["p50_ms"],
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
