@@ -1,7 +1,7 @@
 """`index watch`: keep an index in line with a folder, one incremental build per burst of changes.
 
-Changes are coalesced by watchfiles: a build starts once no change has come for `debounce`
-seconds (a `git checkout` touching 500 files is one build), or at the latest
+Changes reported by watchfiles are coalesced into bursts: a build starts once no change has
+come for `debounce` seconds (a `git checkout` touching 500 files is one build), or at the latest
 config.WATCH_MAX_DELAY seconds after the first change (a constant trickle still builds). Builds
 take the index's writer lock like `index build`; while another build holds it, the watcher
 waits. A folder that is missing or empty is taken for an unmounted disk and not built: the
@@ -15,7 +15,9 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from types import FrameType
@@ -47,6 +49,33 @@ LOCK_WAIT = 3600.0
 #: How often (seconds) the watcher checks that the folder is still the one it watches, and
 #: looks for a missing folder to come back.
 FOLDER_CHECK = 1.0
+
+
+@dataclass
+class Burst:
+    """A burst of changes is over once none came for `quiet` seconds, or `longest` seconds
+    after its first change (so a constant trickle still builds). watchfiles' own debounce
+    cannot tell this: it sees a file changed again and again as one change."""
+
+    quiet: float
+    longest: float
+    first: float | None = None
+    last: float | None = None
+
+    def add(self, now: float) -> None:
+        """Changes came at time `now`."""
+        self.first = now if self.first is None else self.first
+        self.last = now
+
+    def over(self, now: float) -> bool:
+        """True when changes came and the burst is over."""
+        if self.first is None or self.last is None:
+            return False
+        return now - self.last >= self.quiet or now - self.first >= self.longest
+
+    def clear(self) -> None:
+        """Start waiting for the next burst."""
+        self.first = self.last = None
 
 
 class Ending(Enum):
@@ -175,12 +204,11 @@ class Watcher:
         import watchfiles
 
         identity = self.identity()
+        burst = Burst(self.debounce, max(config.WATCH_MAX_DELAY, self.debounce))
         changes = watchfiles.watch(
             self.root,
             watch_filter=self.relevant,
-            step=round(self.debounce * 1000),
-            debounce=round(max(config.WATCH_MAX_DELAY, self.debounce) * 1000),
-            rust_timeout=round(FOLDER_CHECK * 1000),
+            rust_timeout=round(min(self.debounce, FOLDER_CHECK) * 1000),
             yield_on_timeout=True,
             stop_event=self.stop.event,
         )
@@ -189,8 +217,12 @@ class Watcher:
             for batch in changes:
                 if self.identity() != identity or not self.present():
                     return
-                if batch or not built:
+                now = time.monotonic()
+                if batch:
+                    burst.add(now)
+                if burst.over(now) or not built:
                     self.build()
+                    burst.clear()
                     built = True
 
     def relevant(self, change: Change, name: str) -> bool:
@@ -223,7 +255,6 @@ class Watcher:
             self.echo(f"error: {exc}")
             return
         self.show(report)
-        self.warn_if_most_dropped(report)
 
     def build_waiting(self) -> BuildReport:
         """Index.build, waiting as long as it takes when another build holds the lock."""
@@ -243,15 +274,6 @@ class Watcher:
             return self.index.build(self.folder, wait=wait, **self.build_options)
         finally:
             self.stop.building = False
-
-    def warn_if_most_dropped(self, report: BuildReport) -> None:
-        before = report.unchanged + len(report.changed) + len(report.deleted)
-        if len(report.deleted) >= 10 and 2 * len(report.deleted) > before:
-            self.echo(
-                f"warning: this build dropped {len(report.deleted)} of {before} indexed files "
-                f"— if {self.folder} is a disk that was unmounted, the next build after it is "
-                "back indexes them again"
-            )
 
 
 def _ignored_part(part: str) -> bool:

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from indexer import Index
 from indexer.cli import cli
-from indexer.watch import Watcher
+from indexer.watch import Burst, Watcher
 from tests.files import write, write_docs
 
 DOCS = {
@@ -254,3 +254,18 @@ def test_a_deleted_name_with_a_suffix_may_have_been_a_folder(watcher: Watcher) -
     assert not watcher.relevant(Change.added, str(watcher.root / "release-1.2"))
     (watcher.root / "v2.0").mkdir()
     assert watcher.relevant(Change.added, str(watcher.root / "v2.0"))
+
+
+def test_a_burst_is_over_after_a_quiet_spell_or_at_the_latest_after_the_longest_wait() -> None:
+    burst = Burst(quiet=2.0, longest=30.0)
+    assert not burst.over(0.0)
+    for t in range(0, 100):  # one change every half second: never quiet for two seconds
+        now = t / 2
+        if burst.over(now):
+            break
+        burst.add(now)
+    assert now == 30.0
+    burst.clear()
+    burst.add(100.0)
+    burst.add(101.0)
+    assert not burst.over(102.9) and burst.over(103.0)
