@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from indexer import config, ranking, vectors
 from indexer.embed import Embedder, Model
@@ -101,6 +101,8 @@ class BuildReport:
     generation: int = 0
     seconds: float = 0.0
     dry_run: bool = False
+    #: How a distributed embed step ran (workers, per-worker throughput); empty when local.
+    embedding: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -167,6 +169,7 @@ class BuildReport:
             "truncated": self.truncated,
             "generation": self.generation,
             "seconds": round(self.seconds, 3),
+            **({"ray": self.embedding} if self.embedding else {}),
         }
 
 
@@ -205,6 +208,21 @@ def check_model(meta: IndexMeta, info: ModelInfo, path: Path, *, hint: str = BUI
 # ---------------------------------------------------------------- the use case
 
 
+class EmbedStep(Protocol):
+    """The embed step run elsewhere (indexer.distributed.RayEmbedding): store a vector under
+    each text's key as embed_missing does; returns what the run report shows of it."""
+
+    def __call__(
+        self,
+        store: Store,
+        model: Model,
+        texts: list[Unit | Passage],
+        *,
+        batch_size: int,
+        progress: Callable[[int], Progress] | None,
+    ) -> dict[str, object]: ...
+
+
 def build(
     store: Store,
     model: Model,
@@ -215,8 +233,13 @@ def build(
     batch_size: int = config.DEFAULT_BATCH_SIZE,
     progress: Callable[[int], Progress] | None = None,
     selection: Selection | None = None,
+    embed: EmbedStep | None = None,
 ) -> BuildReport:
-    """Index new and changed files under root, drop deleted ones, re-path moved ones."""
+    """Index new and changed files under root, drop deleted ones, re-path moved ones.
+
+    `embed` runs the embed step elsewhere (indexer.distributed.RayEmbedding: a Ray cluster)
+    instead of embed_missing.
+    """
     started = time.perf_counter()
     if store.exists() and not dry_run:
         store.create()  # finishes a schema that an interrupted first build left half-made
@@ -234,7 +257,10 @@ def build(
     report = BuildReport.of(plan, root, missing, dry_run=dry_run)
     if not dry_run:
         store.create()
-        if missing:
+        if missing and embed is not None:
+            done = embed(store, model, missing, batch_size=batch_size, progress=progress)
+            report.embedding = done
+        elif missing:
             embed_missing(store, model.embedder, missing, batch_size=batch_size, progress=progress)
         report.generation = commit(store, plan, model_record(model.info, model_path))
     report.seconds = time.perf_counter() - started

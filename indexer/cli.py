@@ -19,7 +19,7 @@ from indexer.display import printable
 from indexer.errors import ExitCode, IndexDamagedError, IndexerError
 
 if TYPE_CHECKING:  # the modules behind these load numpy, onnxruntime and faiss (see Index)
-    from indexer.build import BuildReport, Progress
+    from indexer.build import BuildReport, EmbedStep, Progress
     from indexer.index import Index
     from indexer.load import Symlinks
     from indexer.search import Hit
@@ -201,6 +201,30 @@ def cli() -> None:
     "or none.",
 )
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Embed on a Ray cluster: HOST:PORT of its head node, or `local` (the default value) "
+    f"for one started here; needs the ray extra (see docs/ray.md) [env {config.ENV_RAY}].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Ray workers, each with --threads threads (default 1); implies --ray local "
+    "[default: the cluster's CPUs / threads].",
+)
+@click.option(
+    "--ray-model-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The model directory as every Ray node sees it (a shared file system), instead of "
+    "shipping its files from here.",
+)
 @json_option("Print the run report as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @handle_errors
@@ -216,6 +240,9 @@ def build(
     exclude: tuple[str, ...],
     symlinks: Symlinks,
     dry_run: bool,
+    ray_address: str | None,
+    workers: int | None,
+    ray_model_path: Path | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -228,6 +255,8 @@ def build(
     Exit codes: 0 ok, 1 error, 3 another build is running, 4 index unusable,
     5 some files could not be read (everything else was indexed).
     """
+    echo = None if quiet or as_json else _echo_err
+    embed = _ray_step(ray_address, workers, threads, ray_model_path, echo)
     index = _open(index_path, model, cache_dir, threads, quiet or as_json)
     with _progress_bar(enabled=not quiet and not as_json) as progress:
         report = index.build(
@@ -239,6 +268,7 @@ def build(
             include=include,
             exclude=exclude,
             symlinks=symlinks,
+            embed=embed,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -246,6 +276,25 @@ def build(
         _print_build(report, index.path, quiet=quiet)
     if report.failed:
         sys.exit(ExitCode.FILES_FAILED)
+
+
+def _ray_step(
+    address: str | None,
+    workers: int | None,
+    threads: int | None,
+    model_path: Path | None,
+    echo: Callable[[str], None] | None,
+) -> EmbedStep | None:
+    """The Ray embed step that --ray, --workers or $INDEXER_RAY_ADDRESS ask for, if any."""
+    address = config.ray_address(address, workers=workers)
+    if address is None:
+        return None
+    from indexer.distributed import RayEmbedding
+
+    step = RayEmbedding(
+        address, workers=workers, threads=threads or 1, model_path=model_path, echo=echo
+    )
+    return step
 
 
 def _print_build(report: BuildReport, path: Path, *, quiet: bool) -> None:

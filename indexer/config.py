@@ -12,6 +12,7 @@ ENV_MODEL = "INDEXER_MODEL"
 ENV_CACHE = "INDEXER_CACHE_DIR"
 ENV_THREADS = "INDEXER_THREADS"
 ENV_TOKEN = "INDEXER_TOKEN"
+ENV_RAY = "INDEXER_RAY_ADDRESS"
 
 DEFAULT_INDEX_DIR = Path(".index")
 #: The SQLite file inside an index directory.
@@ -96,6 +97,12 @@ def cache_dir(flag: str | Path | None = None) -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "indexer"
+
+
+def ray_address(flag: str | None = None, *, workers: int | None = None) -> str | None:
+    """Where a build embeds: flag, else $INDEXER_RAY_ADDRESS, else "local" when a worker
+    count is given, else None (in this process)."""
+    return flag or os.environ.get(ENV_RAY) or ("local" if workers else None)
 
 
 def threads(flag: int | None = None) -> int | None:

@@ -20,7 +20,7 @@ from indexer.load import Selection, Symlinks
 from indexer.store import ModelRecord, SentenceRow, Store, recorded_model_path
 
 if TYPE_CHECKING:
-    from indexer.build import BuildReport, Progress
+    from indexer.build import BuildReport, EmbedStep, Progress
     from indexer.embed import Embedder, Model
     from indexer.ranking import Ranking
     from indexer.search import Hit, Searcher
@@ -141,11 +141,13 @@ class Index:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         symlinks: Symlinks = "inside",
+        embed: EmbedStep | None = None,
     ) -> BuildReport:
         """Bring the index in line with a folder (incremental; one writer at a time).
 
         include/exclude: gitignore-style patterns (added to the folder's .indexignore files);
-        symlinks: follow those staying "inside" the folder, "all", or "none".
+        symlinks: follow those staying "inside" the folder, "all", or "none";
+        embed: run the embed step elsewhere (indexer.distributed.RayEmbedding on a Ray cluster).
         """
         from indexer.build import build
 
@@ -164,6 +166,7 @@ class Index:
                 batch_size=batch_size,
                 progress=progress,
                 selection=selection,
+                embed=embed,
             )
 
     def ask(
