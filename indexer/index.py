@@ -8,22 +8,30 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from indexer import config, models, tokenize
 from indexer.config import Mode
-from indexer.errors import IndexerError, NoSuchDocumentError, NotAFolderError
+from indexer.errors import (
+    IndexerError,
+    NoSuchDocumentError,
+    NotAFolderError,
+    from_os,
+    from_sqlite,
+)
 from indexer.load import Selection, Symlinks
-from indexer.store import ModelRecord, SentenceRow, Store, recorded_model_path
+from indexer.store import ModelRecord, SentenceRow, Store, VectorLayout, recorded_model_path
 
 if TYPE_CHECKING:
     from indexer.build import BuildReport, EmbedStep, Progress
     from indexer.embed import Embedder, Model
     from indexer.ranking import Ranking
     from indexer.search import Hit, Searcher
+    from indexer.vectors import Policy as VectorPolicy
 
 Echo = Callable[[str], None]
 ASK_HINT = "ask without --model, or rebuild with this model into another --index"
@@ -141,33 +149,41 @@ class Index:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         symlinks: Symlinks = "inside",
+        confirm_delete: bool = False,
+        vector_policy: VectorPolicy | None = None,
         embed: EmbedStep | None = None,
     ) -> BuildReport:
         """Bring the index in line with a folder (incremental; one writer at a time).
 
         include/exclude: gitignore-style patterns (added to the folder's .indexignore files);
-        symlinks: follow those staying "inside" the folder, "all", or "none";
+        symlinks: follow those staying "inside" the folder, "all", or "none"; confirm_delete:
+        go ahead when the build would drop most of the index (see FolderVanishedError);
+        vector_policy: when to write deltas, compact and go approximate (vectors.Policy);
         embed: run the embed step elsewhere (indexer.distributed.RayEmbedding on a Ray cluster).
         """
+        from indexer import vectors
         from indexer.build import build
 
         folder = Path(folder)
         if not folder.is_dir():
             raise NotAFolderError(folder)
         selection = Selection(tuple(include), tuple(exclude), symlinks)
-        if dry_run:
-            return build(self.store, self.model, folder, dry_run=True, selection=selection)
-        with self.store.writer_lock(wait=wait):
-            return build(
-                self.store,
-                self.model,
-                folder,
-                model_path=self._recorded_model_path(),
-                batch_size=batch_size,
-                progress=progress,
-                selection=selection,
-                embed=embed,
-            )
+        with self._surroundings():
+            if dry_run:
+                return build(self.store, self.model, folder, dry_run=True, selection=selection)
+            with self.store.writer_lock(wait=wait):
+                return build(
+                    self.store,
+                    self.model,
+                    folder,
+                    model_path=self._recorded_model_path(),
+                    batch_size=batch_size,
+                    progress=progress,
+                    selection=selection,
+                    confirm_delete=confirm_delete,
+                    vector_policy=vector_policy or vectors.DEFAULT_POLICY,
+                    embed=embed,
+                )
 
     def ask(
         self,
@@ -178,7 +194,8 @@ class Index:
         mode: Mode = config.DEFAULT_MODE,
     ) -> list[Hit]:
         """The k best places for a question, best first (mode: hybrid, dense or keyword)."""
-        return self.searcher.ask(question, k=k, context=context, mode=mode)
+        with self._surroundings():
+            return self.searcher.ask(question, k=k, context=context, mode=mode)
 
     @property
     def searcher(self) -> Searcher:
@@ -201,18 +218,20 @@ class Index:
     def document(self, path: str) -> list[SentenceRow]:
         """The stored sentences of one indexed file, in order (its text as the index holds it;
         nothing is read from the folder, so only indexed files can be shown)."""
-        self.store.require_build()
-        with self.store.snapshot():
-            rows = self.store.file_sentences(path)
+        with self._surroundings():
+            self.store.require_build()
+            with self.store.snapshot():
+                rows = self.store.file_sentences(path)
         if not rows:
             raise NoSuchDocumentError(path)
         return rows
 
     def status(self) -> dict[str, object]:
         """Files, sentences, model, last build and size on disk."""
-        self.store.require_build()
-        stats = self.store.stats()
-        meta = self.store.meta()
+        with self._surroundings():
+            self.store.require_build()
+            stats = self.store.stats()
+            meta = self.store.meta()
         model = meta.model or ModelRecord()
         return {
             "index": str(self.path),
@@ -224,23 +243,48 @@ class Index:
             "model_path": model.path or "default",
             "dimension": model.dimension,
             "generation": meta.generation,
+            "vector_index": _describe_vectors(meta.vectors),
             "last_build": meta.last_build,
             "size_bytes": self.store.size_on_disk(),
         }
 
     def verify(self, *, repair: bool = False) -> VerifyReport:
-        """Compare SQLite with the vector file (counts and ids), look for orphans, check the
-        model; with repair, rebuild the vector file from SQLite."""
-        from indexer import vectors
+        """Check SQLite (integrity, orphans, vectors that are not numbers), the vector file
+        against it (counts, ids, a sample of the vector data) and the model's files by
+        content. With repair: rebuild SQLite's indexes and the vector file, and drop the files
+        whose vectors a damaged model made, for the next build to embed again."""
+        with self._surroundings():
+            self.store.require_build()
+            report = self._check()
+            self._verify_model(report)
+            if repair and report.problems:
+                self._repair(report)
+            return report
 
-        self.store.require_build()
-        report = self._check()
-        self._verify_model(report)
-        if repair and report.problems:
-            vectors.repair(self.store)
-            report.repaired = not self._check().problems
-            report.notes.append("rebuilt the FAISS file from the vectors stored in SQLite")
-        return report
+    def _repair(self, report: VerifyReport) -> None:
+        from indexer import vectors
+        from indexer.build import Plan, commit
+
+        busy = f"a build is writing {self.path}; repair after it finishes"
+        with self.store.writer_lock(wait=0, busy=busy):
+            if self.store.integrity().quick_check != "ok":
+                self.store.reindex()
+                report.notes.append("rebuilt SQLite's indexes (REINDEX)")
+            bad = self.store.nonfinite_vectors()
+            meta = self.store.meta()
+            if bad and meta.model is not None:
+                # Dropping every file that uses them leaves them unused: the commit deletes them.
+                files = self.store.files_using(bad)
+                commit(self.store, Plan(delete=files), meta.model)
+                report.notes.append(
+                    f"dropped {len(files)} files whose vectors a damaged model made — run "
+                    "`index build DIR` to embed them again"
+                )
+        vectors.repair(self.store)
+        report.notes.append("rebuilt the FAISS file from the vectors stored in SQLite")
+        after = self._check()
+        self._verify_model(after)
+        report.repaired = not after.problems
 
     def _check(self) -> VerifyReport:
         from indexer import vectors
@@ -260,13 +304,21 @@ class Index:
             )
         if integrity.quick_check != "ok":
             report.problems.append(f"SQLite integrity check: {integrity.quick_check}")
+        bad = self.store.nonfinite_vectors()
+        if bad:
+            report.problems.append(
+                f"{len(bad)} stored vectors are not numbers (made by a damaged model) — run "
+                "`index verify --repair`, then `index build DIR` to embed their files again"
+            )
         report.problems.extend(vectors.problems(self.store))
         return report
 
     def _verify_model(self, report: VerifyReport) -> None:
         recorded = self.store.meta().model
         try:
-            info = models.load_info(self._model_path())
+            path = self._model_path()
+            info = models.load_info(path)
+            damaged = models.damaged_files(path)
         except Exception as exc:
             report.notes.append(f"model not checked: {exc}")
             return
@@ -275,7 +327,39 @@ class Index:
             report.problems.append(
                 f"model checksum {info.checksum[:12]} differs from the index's {str(checksum)[:12]}"
             )
+        for name in damaged:
+            fix = (
+                "run `index model prepare --force`"
+                if path == models.default_dir(self._cache)
+                else f"restore {path} from a good copy"
+            )
+            report.problems.append(f"model file {name} in {path} differs from model.json — {fix}")
 
     def close(self) -> None:
         """Release the database."""
         self.store.close()
+
+    @contextlib.contextmanager
+    def _surroundings(self) -> Iterator[None]:
+        """SQLite and file-system failures as what they mean here: busy, cannot write, no
+        space, damaged (errors.from_sqlite, errors.from_os)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise from_sqlite(exc, self.path) from exc
+        except OSError as exc:
+            mapped = from_os(exc, self.path)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+
+def _describe_vectors(layout: VectorLayout) -> str:
+    """The vector files in one line: kind, deltas, and for an approximate base its nprobe and
+    the recall@10 that nprobe reached against exact search."""
+    text = layout.kind
+    if layout.deltas:
+        text += f" + {len(layout.deltas)} deltas"
+    if layout.kind != "flat":
+        text += f" (nlist {layout.nlist}, nprobe {layout.nprobe}, recall@10 {layout.recall:.3f})"
+    return text

@@ -26,11 +26,21 @@ UNDECODABLE = "undecodable text (not UTF-8, UTF-16, CP932 or EUC-JP)"
 
 @dataclass(frozen=True)
 class FileInfo:
-    """What `stat` says about one file; cheap, used for incremental change detection."""
+    """What `stat` says about one file; cheap, used for incremental change detection.
+
+    Size and mtime alone miss edits that keep both (`cp -p`, `rsync -t`, unzip, a file made
+    again within the same second): the status-change time and inode number change then,
+    and cannot be set back by the tool that made the edit."""
 
     path: str
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
+    inode: int = 0
+
+    def stat_key(self) -> tuple[int, int, int, int]:
+        """What must stay equal for the file to count as unchanged without reading it."""
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class Document:
     mtime_ns: int
     sha256: str
     truncated: bool
+    ctime_ns: int = 0
+    inode: int = 0
 
 
 # ---------------------------------------------------------------- walking
@@ -313,7 +325,7 @@ def _file_info(entry: os.DirEntry[str], rel: str) -> FileInfo | None:
         info = entry.stat()
     except OSError:
         return None
-    return FileInfo(path=rel, size=info.st_size, mtime_ns=info.st_mtime_ns)
+    return FileInfo(rel, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
 # ---------------------------------------------------------------- reading
@@ -347,6 +359,8 @@ def read_document(root: Path, info: FileInfo, symlinks: Symlinks = "inside") -> 
         mtime_ns=status.st_mtime_ns,
         sha256=digest,
         truncated=truncated,
+        ctime_ns=status.st_ctime_ns,
+        inode=status.st_ino,
     )
 
 

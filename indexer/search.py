@@ -7,6 +7,7 @@ indexer.ranking.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -15,7 +16,7 @@ import numpy as np
 from indexer import config, keyword, names, ranking, vectors
 from indexer.config import MODES, Mode
 from indexer.embed import Embedder
-from indexer.errors import EmptyQuestionError, IndexerError
+from indexer.errors import EmptyQuestionError, IndexerError, ModelDamagedError
 from indexer.ranking import Ranking, Scored
 from indexer.store import PASSAGE_ID_BASE, SentenceRow, Store
 
@@ -66,13 +67,13 @@ class Searcher:
         self.embedder = embedder
         self.ranking = ranking
         self.warn = warn or (lambda message: None)
-        self._vectors: tuple[int, vectors.VectorIndex] | None = None
+        self._vectors: tuple[int, vectors.GenerationIndex] | None = None
 
     def ask(
         self, question: str, *, k: int = 5, context: int = 1, mode: Mode = config.DEFAULT_MODE
     ) -> list[Hit]:
         """The k best places for a question, best first."""
-        question = question.strip() if question else ""
+        question = readable(question).strip() if question else ""
         if not question:
             raise EmptyQuestionError()
         if mode not in MODES:
@@ -86,10 +87,24 @@ class Searcher:
             return [self._hit(rank, rows[s.id], s, context) for rank, s in enumerate(chosen, 1)]
 
     def question_vector(self, question: str) -> np.ndarray:
-        """The question's vector, a statement leaning toward the passage form."""
-        return self.embedder.embed_query(
-            question, statement_weight=self.ranking.statement_passage_weight
+        """The question's vector, a statement leaning toward the passage form; a question
+        longer than the model reads is cut to what it reads, with a note."""
+        prefix = self.embedder.info.query_prefix
+        first, end = self.embedder.windows(question, prefix=prefix)[0]
+        if end < len(question):
+            self.warn(
+                f"note: the question is longer than the model reads; only its first "
+                f"{end - first} characters are used for meaning (all of it for words)"
+            )
+        vector = self.embedder.embed_query(
+            question[first:end], statement_weight=self.ranking.statement_passage_weight
         )
+        if not np.isfinite(vector).all():
+            raise ModelDamagedError(
+                f"the model in {self.embedder.info.path} gives vectors that are not numbers: "
+                "its files are damaged — run `index verify` to see which"
+            )
+        return vector
 
     def rank(
         self, question: str, vector: np.ndarray | None, *, mode: Mode, pool: int
@@ -138,7 +153,8 @@ class Searcher:
         wanted = {c for h in holders.values() for c in (h.chunk, h.section) if c is not None}
         stored = self.store.passage_vectors([c for c in wanted if c not in passages])
         passages.update({c: float(v @ vector) for c, v in stored.items()})
-        kept = [i for i in ids if i in own]
+        # A vector a damaged model stored cannot be scored (index verify finds it).
+        kept = [i for i in ids if i in own and math.isfinite(own[i])]
         nan = float("nan")
         chunk = [passages[holders[i].chunk] if i in holders else nan for i in kept]
         section = [
@@ -229,7 +245,7 @@ class Searcher:
         frequencies, total = self.store.term_frequencies(terms)
         return ranking.keyword_trust([frequencies.get(t, 0) for t in terms], total)
 
-    def _current_vectors(self) -> vectors.VectorIndex:
+    def _current_vectors(self) -> vectors.GenerationIndex:
         generation = self.store.generation()
         if self._vectors and self._vectors[0] == generation:
             return self._vectors[1]
@@ -265,6 +281,16 @@ class Searcher:
         before = [r.text for r in around if r.position < row.position]
         after = [r.text for r in around if r.position > row.position]
         return before, after
+
+
+def readable(question: str) -> str:
+    """The question with bytes that are not valid UTF-8 (surrogate escapes, from a terminal
+    or argv) replaced by U+FFFD, so the tokenizer and SQLite take it."""
+    try:
+        data = question.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no byte stands for
+        data = question.encode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
 
 
 def _round(value: float | None) -> float | None:

@@ -3,13 +3,15 @@
 Layout of an index directory::
 
     index.sqlite          files, sentences, passages, vectors (float32 blobs), meta; WAL mode
-    vectors.<gen>.faiss   the vector index of generation <gen> (indexer.vectors)
+    vectors.<gen>.faiss   a vector base written by generation <gen> (indexer.vectors)
+    vectors.<gen>.delta.faiss, vectors.<gen>.removed.npy
+                          what generation <gen> added to and removed from the files before it
     build.lock            held by the one process allowed to write
 
-SQLite is the source of truth; ``meta.generation`` names the vector file that matches it. A
-build writes the next generation's vector file first and then commits the SQLite transaction
-that points at it, so a reader that reads the generation and its rows inside one read
-snapshot always sees a matching pair.
+SQLite is the source of truth; ``meta.generation`` and the layout (VectorLayout: base file,
+delta generations) name the vector files that match it. A build writes the next generation's
+vector files first and then commits the SQLite transaction that points at them, so a reader
+that reads the generation and its rows inside one read snapshot always sees a matching set.
 
 Vector ids: a sentence's id is its row id; a passage's (chunk or section) is its row id plus
 PASSAGE_ID_BASE, so both live in one vector index.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -27,15 +30,31 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from indexer import keyword
 from indexer.config import DB_NAME
-from indexer.errors import BuildLockedError, IndexUnusableError, NoIndexError
+from indexer.errors import (
+    BuildLockedError,
+    IndexBusyError,
+    IndexerError,
+    IndexUnusableError,
+    NoIndexError,
+    NoSpaceError,
+    NotWritableError,
+    from_os,
+    from_sqlite,
+)
 
 if TYPE_CHECKING:  # both load slowly; imported where used, after `index ask` starts its tokenizer
     import numpy as np
     import sqlite_utils
 
 LOCK_NAME = "build.lock"
+#: Modes of what an index creates, set explicitly: a umask of 000 must not make the index
+#: world-writable.
+DIR_MODE = 0o755
+FILE_MODE = 0o644
 #: Vector ids at or above this are passages (id - PASSAGE_ID_BASE = passages.id).
 PASSAGE_ID_BASE = 1 << 48
+#: How long a statement waits for another connection's write lock before SQLITE_BUSY.
+BUSY_TIMEOUT_MS = 30_000
 #: Free pages worth handing back after a build (4 KiB pages: 4 MB).
 RECLAIM_MIN_PAGES = 1024
 #: Ids per `IN (...)` list (SQLite's default limit on variables is far above this).
@@ -60,6 +79,12 @@ class FileRow:
     size: int
     mtime_ns: int
     sha256: str
+    ctime_ns: int = 0
+    inode: int = 0
+
+    def stat_key(self) -> tuple[int, int, int, int]:
+        """Size, mtime, ctime and inode as stored (see load.FileInfo.stat_key)."""
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
 
 @dataclass(frozen=True)
@@ -73,6 +98,8 @@ class FileEntry:
     encoding: str
     format: str
     truncated: bool
+    ctime_ns: int = 0
+    inode: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,6 +167,29 @@ class ModelRecord:
 
 
 @dataclass(frozen=True)
+class VectorLayout:
+    """Which vector files make up a generation (indexer.vectors): a base file, then delta
+    files applied in order (each adds vectors and hides ids of the files before it)."""
+
+    #: File name of the base; "" for indexes older than deltas (vectors.<generation>.faiss).
+    base: str = ""
+    #: Generations whose delta files (vectors.<g>.delta.faiss, vectors.<g>.removed.npy) apply.
+    deltas: tuple[int, ...] = ()
+    #: Vectors the base holds; -1: unknown (older indexes).
+    base_count: int = -1
+    #: Vectors added plus ids removed by the deltas (compaction compares it with base_count).
+    churn: int = 0
+    #: "flat" (exact) or "ivf-sq8" (approximate, re-ranked on the stored vectors).
+    kind: str = "flat"
+    nlist: int = 0
+    nprobe: int = 0
+    #: Vectors in the index when its coarse quantizer was trained.
+    trained_on: int = 0
+    #: Recall@10 against exact search measured when nprobe was chosen.
+    recall: float = 0.0
+
+
+@dataclass(frozen=True)
 class IndexMeta:
     """The meta table as a record: the model, the committed generation and its counts."""
 
@@ -152,6 +202,8 @@ class IndexMeta:
     vector_ids_digest: str = ""
     sentence_count: int = 0
     last_build: str | None = None
+    #: The files of the generation's vector index.
+    vectors: VectorLayout = VectorLayout()
 
 
 @dataclass(frozen=True)
@@ -201,7 +253,45 @@ def _meta_from_rows(rows: dict[str, str]) -> IndexMeta:
         vector_ids_digest=rows.get("vector_ids_digest", ""),
         sentence_count=int(rows.get("sentence_count", 0)),
         last_build=rows.get("last_build"),
+        vectors=_layout_from_rows(rows),
     )
+
+
+# Meta keys of VectorLayout's fields.
+_LAYOUT_KEYS = {
+    "base": "vector_base",
+    "deltas": "vector_deltas",
+    "base_count": "vector_base_count",
+    "churn": "vector_churn",
+    "kind": "vector_kind",
+    "nlist": "ann_nlist",
+    "nprobe": "ann_nprobe",
+    "trained_on": "ann_trained_on",
+    "recall": "ann_recall",
+}
+
+
+def _layout_from_rows(rows: dict[str, str]) -> VectorLayout:
+    def get(name: str, default: str) -> str:
+        return rows.get(_LAYOUT_KEYS[name], default)
+
+    return VectorLayout(
+        base=get("base", ""),
+        deltas=tuple(int(g) for g in get("deltas", "").split(",") if g),
+        base_count=int(get("base_count", "-1")),
+        churn=int(get("churn", "0")),
+        kind=get("kind", "flat"),
+        nlist=int(get("nlist", "0")),
+        nprobe=int(get("nprobe", "0")),
+        trained_on=int(get("trained_on", "0")),
+        recall=float(get("recall", "0")),
+    )
+
+
+def _layout_rows(layout: VectorLayout) -> dict[str, object]:
+    values = {key: getattr(layout, name) for name, key in _LAYOUT_KEYS.items()}
+    values["vector_deltas"] = ",".join(str(g) for g in layout.deltas)
+    return values
 
 
 def vector_key(model_checksum: str, embedded_text: str) -> str:
@@ -290,6 +380,13 @@ def _m006_passages(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX passages_vector ON passages(vector_id)")
 
 
+def _m007_file_identity(db: sqlite_utils.Database) -> None:
+    # Status-change time and inode join size and mtime in change detection; 0 until a build
+    # next reads the file (one content hash per file, then touched).
+    db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE files ADD COLUMN inode INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _m001_initial),
     ("0002_keyword", _m002_keyword),
@@ -297,6 +394,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0004_pages", _m004_pages),
     ("0005_sections", _m005_sections),
     ("0006_passages", _m006_passages),
+    ("0007_file_identity", _m007_file_identity),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -343,6 +441,8 @@ class Store:
         self.db_path = self.path / DB_NAME
         self.lock_path = self.path / LOCK_NAME
         self._db: sqlite_utils.Database | None = None
+        #: True when the database could only be opened read-only.
+        self.read_only = False
 
     # -- opening
 
@@ -363,23 +463,61 @@ class Store:
         if not create and not self.exists():
             raise NoIndexError(self.path)
         try:
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn = self._open(create=create)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
-            # No plugins: loading them scans every installed package's entry points (~20 ms
-            # of each cold `index ask`), and the index needs none.
-            return sqlite_utils.Database(conn, execute_plugins=False)
         except sqlite3.DatabaseError as exc:
-            raise self.unusable(exc, f"cannot open {self.db_path}") from exc
+            raise self.unusable(exc) from exc
+        # No plugins: loading them scans every installed package's entry points (~20 ms of
+        # each cold `index ask`), and the index needs none.
+        return sqlite_utils.Database(conn, execute_plugins=False)
 
-    def unusable(self, exc: sqlite3.Error, what: str | None = None) -> IndexUnusableError:
-        """The one-line error for a database SQLite refuses (the one place that words it)."""
-        what = what or f"{self.db_path} is not a usable index"
-        return IndexUnusableError(f"{what} ({exc}) — delete {self.path} and run `index build DIR`")
+    def _open(self, *, create: bool) -> sqlite3.Connection:
+        """A connection that can read: read-write when this process may write the index,
+        else read-only (a read-only mount, another user's index: a reader never writes)."""
+        try:
+            return _readable(sqlite3.connect(self.db_path, timeout=30, isolation_level=None))
+        except sqlite3.OperationalError as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if create or not name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+                raise
+            failure = exc
+        # mode=ro reads a WAL index whose -shm exists; with no writer running and a folder
+        # this process cannot write, SQLite can only open it as immutable.
+        for option in ("mode=ro", "immutable=1"):
+            uri = f"{self.db_path.resolve().as_uri()}?{option}"
+            try:
+                conn = _readable(sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None))
+            except sqlite3.OperationalError as exc:
+                failure = exc
+                continue
+            self.read_only = True
+            return conn
+        raise failure
+
+    def unusable(self, exc: sqlite3.Error) -> IndexerError:
+        """The one-line error for a database SQLite refuses: busy, not writable and no space
+        are told apart from a database that is not (yet) an index."""
+        mapped = from_sqlite(exc, self.path)
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if isinstance(mapped, IndexBusyError | NotWritableError | NoSpaceError) or name.startswith(
+            "SQLITE_IOERR"
+        ):
+            return mapped
+        if name.startswith("SQLITE_NOTADB"):
+            return IndexUnusableError(
+                f"{self.db_path} is not a usable index ({exc}) — move it away and run "
+                "`index build DIR`"
+            )
+        return IndexUnusableError(
+            f"{self.db_path} is not a usable index ({exc}) — run `index build DIR` to finish "
+            "it, or `index verify` to see what is wrong"
+        )
 
     def create(self) -> None:
         """Create the directory and database if missing, and bring the schema up to date."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        new = not self.exists()
+        _make_dir(self.path)
         if self._db is None:
             self._db = self._connect(create=True)
         try:
@@ -389,6 +527,8 @@ class Store:
             self.db.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as exc:
             raise self.unusable(exc) from exc
+        if new:
+            os.chmod(self.db_path, FILE_MODE)  # not the caller's umask: SQLite copies it to -wal
         self.upgrade()
 
     def upgrade(self) -> list[str]:
@@ -445,18 +585,21 @@ class Store:
 
     @contextlib.contextmanager
     def writer_lock(self, *, wait: float = 0, busy: str | None = None) -> Iterator[None]:
-        """Hold the index's one writer lock; BuildLockedError (saying `busy`) after `wait` s."""
+        """Hold the index's one writer lock; BuildLockedError (saying `busy`) after `wait` s,
+        NotWritableError when this process cannot write the index at all."""
         import filelock
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(self.lock_path, timeout=wait)
+        lock = filelock.FileLock(self.lock_path, timeout=wait, mode=FILE_MODE)
         try:
+            _make_dir(self.path)
             lock.acquire()
         except filelock.Timeout:
             raise BuildLockedError(
                 busy
                 or f"another build is writing {self.path} — try again later or pass --wait SECS"
             ) from None
+        except OSError as exc:
+            raise from_os(exc, self.path) or exc from None
         try:
             yield
         finally:
@@ -481,20 +624,18 @@ class Store:
         generation: int,
         vector_count: int,
         vector_ids_digest: str,
+        layout: VectorLayout | None = None,
     ) -> None:
         """Record a changed build's model and generation (inside the build's transaction)."""
         values: dict[str, object] = {
             _MODEL_KEYS[f.name]: getattr(model, f.name) for f in fields(ModelRecord)
         }
         sentences = self.db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
-        values.update(
-            split_version=split_version,
-            generation=generation,
-            faiss_entries=vector_count,
-            vector_ids_digest=vector_ids_digest,
-            sentence_count=sentences,
-        )
+        values.update(split_version=split_version, generation=generation, sentence_count=sentences)
         self._set_meta(values)
+        self.record_vectors(
+            vector_count=vector_count, vector_ids_digest=vector_ids_digest, layout=layout
+        )
 
     def record_last_build(self, when: str) -> None:
         """Record when a build last ran (changed or not)."""
@@ -513,7 +654,9 @@ class Store:
 
     def files(self) -> dict[str, FileRow]:
         """Indexed files by relative path."""
-        rows = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM files").fetchall()
+        rows = self.db.execute(
+            "SELECT id, path, size, mtime_ns, sha256, ctime_ns, inode FROM files"
+        ).fetchall()
         return {r[1]: FileRow(*r) for r in rows}
 
     def write_file(
@@ -550,10 +693,23 @@ class Store:
         return file_id
 
     def update_file(
-        self, file_id: int, *, size: int, mtime_ns: int, path: str | None = None
+        self,
+        file_id: int,
+        size: int,
+        mtime_ns: int,
+        ctime_ns: int = 0,
+        inode: int = 0,
+        *,
+        path: str | None = None,
     ) -> None:
-        """A file's new stat (and new path, when it moved) with unchanged content."""
-        changes: dict[str, object] = {"size": size, "mtime_ns": mtime_ns}
+        """A file's new stat (size, mtime, ctime, inode; and new path, when it moved) with
+        unchanged content."""
+        changes: dict[str, object] = {
+            "size": size,
+            "mtime_ns": mtime_ns,
+            "ctime_ns": ctime_ns,
+            "inode": inode,
+        }
         if path is not None:
             changes["path"] = path
         self.db["files"].update(file_id, changes)  # type: ignore[union-attr]
@@ -697,6 +853,33 @@ class Store:
 
     # -- vectors
 
+    def record_vectors(
+        self, *, vector_count: int, vector_ids_digest: str, layout: VectorLayout | None = None
+    ) -> None:
+        """Record what the generation's vector files hold and which files they are (inside
+        the transaction that commits the generation)."""
+        values: dict[str, object] = {
+            "faiss_entries": vector_count,
+            "vector_ids_digest": vector_ids_digest,
+        }
+        values.update(_layout_rows(layout or VectorLayout(base_count=vector_count)))
+        self._set_meta(values)
+
+    def file_vector_ids(self, file_ids: Sequence[int]) -> np.ndarray:
+        """The sorted vector ids of some files' sentences and passages."""
+        import numpy as np
+
+        sql = (
+            "SELECT id FROM sentences WHERE file_id IN ({marks}) UNION ALL "
+            f"SELECT id + {PASSAGE_ID_BASE} FROM passages WHERE file_id IN ({{marks}})"
+        )
+        found: list[int] = []
+        for start in range(0, len(file_ids), IDS_PER_QUERY):
+            batch = list(file_ids[start : start + IDS_PER_QUERY])
+            marks = ",".join("?" * len(batch))
+            found.extend(r[0] for r in self.db.execute(sql.format(marks=marks), batch + batch))
+        return np.sort(np.array(found, dtype=np.int64))
+
     def vector_ids(self, keys: Iterable[str]) -> dict[str, int]:
         """Vector ids of the given keys that are already stored."""
         return dict(self._rows_in("SELECT key, id FROM vectors WHERE key IN ({marks})", keys))
@@ -711,6 +894,35 @@ class Store:
                 "INSERT OR IGNORE INTO vectors(key, vector) VALUES (?, ?)",
                 zip(keys, blobs, strict=True),
             )
+
+    def nonfinite_vectors(self, block: int = 4096) -> list[int]:
+        """Ids of stored vectors holding NaN or infinity (written by a damaged model)."""
+        import numpy as np
+
+        found: list[int] = []
+        cursor = self.db.execute("SELECT id, vector FROM vectors")
+        while rows := cursor.fetchmany(block):
+            for vector_id, blob in rows:
+                if not np.isfinite(np.frombuffer(blob, dtype=np.float32)).all():
+                    found.append(int(vector_id))
+        return found
+
+    def files_using(self, vector_ids: Sequence[int]) -> list[FileRow]:
+        """The files whose sentences or passages use any of these vectors."""
+        sql = """SELECT DISTINCT f.id, f.path, f.size, f.mtime_ns, f.sha256 FROM files f
+                 WHERE f.id IN (SELECT file_id FROM sentences WHERE vector_id IN ({marks})
+                 UNION SELECT file_id FROM passages WHERE vector_id IN ({marks}))"""
+        rows: dict[int, FileRow] = {}
+        for start in range(0, len(vector_ids), IDS_PER_QUERY):
+            batch = list(vector_ids[start : start + IDS_PER_QUERY])
+            marks = ",".join("?" * len(batch))
+            for r in self.db.execute(sql.format(marks=marks), batch + batch).fetchall():
+                rows[r[0]] = FileRow(*r)
+        return list(rows.values())
+
+    def reindex(self) -> None:
+        """Rebuild SQLite's own indexes (what repair can do for a damaged b-tree index)."""
+        self.db.execute("REINDEX")
 
     def delete_unused_vectors(self) -> None:
         """Drop vectors no sentence or passage refers to (space is reclaimed on delete)."""
@@ -734,6 +946,15 @@ class Store:
             "ORDER BY 1"
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def vector_blocks(self, dim: int, block: int = 65536) -> Iterator[np.ndarray]:
+        """Every stored vector, used or not, in blocks (any schema version: the vectors table
+        has not changed since the first)."""
+        import numpy as np
+
+        cursor = self.db.execute("SELECT vector FROM vectors ORDER BY id")
+        while rows := cursor.fetchmany(block):
+            yield np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(-1, dim)
 
     def iter_vectors(self, dim: int, block: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(vector ids, vectors) of sentences and passages in id order, in blocks, from this
@@ -779,12 +1000,45 @@ class Store:
             return False
         # executescript steps the pragma to the end; execute() frees a single page.
         self.db.conn.executescript("PRAGMA incremental_vacuum;")
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # Without waiting: a reader holding an old snapshot must not stall the build for the
+        # busy timeout; the WAL is then truncated by a later build.
+        self.db.execute("PRAGMA busy_timeout = 0")
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return True
+
+    def confirm_generation(self, generation: int) -> bool:
+        """Whether a new connection sees `generation` committed (a build that cannot confirm
+        its own commit, e.g. its WAL file was removed under it, must not report success)."""
+        with contextlib.closing(sqlite3.connect(self.db_path, timeout=30)) as db:
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+            except sqlite3.DatabaseError:
+                return False
+        return row is not None and int(row[0]) == generation
 
     def size_on_disk(self) -> int:
         """Bytes used by the index directory."""
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+
+def _readable(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """The connection, once a first read has worked (SQLite opens lazily)."""
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def _make_dir(path: Path) -> None:
+    """The index directory, made with DIR_MODE whatever the caller's umask."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, DIR_MODE)
 
 
 def _sentence_columns(s: SentenceEntry) -> tuple[str, str, int, int, int, int]:

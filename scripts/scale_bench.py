@@ -1,0 +1,337 @@
+"""Scale on one box: re-index cost against the size of the change, and vector search at 100 k
+to 1 M (10 M with --huge) sentences, without embedding anything.
+
+    python -m scripts.scale_bench [--sizes 100000,1000000] [--huge] [--source INDEX] [--questions N]
+
+An index of N sentences is written through the store's public API and build.commit (the real
+commit path: SQL rows, keyword rows, vector files): files of 20 sentences, each with seven
+chunks and one section, so about 1.4 N vectors. The vectors resemble real ones: each is a real
+stored vector of --source (an existing index, read through Store.iter_vectors and never
+written) plus Gaussian noise of norm 0.5, normalised. Queries are real question vectors: the
+first --questions questions of the eval set beside --source, embedded with its model.
+
+Per size, each step in a child process (scripts.common.run_python reports its peak RSS):
+
+    make          the index from nothing (one commit)
+    no-change     a build that changes nothing
+    edit-delta    one file rewritten: a delta (the default above Policy.delta_from)
+    edit-full     the same edit with a whole flat base rewritten (what every build did before)
+    compact       a fresh flat base on request
+    train         a fresh IVF-SQ8 base: training, filling, choosing nprobe
+    ask           warm vector search (top 50) p50/p95 at 1 and 2 threads, flat and IVF, and
+                  recall@10 of IVF (re-ranked) against exact search on the question vectors
+
+One stamped JSON row per size goes to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from scripts.common import CHILD_ENV, SHARED, emit, log, read_jsonl, run_python
+
+SENTENCES_PER_FILE = 20
+NOISE = 0.5
+DEFAULT_SOURCE = Path("~/.cache/indexer/eval").expanduser()
+K = 50
+
+
+# ---------------------------------------------------------------- children
+
+
+def real_vectors(source: Path) -> np.ndarray:
+    """Every vector of an existing index (read only)."""
+    from indexer.store import Store
+
+    store = Store(source)
+    with store.snapshot():
+        dim = store.meta().model.dimension  # type: ignore[union-attr]
+        return np.concatenate(list(store.vector_blocks(dim)))
+
+
+def model_record(source: Path) -> Any:
+    from indexer.store import Store
+
+    store = Store(source)
+    return store.meta().model
+
+
+def synthetic(real: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    rows = real[rng.integers(0, len(real), size=count)]
+    noise = rng.normal(size=rows.shape).astype(np.float32) * (NOISE / np.sqrt(rows.shape[1]))
+    out = rows + noise
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def file_plan(number: int, vecs: np.ndarray, tag: str, store: Any, old: Any = None) -> Any:
+    """A FilePlan of SENTENCES_PER_FILE sentences, 7 chunks and a section, its vectors stored."""
+    from indexer.build import FilePlan
+    from indexer.passages import Passage, Unit
+    from indexer.split import Sentence
+    from indexer.store import FileEntry
+
+    n = SENTENCES_PER_FILE
+    keys = [f"{tag}-{number}-{i}" for i in range(len(vecs))]
+    store.add_vectors(keys, vecs)
+    units = [
+        Unit(
+            Sentence(f"sentence {i} of file {number} {tag}", "prose", i + 1, i + 1, 0, 1, i),
+            "",
+            keys[i],
+        )
+        for i in range(n)
+    ]
+    passages = [
+        Passage(f, min(f + 2, n - 1), "", keys[n + j]) for j, f in enumerate(range(0, n, 3))
+    ]
+    passages.append(Passage(0, n - 1, "", keys[-1], "section"))
+    entry = FileEntry(
+        f"f{number:07}.txt", 1000 + number, number, f"{tag}{number}", "utf-8", "txt", False
+    )
+    return FilePlan(entry, units, passages, old)
+
+
+def vectors_per_file() -> int:
+    return SENTENCES_PER_FILE + len(range(0, SENTENCES_PER_FILE, 3)) + 1
+
+
+def open_store(path: Path) -> Any:
+    from indexer.store import Store
+
+    store = Store(path)
+    store.create()
+    return store
+
+
+def make(index: Path, source: Path, sentences: int) -> dict[str, Any]:
+    from indexer.build import Plan, commit
+    from indexer.vectors import Policy
+
+    store = open_store(index)
+    real = real_vectors(source)
+    rng = np.random.default_rng(0)
+    files = sentences // SENTENCES_PER_FILE
+    started = time.perf_counter()
+    plans = []
+    for number in range(files):
+        plans.append(file_plan(number, synthetic(real, vectors_per_file(), rng), "v1", store))
+    stored = time.perf_counter() - started
+    commit(store, Plan(index=plans), model_record(source), Policy(ann="exact"))
+    return {"store_seconds": round(stored, 1), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def change(index: Path, source: Path, what: str) -> dict[str, Any]:
+    """One timed commit on an existing index."""
+    from indexer.build import Plan, commit
+    from indexer.vectors import Policy
+
+    store = open_store(index)
+    meta = store.meta()
+    record = meta.model
+    # Each step pins the base's kind: with `auto`, an index past Policy.ann_from would train.
+    policies = {
+        "no-change": Policy(ann="exact"),
+        "edit-delta": Policy(delta_from=0, ann="exact"),
+        "edit-delta-ivf": Policy(delta_from=0, ann="always"),
+        "edit-full": Policy(delta_from=1 << 62, ann="exact"),
+        "compact": Policy(ann="exact", compact=True),
+        "train": Policy(ann="always", compact=True),
+    }
+    plan = Plan()
+    if what.startswith("edit"):
+        rows = store.files()
+        row = rows[sorted(rows)[len(rows) // 2]]
+        rng = np.random.default_rng(int(time.time()))
+        vecs = synthetic(real_vectors(source), vectors_per_file(), rng)
+        plan = Plan(index=[file_plan(int(row.path[1:8]), vecs, f"e{time.time_ns()}", store, row)])
+    started = time.perf_counter()
+    commit(store, plan, record, policies[what])
+    seconds = time.perf_counter() - started
+    layout = store.meta().vectors
+    return {
+        "seconds": round(seconds, 3),
+        "kind": layout.kind,
+        "deltas": len(layout.deltas),
+        "nprobe": layout.nprobe,
+        "sample_recall": layout.recall,
+        "bytes": store.size_on_disk(),
+    }
+
+
+def question_vectors(source: Path, count: int, scratch: Path) -> np.ndarray:
+    """The first `count` questions of the eval set the source index was built for, embedded
+    with its model as `index ask` embeds them."""
+    from indexer import Index, ranking
+
+    name = source.name.rsplit("-", 1)[0]
+    path = SHARED / "eval" / name / "queries.jsonl"
+    if not path.is_file():
+        log(f"no eval set {name} beside {source}: its stored vectors stand in for questions")
+        return real_vectors(source)[:count]
+    questions = [r["question"] for r in read_jsonl(path)]
+    recorded = model_record(source)
+    embedder = Index(scratch / "unused", model=recorded.path or None).embedder
+    weight = ranking.DEFAULT.statement_passage_weight
+    return np.stack([embedder.embed_query(q, statement_weight=weight) for q in questions[:count]])
+
+
+def ask(index: Path, queries: Path) -> dict[str, Any]:
+    """Warm search latency of the current generation, and recall@10 against exact search."""
+    from indexer import vectors
+    from indexer.store import Store
+
+    store = Store(index)
+    qs = np.load(queries)
+    with store.snapshot():
+        current = vectors.open_current(store, warn=log)
+        times = []
+        for q in qs:
+            started = time.perf_counter()
+            current.search(q, K)
+            times.append(time.perf_counter() - started)
+    return {"kind": current.kind, **percentiles(times)}
+
+
+def recall(index: Path, queries: Path) -> dict[str, Any]:
+    """recall@10 of the current generation against exact search of the same vectors."""
+    from indexer import vectors
+    from indexer.store import Store
+
+    store = Store(index)
+    qs = np.load(queries)
+    with store.snapshot():
+        current = vectors.open_current(store, warn=log)
+        dim = qs.shape[1]
+        exact = vectors.VectorIndex.from_blocks(store.iter_vectors(dim), dim)
+        truth = np.array([[i for i, _ in exact.search(q, 10)] for q in qs])
+        return {"recall_at_10": round(vectors.recall_at(current, qs, truth), 4)}
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    ms = sorted(t * 1000 for t in times)
+    return {
+        "p50_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2),
+    }
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def child(*args: object, threads: int = 2) -> dict[str, Any]:
+    env = {**CHILD_ENV, "OMP_NUM_THREADS": str(threads)}
+    run = run_python(["-m", "scripts.scale_bench", *map(str, args)], peak=True, env=env).check()
+    row = json.loads(run.stdout.strip().splitlines()[-1])
+    return {**row, "peak_rss_mib": run.peak_rss_mib, "wall_seconds": round(run.seconds, 1)}
+
+
+def one_size(sentences: int, source: Path, queries: Path, work: Path) -> dict[str, Any]:
+    index = work / f"idx{sentences}"
+    shutil.rmtree(index, ignore_errors=True)
+    row: dict[str, Any] = {"sentences": sentences}
+    log(f"{sentences}: make")
+    row["make"] = child("make", index, source, sentences)
+    for step in ("no-change", "edit-full", "edit-delta", "compact"):
+        log(f"{sentences}: {step}")
+        row[step] = child("change", index, source, step)
+        if step == "edit-delta":
+            row["edit-delta-2"] = child("change", index, source, step)
+    for threads in (1, 2):
+        row[f"ask_flat_{threads}t"] = child("ask", index, queries, threads=threads)
+    log(f"{sentences}: train")
+    row["train"] = child("change", index, source, "train")
+    row["edit-delta-on-ivf"] = child("change", index, source, "edit-delta-ivf")
+    for threads in (1, 2):
+        row[f"ask_ivf_{threads}t"] = child("ask", index, queries, threads=threads)
+    row["recall_ivf"] = child("recall", index, queries)
+    row["bytes_on_disk"] = row["edit-delta-on-ivf"]["bytes"]
+    row["vectors"] = sentences // SENTENCES_PER_FILE * vectors_per_file()
+    shutil.rmtree(index, ignore_errors=True)
+    return row
+
+
+@click.group(invoke_without_command=True)
+@click.option("--sizes", default="100000,1000000", show_default=True, help="Sentences per index.")
+@click.option("--huge", is_flag=True, help="Add 10,000,000 sentences (hours and ~40 GB here).")
+@click.option(
+    "--source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="An existing index whose vectors the synthetic ones are made from "
+    "(default: the largest eval index under ~/.cache/indexer/eval).",
+)
+@click.option("--questions", default=200, show_default=True, help="Question vectors to time.")
+@click.option("--work", type=click.Path(path_type=Path), default=None, help="Scratch folder.")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    sizes: str,
+    huge: bool,
+    source: Path | None,
+    questions: int,
+    work: Path | None,
+) -> None:
+    """Build synthetic indexes of each size and time re-indexing, compaction and search."""
+    if ctx.invoked_subcommand:
+        return
+    source = (
+        source
+        or max(DEFAULT_SOURCE.glob("*/vectors.*.faiss"), key=lambda p: p.stat().st_size).parent
+    )
+    counts = [int(s) for s in sizes.split(",") if s] + ([10_000_000] if huge else [])
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        queries = Path(tmp) / "queries.npy"
+        np.save(queries, question_vectors(source, questions, Path(tmp)))
+        for count in counts:
+            emit(
+                {"source": source.name, **one_size(count, source, queries, Path(tmp))},
+                readable=True,
+            )
+
+
+@main.command("make")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("sentences", type=int)
+def make_command(index: Path, source: Path, sentences: int) -> None:
+    """(child) Write a synthetic index."""
+    print(json.dumps(make(index, source, sentences)))
+
+
+@main.command("change")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("what")
+def change_command(index: Path, source: Path, what: str) -> None:
+    """(child) One timed commit."""
+    print(json.dumps(change(index, source, what)))
+
+
+@main.command("ask")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("queries", type=click.Path(path_type=Path))
+def ask_command(index: Path, queries: Path) -> None:
+    """(child) Warm search timings."""
+    print(json.dumps(ask(index, queries)))
+
+
+@main.command("recall")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("queries", type=click.Path(path_type=Path))
+def recall_command(index: Path, queries: Path) -> None:
+    """(child) recall@10 against exact search."""
+    print(json.dumps(recall(index, queries)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""scripts/scale_bench.py end to end on a tiny index of the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from indexer import Index
+from tests.files import run_script, write_docs
+
+pytestmark = pytest.mark.slow
+
+
+def test_scale_bench_times_every_step(tmp_path: Path, tiny_model_dir: Path) -> None:
+    docs = {
+        f"f{i}.txt": f"Sentence {i} about rivers. Another {i} about stones.\n" for i in range(9)
+    }
+    source = tmp_path / "source"
+    Index(source, model=tiny_model_dir).build(write_docs(tmp_path / "docs", docs))
+    done = run_script(
+        "scale_bench", "--sizes", "2000", "--questions", "5", "--source", source, "--work", tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert row["sentences"] == 2000 and row["commit"] and row["machine"]
+    assert row["edit-delta-2"]["deltas"] == 2 and row["edit-full"]["deltas"] == 0
+    assert row["train"]["kind"] == "ivf-sq8" and row["train"]["sample_recall"] >= 0.95
+    assert row["edit-delta-on-ivf"]["kind"] == "ivf-sq8"
+    assert row["recall_ivf"]["recall_at_10"] > 0 and row["ask_flat_2t"]["p50_ms"] > 0
+    assert all(row[step]["peak_rss_mib"] for step in ("make", "compact", "ask_flat_1t"))
