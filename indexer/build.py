@@ -257,6 +257,26 @@ def build(
     instead of embed_missing.
     """
     started = time.perf_counter()
+    plan, indexed = _planned(store, model, root, dry_run=dry_run, selection=selection)
+    if not dry_run and not confirm_delete:
+        _refuse_mass_delete(plan, indexed, root)
+    missing = missing_texts(store, plan)
+    report = BuildReport.of(plan, root, missing, dry_run=dry_run)
+    if not dry_run:
+        store.create()
+        if missing:
+            step = embed or embed_locally
+            report.embedding = step(store, model, missing, batch_size=batch_size, progress=progress)
+        record = model_record(model.info, model_path)
+        report.generation = _commit_confirmed(store, plan, record, vector_policy)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _planned(
+    store: Store, model: Model, root: Path, *, dry_run: bool, selection: Selection | None
+) -> tuple[Plan, int]:
+    """The plan for root against the index, and how many files the index holds."""
     if store.exists() and not dry_run:
         store.create()  # finishes a schema that an interrupted first build left half-made
     meta = store.meta() if store.exists() else IndexMeta()
@@ -269,26 +289,18 @@ def build(
             f"no documents found in {root} (looked for {', '.join(sorted(config.TEXT_SUFFIXES))})"
             " — point `index build` at a folder of text files"
         )
-    if not dry_run and not confirm_delete:
-        _refuse_mass_delete(plan, len(old), root)
-    missing = missing_texts(store, plan)
-    report = BuildReport.of(plan, root, missing, dry_run=dry_run)
-    if not dry_run:
-        store.create()
-        if missing and embed is not None:
-            done = embed(store, model, missing, batch_size=batch_size, progress=progress)
-            report.embedding = done
-        elif missing:
-            embed_missing(store, model.embedder, missing, batch_size=batch_size, progress=progress)
-        record = model_record(model.info, model_path)
-        report.generation = commit(store, plan, record, vector_policy)
-        if not store.confirm_generation(report.generation):
-            raise IndexerError(
-                f"the build could not confirm its commit to {store.path} (was a file of the "
-                "index removed while it ran?) — run `index verify`, then build again"
-            )
-    report.seconds = time.perf_counter() - started
-    return report
+    return plan, len(old)
+
+
+def _commit_confirmed(store: Store, plan: Plan, model: ModelRecord, policy: vectors.Policy) -> int:
+    """commit, then check from a new connection that the generation really was committed."""
+    generation = commit(store, plan, model, policy)
+    if not store.confirm_generation(generation):
+        raise IndexerError(
+            f"the build could not confirm its commit to {store.path} (was a file of the "
+            "index removed while it ran?) — run `index verify`, then build again"
+        )
+    return generation
 
 
 #: A build that would drop more than this share of the indexed files, and at least
@@ -428,6 +440,19 @@ def missing_texts(store: Store, plan: Plan) -> list[Unit | Passage]:
             wanted.setdefault(passage.key, passage)
     known = store.vector_ids(wanted) if store.exists() else {}
     return [text for key, text in wanted.items() if key not in known]
+
+
+def embed_locally(
+    store: Store,
+    model: Model,
+    texts: list[Unit | Passage],
+    *,
+    batch_size: int,
+    progress: Callable[[int], Progress] | None,
+) -> dict[str, object]:
+    """The embed step in this process (an EmbedStep); the run report adds nothing for it."""
+    embed_missing(store, model.embedder, texts, batch_size=batch_size, progress=progress)
+    return {}
 
 
 def embed_missing(
