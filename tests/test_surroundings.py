@@ -26,6 +26,7 @@ from indexer.errors import (
     ExitCode,
     IndexBusyError,
     IndexDamagedError,
+    IndexerError,
     NotWritableError,
     from_sqlite,
 )
@@ -311,3 +312,27 @@ def test_modes_do_not_follow_a_umask_of_000(tmp_path: Path, tiny_model_dir: Path
     assert done.returncode == 0, done.stderr
     for path in [idx, *idx.iterdir()]:
         assert not path.stat().st_mode & stat.S_IWOTH, f"{path.name} is world-writable"
+
+
+# ---------------------------------------------------------------- 11: a build confirms its commit
+
+
+def test_a_build_whose_wal_vanishes_does_not_claim_success(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import indexer.build
+
+    docs = write_docs(tmp_path / "docs", DOCS)
+    index = Index(tmp_path / "idx", model=tiny_model_dir)
+    index.build(docs)
+    write_docs(docs, {"d.md": "A new page about the parking garage.\n"})
+    real = indexer.build.checkpoint
+
+    def remove_wal(step: str) -> None:  # the crash-test hook, used to delete the WAL instead
+        real(step)
+        if step == "commit":
+            (index.path / "index.sqlite-wal").unlink(missing_ok=True)
+
+    monkeypatch.setattr(indexer.build, "checkpoint", remove_wal)
+    with pytest.raises(IndexerError, match="could not confirm its commit"):
+        index.build(docs)
