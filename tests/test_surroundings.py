@@ -336,3 +336,37 @@ def test_a_build_whose_wal_vanishes_does_not_claim_success(
     monkeypatch.setattr(indexer.build, "checkpoint", remove_wal)
     with pytest.raises(IndexerError, match="could not confirm its commit"):
         index.build(docs)
+
+
+def test_a_long_read_transaction_does_not_stall_a_deleting_build(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import indexer.store
+
+    monkeypatch.setattr(indexer.store, "RECLAIM_MIN_PAGES", 8)  # small files, pages to give back
+    words = " ".join(f"word{j}" for j in range(40))
+    docs = write_docs(
+        tmp_path / "docs", {f"f{i}.txt": f"File {i} {words}.\n" * 20 for i in range(40)}
+    )
+    Index(tmp_path / "idx", model=tiny_model_dir).build(docs)
+    reader = sqlite3.connect(tmp_path / "idx" / "index.sqlite", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM sentences").fetchone()  # holds its snapshot
+    for i in range(30):
+        (docs / f"f{i}.txt").unlink()
+    done = threading.Event()
+
+    def build() -> None:  # its own Index: a SQLite connection stays in its thread
+        Index(tmp_path / "idx", model=tiny_model_dir).build(docs, confirm_delete=True)
+        done.set()
+
+    worker = threading.Thread(target=build, daemon=True)
+    worker.start()
+    # The WAL checkpoint used to wait the whole busy timeout (30 s) for the reader.
+    finished = done.wait(timeout=20)
+    reader.execute("COMMIT")
+    reader.close()
+    worker.join()
+    assert finished, "the build waited for a reader"
