@@ -1,5 +1,5 @@
 """`python -m indexer` is the same as the `index` command."""
 
-from indexer.cli import main
+from indexer.launch import main
 
 main()

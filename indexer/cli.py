@@ -15,7 +15,7 @@ import click
 
 from indexer import client, config
 from indexer.config import MODES, Mode
-from indexer.display import printable
+from indexer.display import hit_lines, printable
 from indexer.errors import ExitCode, IndexerError, from_sqlite
 
 if TYPE_CHECKING:  # the modules behind these load numpy, onnxruntime and faiss (see Index)
@@ -427,26 +427,9 @@ def _repl(index: Index, ask_one: Callable[[str], list[Hit]], *, as_json: bool) -
 
 
 def _print_hits(hits: Sequence[Hit | client.ServedHit], *, as_json: bool) -> None:
-    """Hits as JSON lines (exact text), or for people with document text and file names
-    passed through `printable`: a document cannot drive the terminal or forge a line."""
-    if as_json:
-        for hit in hits:
-            click.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
-        return
-    if not hits:
-        click.echo("no hits — is the index empty? run `index status`")
-        return
-    for hit in hits:
-        # People read similarity; the fused hybrid score only orders the hits (both in --json).
-        shown = hit.dense_score if hit.dense_score is not None else hit.score
-        location = printable(hit.location)
-        click.echo(click.style(f"{hit.rank}. {shown:.3f}  {location}", fg="cyan"))
-        for text in hit.before:
-            click.echo(click.style(f"   {printable(text, indent='   ')}", dim=True))
-        click.echo(click.style(f" > {printable(hit.text, indent='   ')}", bold=True))
-        for text in hit.after:
-            click.echo(click.style(f"   {printable(text, indent='   ')}", dim=True))
-        click.echo()
+    """Hits as `display.hit_lines` makes them (styled on a terminal, where click keeps them)."""
+    for line in hit_lines(hits, as_json=as_json, color=True):
+        click.echo(line)
 
 
 @cli.command()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 #: C0 controls but tab, DEL, C1 controls, bidi embeddings/overrides/isolates (which reorder
 #: what follows them on screen), and lone surrogates (undecodable bytes of a file name).
@@ -30,3 +33,49 @@ def _escape(match: re.Match[str]) -> str:
         return _NAMED[char]
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+#: How `index ask` shows hits on a terminal: click's cyan, dim and bold.
+_STYLES = {"place": "\x1b[36m", "context": "\x1b[2m", "hit": "\x1b[1m"}
+_RESET = "\x1b[0m"
+NO_HITS = "no hits — is the index empty? run `index status`"
+
+
+class Shown(Protocol):
+    """What a hit needs for printing (search.Hit and client.ServedHit both have it)."""
+
+    @property
+    def rank(self) -> int: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def location(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def before(self) -> list[str]: ...
+    @property
+    def after(self) -> list[str]: ...
+    @property
+    def dense_score(self) -> float | None: ...
+    def to_dict(self) -> Mapping[str, object]: ...
+
+
+def hit_lines(hits: Sequence[Shown], *, as_json: bool, color: bool) -> list[str]:
+    """The lines `index ask` prints: JSON lines with the exact text, or for people the score,
+    place, sentence and context with text and names passed through `printable`."""
+    if as_json:
+        return [json.dumps(hit.to_dict(), ensure_ascii=False) for hit in hits]
+    if not hits:
+        return [NO_HITS]
+    lines: list[str] = []
+    for hit in hits:
+        # People read similarity; the fused hybrid score only orders the hits (both in --json).
+        shown = hit.dense_score if hit.dense_score is not None else hit.score
+        styled = [("place", f"{hit.rank}. {shown:.3f}  {printable(hit.location)}")]
+        styled += [("context", f"   {printable(t, indent='   ')}") for t in hit.before]
+        styled.append(("hit", f" > {printable(hit.text, indent='   ')}"))
+        styled += [("context", f"   {printable(t, indent='   ')}") for t in hit.after]
+        lines += [f"{_STYLES[s]}{text}{_RESET}" if color else text for s, text in styled]
+        lines.append("")
+    return lines

@@ -269,11 +269,14 @@ def bare_row(runs: int) -> dict[str, Any]:
 
 
 def prepare(work: Path, corpus: Path, index: Path | None, flags: list[str]) -> Path:
-    """The index copy to serve: copied from --index, or built from the corpus."""
+    """The index copy to serve: copied from --index (and brought up to date, which also
+    upgrades an index of an older schema without re-embedding), or built from the corpus."""
     copy = work / "index"
     if index is not None and (index / "index.sqlite").exists():
         log(f"copying {index} ...")
         shutil.copytree(index, copy, ignore=shutil.ignore_patterns("serve.json", "build.lock"))
+        run = run_python(["-m", "indexer", "build", str(corpus), "--index", str(copy), *flags])
+        run.check(DONE)
         return copy
     log(f"building an index of {corpus} (minutes with the default model) ...")
     run = run_python(["-m", "indexer", "build", str(corpus), "--index", str(copy), *flags])

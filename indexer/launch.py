@@ -1,0 +1,86 @@
+"""The `index` command's entry point.
+
+A question that a running `index serve` of the same index can answer is asked and printed
+with the standard library alone: no click, and none of numpy, onnxruntime or faiss. Anything
+else, or any doubt about the arguments, goes to the click CLI (indexer.cli), which prints the
+same for a served question.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from indexer import client, config
+from indexer.display import hit_lines
+
+
+def main() -> None:
+    """Console-script entry point."""
+    if served_ask(sys.argv[1:]) is None:
+        from indexer.cli import main as cli_main
+
+        cli_main()
+
+
+def served_ask(args: Sequence[str]) -> int | None:
+    """Ask a running server and print its hits, returning 0; None when this needs the CLI
+    (other commands or flags, odd arguments, no server, any failure)."""
+    parsed = _ask_arguments(args)
+    if parsed is None:
+        return None
+    question, options = parsed
+    hits = client.ask(
+        config.index_dir(options.get("--index")),
+        question,
+        k=int(options.get("-k", config.DEFAULT_K)),
+        context=int(options.get("--context", config.DEFAULT_CONTEXT)),
+        mode=options.get("--mode", config.DEFAULT_MODE),
+        model=config.model_dir(None),
+    )
+    if hits is None:
+        return None
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    for line in hit_lines(hits, as_json="--json" in options, color=color):
+        print(line)
+    return 0
+
+
+#: The options of `index ask` taken here, and whether each takes a value.
+_TAKEN = {"-k": True, "--context": True, "--mode": True, "--index": True, "--json": False}
+
+
+def _ask_arguments(args: Sequence[str]) -> tuple[str, dict[str, str]] | None:
+    """(question, options) of a plain `index ask QUESTION [options]`, or None."""
+    if not args or args[0] != "ask":
+        return None
+    question: str | None = None
+    options: dict[str, str] = {}
+    rest = iter(args[1:])
+    for arg in rest:
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if not arg.startswith("-"):
+            if question is not None:
+                return None
+            question = arg
+        elif name not in _TAKEN or name in options or (eq and not _TAKEN[name]):
+            return None
+        elif _TAKEN[name]:
+            value = inline if eq else next(rest, None)
+            if value is None:
+                return None
+            options[name] = value
+        else:
+            options[name] = ""
+    if not question or not question.strip() or not _valid(options):
+        return None
+    return question, options
+
+
+def _valid(options: dict[str, str]) -> bool:
+    for name, low in (("-k", 1), ("--context", 0)):
+        value = options.get(name, str(low))
+        if not value.isdigit() or int(value) < low:
+            return False
+    return options.get("--mode", config.DEFAULT_MODE) in config.MODES
