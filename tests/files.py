@@ -12,7 +12,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["run_script", "without_root_privileges", "write", "write_docs"]
+__all__ = ["DOCS", "run_script", "without_root_privileges", "write", "write_docs"]
+
+
+#: Documents in English and Japanese that the tiny model's tokenizer knows (CLI and server tests).
+DOCS = {
+    "ja/npu.md": "# NPUの測定\n\nNNAPI経由でNPUを使うと、CPUより約15倍速くなりました。\n"
+    "消費電力も大きく下がりました。\n\n## 注意\n\n一部の演算はCPUにフォールバックします。\n",
+    "ja/weather.txt": "今日はいい天気ですね。明日は雨が降るそうです。\n\n東京は日本の首都です。\n",
+    "en/faq.txt": "How fast is inference on the NPU compared with the CPU?\n\n"
+    "Your laptop arrives on the first day. Ask your buddy about the VPN.\n",
+    "en/review.md": "# Code review\n\nRespond to code reviews within one working day.\n\n"
+    "Keep pull requests small and focused.\n",
+}
 
 
 def write(path: Path, data: bytes | str) -> Path:

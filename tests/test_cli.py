@@ -20,17 +20,8 @@ from click.testing import CliRunner, Result
 from indexer import Index
 from indexer.cli import cli
 from indexer.display import printable
-from tests.files import without_root_privileges, write_docs
+from tests.files import DOCS, without_root_privileges, write_docs
 
-DOCS = {
-    "ja/npu.md": "# NPUの測定\n\nNNAPI経由でNPUを使うと、CPUより約15倍速くなりました。\n"
-    "消費電力も大きく下がりました。\n\n## 注意\n\n一部の演算はCPUにフォールバックします。\n",
-    "ja/weather.txt": "今日はいい天気ですね。明日は雨が降るそうです。\n\n東京は日本の首都です。\n",
-    "en/faq.txt": "How fast is inference on the NPU compared with the CPU?\n\n"
-    "Your laptop arrives on the first day. Ask your buddy about the VPN.\n",
-    "en/review.md": "# Code review\n\nRespond to code reviews within one working day.\n\n"
-    "Keep pull requests small and focused.\n",
-}
 HIT_KEYS = {
     *("rank", "score", "path", "line", "line_end", "page", "text", "kind", "before", "after"),
     *("location", "sentence_id", "dense_rank", "dense_score", "keyword_rank", "keyword_score"),

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from indexer import Index
-from tests.files import write_docs
-from tests.serving import DOCS, answered, served
+from tests.files import DOCS, write_docs
+from tests.serving import answered, served
 
 pytestmark = pytest.mark.slow
 

@@ -24,9 +24,8 @@ from click.testing import CliRunner, Result
 from indexer import Index
 from indexer.cli import cli
 from indexer.serve import Server, TokenRequiredError
-from tests.files import write, write_docs
+from tests.files import DOCS, write, write_docs
 from tests.serving import (
-    DOCS,
     answered,
     dead_pid,
     get,

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.files import run_script, write_docs
-from tests.serving import DOCS
+from tests.files import DOCS, run_script, write_docs
 
 
 @pytest.mark.slow
