@@ -6,22 +6,21 @@ The `mcp` package is an optional extra, imported only when the server starts.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from indexer import config
 from indexer.config import Mode
 from indexer.errors import (
-    IndexDamagedError,
     IndexerError,
     IndexUnusableError,
     MissingExtraError,
     NoIndexError,
+    from_sqlite,
 )
 from indexer.index import Index
+from indexer.worker import IndexWorker
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -40,28 +39,6 @@ INSTRUCTIONS = (
     "path and line; `read_passage` shows the indexed text around a path and line from a hit; "
     "`status` tells what the index holds."
 )
-
-
-class IndexThread:
-    """One Index, used from one thread: its sqlite3 connection must stay on the thread that
-    opened it, while the MCP SDK would run each tool call on any worker thread."""
-
-    def __init__(self, open_index: Callable[[], Index]) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
-        self.index = self._pool.submit(open_index).result()
-
-    def run(self, func: Callable[[Index], T]) -> T:
-        """Run func(index) on the index's thread and wait for it."""
-        return self._pool.submit(func, self.index).result()
-
-    async def call(self, func: Callable[[Index], T]) -> T:
-        """Run func(index) on the index's thread without blocking the event loop."""
-        return await asyncio.wrap_future(self._pool.submit(func, self.index))
-
-    def close(self) -> None:
-        """Close the index on its thread, then stop the thread."""
-        self.run(Index.close)
-        self._pool.shutdown()
 
 
 def search(index: Index, question: str, *, k: int, mode: Mode) -> dict[str, Any]:
@@ -105,7 +82,7 @@ def warm_up(index: Index, echo: Echo) -> None:
         echo(f"warning: {exc}")
 
 
-def make_server(worker: IndexThread) -> MCPServer[Any]:
+def make_server(worker: IndexWorker) -> MCPServer[Any]:
     """The MCP server with the three tools, each running on the index's thread."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
@@ -114,9 +91,9 @@ def make_server(worker: IndexThread) -> MCPServer[Any]:
 
     async def call(func: Callable[[Index], T]) -> T:
         try:
-            return await worker.call(func)
+            return await worker.run(func)
         except sqlite3.DatabaseError as exc:
-            raise ToolError(str(IndexDamagedError(exc))) from None
+            raise ToolError(str(from_sqlite(exc, "the index"))) from None
         except IndexerError as exc:
             raise ToolError(str(exc)) from None
 
@@ -153,9 +130,9 @@ def serve(open_index: Callable[[], Index], *, echo: Echo) -> None:
         if exc.name not in {"mcp", "mcp.server", "mcp.server.mcpserver"}:
             raise
         raise MissingExtraError("mcp", "`index mcp`") from None
-    worker = IndexThread(open_index)
+    worker = IndexWorker(open_index)
     try:
-        worker.run(lambda index: warm_up(index, echo))
+        worker.call(lambda index: warm_up(index, echo))
         make_server(worker).run("stdio")
     finally:
         worker.close()

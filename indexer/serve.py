@@ -24,7 +24,6 @@ import sqlite3
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -45,11 +44,12 @@ from indexer.config import MODES
 from indexer.errors import (
     EmptyQuestionError,
     ExitCode,
-    IndexDamagedError,
     IndexerError,
     NoIndexError,
     NoSuchDocumentError,
+    from_sqlite,
 )
+from indexer.worker import IndexWorker
 
 if TYPE_CHECKING:
     from indexer.index import Index
@@ -91,43 +91,27 @@ class CannotListenError(IndexerError):
 # -- the worker
 
 
-class Worker:
-    """The one thread that calls the Index (its SQLite connection belongs to that thread)."""
+class Worker(IndexWorker):
+    """The server's index worker: refuses a question when too many are waiting, and counts
+    the answered ones (for /status and the benchmark)."""
 
     def __init__(self, open_index: Callable[[], Index], *, max_waiting: int = MAX_WAITING) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-worker")
-        self._open = open_index
-        self._index: Index | None = None
+        super().__init__(open_index)
         self._max_waiting = max_waiting
         self.waiting = 0
         self.answered = 0
 
-    def _call(self, job: Callable[[Index], T]) -> T:
-        if self._index is None:
-            self._index = self._open()
-        return job(self._index)
-
-    def call(self, job: Callable[[Index], T]) -> T:
-        """Run a job on the worker and wait for it (start-up, shutdown)."""
-        return self._pool.submit(self._call, job).result()
-
     async def run(self, job: Callable[[Index], T]) -> T:
-        """Run a job on the worker without blocking the event loop."""
+        """Run a job on the worker without blocking the event loop (503 when too busy)."""
         if self.waiting >= self._max_waiting:
             raise HTTPException(503, f"busy: {self.waiting} questions are waiting — try again")
         self.waiting += 1
         try:
-            result = await asyncio.wrap_future(self._pool.submit(self._call, job))
+            result = await super().run(job)
         finally:
             self.waiting -= 1
         self.answered += 1
         return result
-
-    def close(self) -> None:
-        """Close the Index on its own thread, then stop the thread."""
-        if self._index is not None:
-            self.call(lambda index: index.close())
-        self._pool.shutdown(wait=True)
 
 
 def warm_up(index: Index) -> dict[str, str]:
@@ -284,7 +268,8 @@ async def _on_indexer_error(request: Request, exc: Exception) -> Response:
 
 
 async def _on_database_error(request: Request, exc: Exception) -> Response:
-    return _error(503, str(IndexDamagedError(exc)))
+    assert isinstance(exc, sqlite3.DatabaseError)
+    return await _on_indexer_error(request, from_sqlite(exc, "the index"))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
