@@ -806,6 +806,14 @@ class Store:
         """The stored vectors of some passages."""
         return self._vectors("passages", ids)
 
+    def vectors_by_id(self, vector_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of some vector ids, sentences and passages alike."""
+        sentences = self.sentence_vectors([int(i) for i in vector_ids if i < PASSAGE_ID_BASE])
+        passages = self.passage_vectors(
+            [int(i) - PASSAGE_ID_BASE for i in vector_ids if i >= PASSAGE_ID_BASE]
+        )
+        return {**sentences, **{i + PASSAGE_ID_BASE: v for i, v in passages.items()}}
+
     def _vectors(self, table: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
         import numpy as np
 

@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 
 from indexer.errors import BuildLockedError, IndexerError
-from indexer.store import FILE_MODE, PASSAGE_ID_BASE, IndexMeta, Store, VectorLayout
+from indexer.store import FILE_MODE, IndexMeta, Store, VectorLayout
 
 FILE_PATTERN = "vectors.{gen}.faiss"
 DELTA_PATTERN = "vectors.{gen}.delta.faiss"
@@ -341,15 +341,6 @@ def open_layout(
     return GenerationIndex(layers, nprobe=layout.nprobe, exact=exact)
 
 
-def stored_vectors(store: Store, ids: Sequence[int]) -> dict[int, np.ndarray]:
-    """The vectors SQLite stores for some vector ids (sentences and passages)."""
-    sentences = store.sentence_vectors([int(i) for i in ids if i < PASSAGE_ID_BASE])
-    passages = store.passage_vectors(
-        [int(i) - PASSAGE_ID_BASE for i in ids if i >= PASSAGE_ID_BASE]
-    )
-    return {**sentences, **{i + PASSAGE_ID_BASE: v for i, v in passages.items()}}
-
-
 # ---------------------------------------------------------------- writing a generation
 
 
@@ -466,7 +457,7 @@ def _blocks_of(
 ) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     for start in range(0, len(ids), block):
         chunk = ids[start : start + block]
-        vectors = stored_vectors(store, chunk.tolist())
+        vectors = store.vectors_by_id(chunk.tolist())
         yield chunk, np.stack([vectors[int(i)] for i in chunk]).reshape(len(chunk), dim)
 
 
@@ -512,7 +503,7 @@ def _ivf_base(
     rng = np.random.default_rng(0)
     all_ids = store.expected_vector_ids()
     queries_ids = np.sort(rng.choice(all_ids, size=min(RECALL_QUERIES, count), replace=False))
-    queries = np.stack(list(stored_vectors(store, queries_ids.tolist()).values()))
+    queries = np.stack(list(store.vectors_by_id(queries_ids.tolist()).values()))
     noise = rng.normal(size=queries.shape).astype(np.float32) * (QUERY_NOISE / math.sqrt(dim))
     queries = queries + noise
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -579,7 +570,7 @@ def choose_nprobe(
 ) -> tuple[int, float]:
     """The smallest power-of-two nprobe whose re-ranked top-10 reaches `target` recall
     against exact search, and the recall it reached."""
-    exact: Exact = lambda ids: stored_vectors(store, ids)  # noqa: E731
+    exact: Exact = store.vectors_by_id
     generation = GenerationIndex([Layer(index, np.zeros(0, dtype=np.int64))], exact=exact)
     nlist = index._ivf.nlist if index._ivf is not None else 1
     nprobe, recall = 1, 0.0
@@ -665,7 +656,7 @@ def differing_vectors(index: VectorIndex | GenerationIndex, store: Store, sample
     if not len(ids):
         return 0
     chosen = np.random.default_rng().choice(ids, size=min(sample, len(ids)), replace=False)
-    stored = stored_vectors(store, chosen.tolist())
+    stored = store.vectors_by_id(chosen.tolist())
     held = generation.vectors_of(chosen)
     return sum(
         1
@@ -679,7 +670,7 @@ def open_current(store: Store, *, warn: Warn) -> GenerationIndex:
     caller's read snapshot); rebuilt from SQLite when a file is missing or does not match."""
     meta = store.meta()
     layout = layout_of(meta)
-    exact: Exact = lambda ids: stored_vectors(store, ids)  # noqa: E731
+    exact: Exact = store.vectors_by_id
     index = None
     with contextlib.suppress(RuntimeError, OSError, ValueError):
         index = open_layout(store.path, layout, exact=exact)
