@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -226,6 +227,13 @@ class Layer:
             self._batch = faiss.IDSelectorBatch(np.ascontiguousarray(self.hidden, dtype=np.int64))
             self.skip = faiss.IDSelectorNot(self._batch)
 
+    @functools.cached_property
+    def visible(self) -> np.ndarray:
+        """The ids this layer holds and no later delta hides (read once: a layer is opened
+        whole and never changes)."""
+        ids = self.index.ids()
+        return ids[~np.isin(ids, self.hidden)] if len(self.hidden) else ids
+
 
 class GenerationIndex:
     """A generation's vectors: the base, then deltas; each layer without the ids that later
@@ -251,14 +259,14 @@ class GenerationIndex:
 
     def ids(self) -> np.ndarray:
         """The vector ids the generation holds (each once)."""
-        parts = [_visible(layer) for layer in self.layers]
+        parts = [layer.visible for layer in self.layers]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def vectors_of(self, ids: np.ndarray) -> np.ndarray:
         """Vectors of some ids, each read from the layer that holds it visibly."""
         rows: dict[int, np.ndarray] = {}
         for layer in self.layers:
-            held = np.intersect1d(ids, _visible(layer))
+            held = np.intersect1d(ids, layer.visible)
             rows.update(zip(held.tolist(), layer.index.vectors_of(held), strict=True))
         return np.stack([rows[int(i)] for i in ids]) if len(ids) else np.zeros((0, 0))
 
@@ -291,11 +299,6 @@ class GenerationIndex:
 def _inner(index: faiss.Index) -> faiss.Index:
     """The index an IndexIDMap2 wraps."""
     return faiss.downcast_index(faiss.downcast_index(index).index)  # type: ignore[attr-defined]
-
-
-def _visible(layer: Layer) -> np.ndarray:
-    ids = layer.index.ids()
-    return ids[~np.isin(ids, layer.hidden)] if len(layer.hidden) else ids
 
 
 def path_of(directory: Path, generation: int) -> Path:
