@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -251,7 +250,7 @@ class Watcher:
             report = self.build_waiting()
         except FATAL:
             raise
-        except (IndexerError, sqlite3.DatabaseError) as exc:
+        except IndexerError as exc:  # Index.build words SQLite's failures as IndexerErrors too
             self.echo(f"error: {exc}")
             return
         self.show(report)
