@@ -389,8 +389,8 @@ def ask(
     Without QUESTION, opens an interactive prompt that loads the model once. A running
     `index serve` of the same index answers instead, when there is one (same output).
     """
-    if question is not None:
-        where, chosen = config.index_dir(index_path), config.model_dir(model)
+    where, chosen = config.index_dir(index_path), config.model_dir(model)
+    if question is not None and where not in client.FAILED:
         served = client.ask(where, question, k=k, context=context, mode=mode, model=chosen)
         if served is not None:
             _print_hits(served, as_json=as_json)

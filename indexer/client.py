@@ -101,6 +101,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: Index directories whose server this process already asked in vain (the entry point marks
+#: them, so the CLI it hands over to does not wait out the same timeouts again).
+FAILED: set[Path] = set()
+
+
 def ask(
     index_dir: Path,
     question: str,

@@ -40,6 +40,7 @@ def served_ask(args: Sequence[str]) -> int | None:
         model=config.model_dir(None),
     )
     if hits is None:
+        client.FAILED.add(config.index_dir(options.get("--index")))
         return None
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     for line in hit_lines(hits, as_json="--json" in options, color=color):

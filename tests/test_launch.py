@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from indexer import Index, client
 from indexer.launch import _ask_arguments
+from tests.files import write_docs
 
 
 @pytest.mark.parametrize(
@@ -45,3 +54,26 @@ def test_plain_asks_are_taken(args: list[str], expected: tuple) -> None:
 )
 def test_anything_else_goes_to_the_cli(args: list[str]) -> None:
     assert _ask_arguments(args) is None
+
+
+def test_a_server_that_does_not_answer_is_tried_once_per_ask(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    docs = write_docs(tmp_path / "docs", {"a.md": "The backup job runs every night.\n"})
+    idx = tmp_path / "idx"
+    Index(idx, model=tiny_model_dir).build(docs)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    silent.listen(8)
+    record = {"host": "127.0.0.1", "port": silent.getsockname()[1], "pid": os.getpid()}
+    client.announce(idx, {**record, "index": str(idx.resolve()), "model": "m", "token": None})
+    command = [sys.executable, "-m", "indexer", "ask", "backup job", "--index", str(idx)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "a.md" in done.stdout, done.stderr
+    silent.settimeout(0.1)
+    attempts = 0
+    with contextlib.suppress(TimeoutError):
+        while True:
+            silent.accept()[0].close()
+            attempts += 1
+    silent.close()
+    assert attempts == 1, "the CLI asked the silent server again after the entry point"
