@@ -45,7 +45,7 @@ from indexer.store import (
 
 #: Bump when splitting, windowing or keyword rows change: files of an index built with another
 #: version are re-split on the next build (their unchanged sentences keep their vectors).
-SPLIT_VERSION = "5"
+SPLIT_VERSION = "6"
 
 Progress = Callable[[int], None]
 T = TypeVar("T")

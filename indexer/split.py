@@ -7,9 +7,12 @@ sentence span, so `text[char_start:char_end]` always points back at the raw sour
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
+import operator
 import re
 import textwrap
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -113,12 +116,18 @@ def _cut_point(text: str, start: int, limit: int) -> int:
 
 # ---------------------------------------------------------------- sentence boundaries in prose
 
+#: Full stops and question marks of other scripts (also a regex character class): Devanagari
+#: danda and double danda (also Bengali and other Indic scripts), Arabic question mark, Urdu full
+#: stop, Armenian full stop, Ethiopic full stop and question mark, Myanmar section mark, Khmer
+#: khan and bariyoosan, and the Tibetan shads (U+0F0D-U+0F12), which end clauses as well as
+#: sentences. Like "。" they end a sentence with or without a space after them.
+_SCRIPT_STOPS = "।॥؟۔։።፧။។៕" + "".join(map(chr, range(0x0F0D, 0x0F13)))
 _TERMINATOR = re.compile(
-    r"(?P<term>[。！？．!?.…]+)(?P<close>[」』）)】〕〉》\]\"'”’»]*)"
+    rf"(?P<term>[。！？．!?.…{_SCRIPT_STOPS}]+)(?P<close>[」』）)】〕〉》\]\"'”’»]*)"
     # a footnote reference after the full stop belongs to the sentence: "... end. [#]_", "end.[^1]"
     r"(?:[ \t]*\[(?:#[\w-]*|\*|\d+)\]_|\[\^[^\]\s]+\])?",
 )
-_STRONG = re.compile(r"[。！？．]")
+_STRONG = re.compile(f"[。！？．{_SCRIPT_STOPS}]")
 _BANG = re.compile(r"[!?]+")
 _ELLIPSIS = re.compile(r"\.{2,}|…+")
 _BRACKET = re.compile(r"[「」『』（）()【】〔〕“”〈〉《》]|(`+)[^`]+?\1")
@@ -137,7 +146,8 @@ def _words(text: str) -> frozenset[str]:
 
 _FOLLOWING = re.compile(r"\s*(\S)")
 _CONTINUES_QUOTE = re.compile(r"[\u3041-\u309f、，,]")
-_NEVER_STARTS = frozenset("、，,。．")
+#: A stop followed by another one ("। ॥", Tibetan "། །") keeps the whole run in its sentence.
+_NEVER_STARTS = frozenset("、，,。．" + _SCRIPT_STOPS)
 #: A bracket pair longer than this is probably unbalanced text, not a quote: split inside it.
 _MAX_QUOTE_CHARS = 500
 _ABBREVIATIONS = _words(
@@ -153,18 +163,43 @@ CJK = (
 )
 _CJK_CHAR = re.compile(f"[{CJK}]")
 _CJK_LINE_BREAK = re.compile(f"(?<=[{CJK}])[ \\t]*\\n\\s*(?=[{CJK}])")
+#: Thai and Lao write no spaces between words; a space separates phrases and sentences. So a
+#: space between a letter that can end a word and one that can start a word ends a sentence.
+#: Digits, "ๆ"/"ໆ" (repeat the word) and "ฯ"/"ຯ" (abbreviation) are followed by a space
+#: by convention, and a space next to Latin text or digits is only a word space.
+_THAI_LAO_END = (
+    "\u0e01-\u0e2e\u0e30-\u0e3a\u0e40-\u0e45\u0e47-\u0e4e"
+    "\u0e81-\u0eae\u0eb0-\u0ec4\u0ec8-\u0ece\u0edc-\u0edf"
+)
+_THAI_LAO_START = "\u0e01-\u0e2e\u0e40-\u0e44\u0e81-\u0eae\u0ec0-\u0ec4\u0edc-\u0edf"
+_PHRASE_END = re.compile(f"[{_THAI_LAO_END}](?=(\\s+)[{_THAI_LAO_START}])")
 
 
 def _boundaries(paragraph: str) -> Iterator[int]:
-    """Offsets right after each sentence end (terminator plus closing brackets)."""
+    """Offsets right after each sentence end: a terminator plus closing brackets, or the last
+    Thai or Lao letter before a space."""
     pairs: list[tuple[int, int]] | None = None
-    for match in _TERMINATOR.finditer(paragraph):
+    candidates = heapq.merge(
+        _TERMINATOR.finditer(paragraph),
+        _PHRASE_END.finditer(paragraph),
+        key=operator.methodcaller("end"),
+    )
+    for match in candidates:
         if match.end() >= len(paragraph):
             break
         if pairs is None:
             pairs = _quoted_ranges(paragraph)
-        if _is_boundary(paragraph, match, pairs):
+        if match.re is _PHRASE_END:
+            if _is_phrase_boundary(match, pairs):
+                yield match.end()
+        elif _is_boundary(paragraph, match, pairs):
             yield match.end()
+
+
+def _is_phrase_boundary(match: re.Match[str], pairs: list[tuple[int, int]]) -> bool:
+    """Whether a space after a Thai or Lao letter ends a sentence: outside brackets and quotes,
+    and not a bare line break (hard-wrapped lines, as in PDF text, break between any words)."""
+    return bool(match.group(1).strip("\r\n")) and _enclosing(pairs, match.end()) is None
 
 
 def _is_boundary(text: str, match: re.Match[str], pairs: list[tuple[int, int]]) -> bool:
@@ -283,7 +318,24 @@ def _merge_fragments(text: str, spans: list[tuple[int, int]]) -> list[tuple[int,
 
 def _is_fragment(text: str) -> bool:
     """Too short to stand alone, or no letter or digit at all."""
-    return len("".join(text.split())) < config.MIN_SENTENCE_CHARS or not _has_word(text)
+    return _is_short(text) or not _has_word(text)
+
+
+def _is_short(text: str) -> bool:
+    """Fewer than MIN_SENTENCE_CHARS characters as a reader counts them.
+
+    Whitespace is not counted, and neither are combining marks: a Thai vowel or tone mark, or a
+    Devanagari vowel sign, belongs to the letter it is written with. So the minimum means the
+    same length in every script: a Thai phrase of a word or two (split off at a space) joins
+    its neighbour as "OK." does in English.
+    """
+    count = 0
+    for char in text:
+        if not char.isspace() and not unicodedata.category(char).startswith("M"):
+            count += 1
+            if count >= config.MIN_SENTENCE_CHARS:
+                return False
+    return True
 
 
 def _has_word(text: str) -> bool:
@@ -600,7 +652,7 @@ def _can_host(unit: _Unit | None) -> bool:
 
 def _is_short_prose(unit: _Unit) -> bool:
     """A prose unit below the minimum length."""
-    return unit.prose and len("".join(unit.text.split())) < config.MIN_SENTENCE_CHARS
+    return unit.prose and _is_short(unit.text)
 
 
 def _cover_gaps(units: list[_Unit], document: str) -> list[_Unit]:
@@ -1250,7 +1302,7 @@ _RST_READERS: tuple[Reader, ...] = (
 
 # ---------------------------------------------------------------- plain text
 
-_TITLE_END = re.compile(r"[.!?。！？．…:;,、，：；]$")
+_TITLE_END = re.compile(f"[.!?。！？．…:;,、，：；{_SCRIPT_STOPS}]$")
 _TITLE_MAX_CHARS = 100
 
 
