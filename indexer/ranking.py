@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +40,12 @@ class Ranking:
     #: starts to count and reaches full weight: cross-language questions share only names and
     #: numbers, same-language ones nearly everything (--measure trust, --measure ramp).
     trust_ramp: tuple[float, float] = (0.4, 0.8)
+    #: Weight, within the keyword side, of the share of the question's words (IDF-weighted)
+    #: that the passage around a candidate holds (its section, or the section's part the model
+    #: reads), next to the candidate's own BM25: paragraphs of one article share their topic
+    #: words, and the one a question was asked about holds more of its other words
+    #: (--measure passage).
+    passage_words_weight: float = 1.0
     #: Which candidates take keyword evidence: those written like the question, or every one.
     #: A folder mixing English and Japanese puts an English question's word matches only in
     #: English passages, pushing a Japanese answer down (--measure alike).
@@ -128,6 +135,12 @@ def keyword_trust(frequencies: Sequence[int], total: int) -> float:
     return known / sum(weights)
 
 
+def passage_share(weights: dict[str, float], held: AbstractSet[str]) -> float:
+    """The share of a question's terms, each weighted by its IDF, that a passage holds."""
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if t in held) / total if total > 0 else 0.0
+
+
 def keyword_weight(trust: float, ranking: Ranking = DEFAULT) -> float:
     """The keyword side's weight for a question whose terms the index knows this well."""
     low, high = ranking.trust_ramp
@@ -142,10 +155,13 @@ def fuse(
     keyword_top: float,
     alike: np.ndarray | None = None,
     name_share: np.ndarray | None = None,
+    passage_share: np.ndarray | None = None,
     ranking: Ranking = DEFAULT,
 ) -> np.ndarray:
-    """Hybrid scores: min-max normalised cosine and BM25 (divided by `keyword_top`, the best
-    BM25 score of the question) mixed by `weight`.
+    """Hybrid scores: min-max normalised cosine and keyword evidence mixed by `weight`. The
+    keyword evidence is BM25 divided by `keyword_top` (the best BM25 score of the question)
+    plus passage_words_weight × `passage_share`, the share of the question's words the
+    candidate's passage holds (zero when not given).
 
     Candidates not `alike` (written unlike the question) cannot share its words, so the dense
     side alone scores them rather than a keyword score of zero; they gain name_weight × the
@@ -156,6 +172,8 @@ def fuse(
     low, high = cosines.min(), cosines.max()
     dense = (cosines - low) / (high - low) if high > low else np.ones_like(cosines)
     kw = bm25 / keyword_top if keyword_top > 0 else np.zeros_like(bm25)
+    if passage_share is not None:
+        kw = kw + ranking.passage_words_weight * passage_share
     share = np.full(len(cosines), weight) if alike is None else np.where(alike, weight, 0.0)
     names = np.zeros_like(cosines) if name_share is None else name_share
     return (1 - share) * dense + share * kw + ranking.name_weight * names

@@ -52,6 +52,16 @@ class Hit:
         return {**asdict(self), "location": self.location}
 
 
+@dataclass(frozen=True)
+class Around:
+    """What surrounds a candidate: its passage's text and keyword terms, and whether the
+    candidate is the heading that opens it."""
+
+    text: str
+    terms: frozenset[str]
+    heading: bool
+
+
 class Searcher:
     """Answers questions from one index; keeps the vector file of the current generation open."""
 
@@ -185,8 +195,11 @@ class Searcher:
         extra = [i for i, _ in found if i not in known]
         cosines = {**known, **self.dense_scores(vector, extra, {})}
         ids = list(cosines)
-        weight = ranking.keyword_weight(self.keyword_trust(question), self.ranking)
-        alike, sounds = self._script_evidence(question, ids, weight)
+        terms, trust = self.term_weights(question)
+        weight = ranking.keyword_weight(trust, self.ranking)
+        passages = self._passages(ids) if weight > 0 else {}
+        alike, sounds = self._script_evidence(question, ids, weight, passages)
+        shares = {i: ranking.passage_share(terms, a.terms) for i, a in passages.items()}
         scores = ranking.fuse(
             np.array([cosines[i] for i in ids]),
             np.array([bm25.get(i, 0.0) for i in ids]),
@@ -194,6 +207,7 @@ class Searcher:
             keyword_top=max(bm25.values(), default=0.0),
             alike=None if alike is None else np.array([i in alike for i in ids], dtype=bool),
             name_share=np.array([sounds.get(i, 0.0) for i in ids]) if sounds else None,
+            passage_share=np.array([shares.get(i, 0.0) for i in ids]) if shares else None,
             ranking=self.ranking,
         )
         dense_rank, keyword_rank = ranking.ranks(cosines), ranking.ranks(bm25)
@@ -205,8 +219,21 @@ class Searcher:
             for i in ordered
         ]  # fmt: skip
 
+    def _passages(self, ids: list[int]) -> dict[int, Around]:
+        """The passage around each candidate: the section holding it (or the part of a long
+        section the model reads), or its chunk when that is the whole section."""
+        holders = self.store.holders(ids)
+        around = {i: h.section if h.section is not None else h.chunk for i, h in holders.items()}
+        texts = self.store.passage_texts(list(set(around.values())))
+        terms = {p: frozenset(keyword.terms(text)) for p, text in texts.items()}
+        return {
+            i: Around(texts[p], terms[p], holders[i].kind == "heading")
+            for i, p in around.items()
+            if p in texts
+        }
+
     def _script_evidence(
-        self, question: str, ids: list[int], weight: float
+        self, question: str, ids: list[int], weight: float, passages: dict[int, Around]
     ) -> tuple[set[int] | None, dict[int, float]]:
         """The candidates written like the question (None when no keyword or name evidence
         counts), and the others' share of the question's names written by sound."""
@@ -214,24 +241,33 @@ class Searcher:
         if weight == 0 and not keys:
             return None, {}
         texts = self.store.texts(ids)
-        alike = self._written_alike(question, texts)
+        alike = self._written_alike(question, texts, passages)
         if not keys:
             return alike, {}
         fuzzy = self.ranking.name_fuzzy_from
         others = {i: t for i, t in texts.items() if i not in alike}
         return alike, {i: names.shared(keys, t, fuzzy_from=fuzzy) for i, t in others.items()}
 
-    def _written_alike(self, question: str, texts: dict[int, str]) -> set[int]:
-        """The candidates written like the question (both in words, or both in CJK/Thai).
+    def _written_alike(
+        self, question: str, texts: dict[int, str], passages: dict[int, Around]
+    ) -> set[int]:
+        """The candidates written like the question (both in words, or both in CJK/Thai); a
+        heading is written like the passage it opens.
 
         Only they can share words with it: in a folder of English and Japanese documents, an
         English question's keyword matches are all in English ones, and fusing them pushed the
-        Japanese answer down (scripts/mixed_set.py, scripts/ablation.py --measure alike).
+        Japanese answer down (scripts/mixed_set.py, scripts/ablation.py --measure alike). An
+        English title over Chinese text, judged on its own, escaped the keyword side and
+        outranked the sentences a Chinese question's words found.
         """
         if self.ranking.keyword_on == "every":
             return set(texts)
         style = keyword.writing(question)
-        return {i for i, text in texts.items() if keyword.writing(text) == style}
+        written = {
+            i: passages[i].text if i in passages and passages[i].heading else t
+            for i, t in texts.items()
+        }
+        return {i for i, text in written.items() if keyword.writing(text) == style}
 
     def _cosines(self, vector: np.ndarray, ids: list[int]) -> dict[int, float]:
         stored = self.store.sentence_vectors(ids) if ids else {}
@@ -239,11 +275,17 @@ class Searcher:
 
     def keyword_trust(self, question: str) -> float:
         """How much of the question (IDF-weighted) the index's vocabulary holds at all."""
+        return self.term_weights(question)[1]
+
+    def term_weights(self, question: str) -> tuple[dict[str, float], float]:
+        """The question's keyword terms with their IDF weights, and its keyword trust."""
         terms = list(dict.fromkeys(keyword.terms(question)))
         if not terms:
-            return 0.0
+            return {}, 0.0
         frequencies, total = self.store.term_frequencies(terms)
-        return ranking.keyword_trust([frequencies.get(t, 0) for t in terms], total)
+        counts = [frequencies.get(t, 0) for t in terms]
+        weights = {t: ranking.idf(df, total) for t, df in zip(terms, counts, strict=True)}
+        return weights, ranking.keyword_trust(counts, total)
 
     def _current_vectors(self) -> vectors.GenerationIndex:
         generation = self.store.generation()

@@ -798,6 +798,16 @@ class Store:
             found.setdefault(int(passage_id), []).append(int(sentence_id))
         return found
 
+    def passage_texts(self, passage_ids: Sequence[int]) -> dict[int, str]:
+        """The text of each passage: its sentences joined by spaces, in order."""
+        parts: dict[int, list[str]] = {}
+        sql = """SELECT p.id, s.text FROM passages p JOIN sentences s ON s.file_id = p.file_id
+                 AND s.position BETWEEN p.first AND p.last WHERE p.id IN ({marks})
+                 ORDER BY p.id, s.position"""
+        for passage_id, text in self._rows_in(sql, passage_ids):
+            parts.setdefault(int(passage_id), []).append(text)
+        return {i: " ".join(texts) for i, texts in parts.items()}
+
     def sentence_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of some sentences."""
         return self._vectors("sentences", ids)

@@ -23,7 +23,11 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
   (the default) and on every candidate (run it on a mixed set from scripts/mixed_set.py);
 - names: hybrid R@1 / MRR@10 with several weights of the names a candidate written unlike the
   question writes by sound (Ranking.name_weight; run it on NTREX and its mixed set);
+- passage: hybrid R@1 / MRR@10 with several weights of the share of the question's words the
+  passage around a candidate holds (Ranking.passage_words_weight);
 - passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms;
+- words: the same with a morphological analyser's words (SudachiPy, jieba; measured only when
+  installed), and with words and bigrams together;
 - misses: hybrid questions whose first passage is wrong, how many of those rank another
   passage with the gold passage's title (same article) first, and how many rank first a
   passage that also holds one of the question's gold answers (word for word).
@@ -32,7 +36,11 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
 from __future__ import annotations
 
 import dataclasses
+import re
 import sqlite3
+import time
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +57,10 @@ ALPHAS = (1.0, 0.7, 0.5, 0.3, 0.0)
 BETAS = (0.0, 0.1, 0.2, 0.3)
 STATEMENT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 NAME_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+PASSAGE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 MEASURES = (
-    "mix", "statement", "headings", "trust", "ramp", "alike", "names", "passage_bm25", "misses"
+    "mix", "statement", "headings", "trust", "ramp", "alike", "names", "passage_bm25", "misses",
+    "passage", "words",
 )  # fmt: skip
 
 
@@ -281,14 +291,30 @@ def measure_names(set_dir: Path, index: Index, queries: list) -> None:
               **hybrid(index, queries, variant)})  # fmt: skip
 
 
+def measure_passage(set_dir: Path, index: Index, queries: list) -> None:
+    """Hybrid with several weights of the share of the question's words a candidate's passage
+    holds (Ranking.passage_words_weight)."""
+    for weight in PASSAGE_WEIGHTS:
+        variant = dataclasses.replace(DEFAULT, passage_words_weight=weight)
+        emit({"set": set_dir.name, "measure": "passage", "weight": weight,
+              **hybrid(index, queries, variant)})  # fmt: skip
+
+
 def measure_passage_bm25(set_dir: Path, queries: list) -> None:
+    recall = passage_bm25_recall(set_dir, queries, keyword.terms)
+    emit({"set": set_dir.name, "measure": "passage_bm25", "recall@1": recall})
+
+
+def passage_bm25_recall(set_dir: Path, queries: list, terms: Callable[[str], list[str]]) -> float:
+    """R@1 of FTS5's BM25 over whole passages (title and text), with these terms."""
     db = sqlite3.connect(":memory:")
     db.execute("CREATE VIRTUAL TABLE p USING fts5(stem UNINDEXED, terms)")
     for doc in sorted((set_dir / "docs").glob("*.txt")):
-        db.execute("INSERT INTO p VALUES (?, ?)", [doc.stem, keyword.document(doc.read_text())])
+        db.execute("INSERT INTO p VALUES (?, ?)", [doc.stem, " ".join(terms(doc.read_text()))])
     hits = 0
     for x in queries:
-        match = keyword.query(x.question)
+        unique = dict.fromkeys(terms(x.question))
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
         row = (
             db.execute(
                 "SELECT stem FROM p WHERE p MATCH ? ORDER BY bm25(p) LIMIT 1", [match]
@@ -296,10 +322,69 @@ def measure_passage_bm25(set_dir: Path, queries: list) -> None:
             if match
             else None
         )
-        hits += bool(row) and row[0] == x.passage_id
-    emit(
-        {"set": set_dir.name, "measure": "passage_bm25", "recall@1": round(hits / len(queries), 3)}
+        hits += row is not None and row[0] == x.passage_id
+    return round(hits / len(queries), 3)
+
+
+def measure_words(set_dir: Path, queries: list) -> None:
+    """Passage BM25 with a morphological analyser's words (SudachiPy for Japanese, jieba for
+    Chinese, when installed) instead of character bigrams, and with both; the seconds it takes
+    to cut the set's passages; the analyser's installed size."""
+    for name, make in ANALYSERS.items():
+        try:
+            words, size = make()
+        except ImportError:
+            common.log(f"{name} is not installed; `pip install {name}` to measure it")
+            continue
+        started = time.perf_counter()
+        for doc in (set_dir / "docs").glob("*.txt"):
+            words(doc.read_text())
+        seconds = round(time.perf_counter() - started, 2)
+        both = lambda text, words=words: [*words(text), *keyword.terms(text)]  # noqa: E731
+        emit({"set": set_dir.name, "measure": "words", "analyser": name,
+              "bigrams": passage_bm25_recall(set_dir, queries, keyword.terms),
+              "words": passage_bm25_recall(set_dir, queries, words),
+              "words_and_bigrams": passage_bm25_recall(set_dir, queries, both),
+              "cut_seconds": seconds, "installed_mb": size})  # fmt: skip
+
+
+def _sudachi() -> tuple[Callable[[str], list[str]], int]:
+    import sudachidict_core
+    from sudachipy import Dictionary, SplitMode
+
+    tokenizer = Dictionary().tokenizer(mode=SplitMode.C)
+    return _words(lambda text: [m.normalized_form() for m in tokenizer.tokenize(text)]), (
+        _installed_mb(sudachidict_core.__file__)
     )
+
+
+def _jieba() -> tuple[Callable[[str], list[str]], int]:
+    import jieba
+
+    jieba.setLogLevel(60)
+    return _words(jieba.lcut), _installed_mb(jieba.__file__)
+
+
+def _words(cut: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    """Lower-cased words of an analyser, without punctuation, cut in pieces it accepts."""
+
+    def words(text: str) -> list[str]:
+        normal = unicodedata.normalize("NFKC", text).lower()
+        pieces = [normal[i : i + 10000] for i in range(0, len(normal), 10000)]
+        return [w for piece in pieces for w in cut(piece) if re.search(r"[^\W_]", w)]
+
+    return words
+
+
+def _installed_mb(module_file: str) -> int:
+    folder = Path(module_file).parent
+    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20)
+
+
+ANALYSERS: dict[str, Callable[[], tuple[Callable[[str], list[str]], int]]] = {
+    "sudachipy": _sudachi,
+    "jieba": _jieba,
+}
 
 
 def measure_misses(set_dir: Path, index: Index, queries: list) -> None:
@@ -375,8 +460,12 @@ def main(
             measure_alike(set_dir, index, queries)
         if "names" in chosen:
             measure_names(set_dir, index, queries)
+        if "passage" in chosen:
+            measure_passage(set_dir, index, queries)
         if "passage_bm25" in chosen:
             measure_passage_bm25(set_dir, queries)
+        if "words" in chosen:
+            measure_words(set_dir, queries)
         if "misses" in chosen:
             measure_misses(set_dir, index, queries)
 

@@ -84,8 +84,35 @@ def test_only_candidates_written_like_the_question_take_keyword_evidence(
     searcher = index.searcher
     rows = dict(index.store.db.execute("SELECT id, text FROM sentences").fetchall())
     english = {i for i, text in rows.items() if text.startswith("Rate")}
-    assert searcher._written_alike("What is the rate limit?", rows) == english
-    assert searcher._written_alike("上限は？", rows) == set(rows) - english
+    around = searcher._passages(list(rows))
+    assert searcher._written_alike("What is the rate limit?", rows, around) == english
+    assert searcher._written_alike("上限は？", rows, around) == set(rows) - english
+
+
+def test_a_heading_is_written_like_the_passage_it_opens(index: Index, tmp_path: Path) -> None:
+    docs = {"bowl.md": "# Super_Bowl_50\n\n第50屆超級盃在2016年2月7日舉行。丹佛野馬隊獲勝。\n"}
+    index.build(write_docs(tmp_path / "zh", docs))
+    searcher = index.searcher
+    rows = dict(index.store.db.execute("SELECT id, text FROM sentences").fetchall())
+    heading = next(i for i, text in rows.items() if text.startswith("Super"))
+    around = searcher._passages(list(rows))
+    assert around[heading].heading and "舉行" in around[heading].text
+    assert heading in searcher._written_alike("超級盃在哪一年舉行？", rows, around)
+    assert heading not in searcher._written_alike("超級盃在哪一年舉行？", rows, {})
+
+
+def test_a_candidate_is_scored_with_the_words_of_its_whole_section(
+    index: Index, tmp_path: Path
+) -> None:
+    text = "# Tea\n\nGreen tea grows in Shizuoka.\n\nIt is picked in May.\n\n# Coffee\n\nBeans.\n"
+    index.build(write_docs(tmp_path / "drinks", {"drinks.md": text}))
+    searcher = index.searcher
+    rows = dict(index.store.db.execute("SELECT id, text FROM sentences").fetchall())
+    around = searcher._passages(list(rows))
+    picked = next(i for i, t in rows.items() if t.startswith("It is picked"))
+    beans = next(i for i, t in rows.items() if t == "Beans.")
+    assert {"green", "shizuoka", "picked", "may"} <= around[picked].terms
+    assert "shizuoka" not in around[beans].terms
 
 
 @pytest.mark.parametrize("question", ['"unbalanced', "NEAR(a b)", "*", "a OR", "AND NOT -", "()"])

@@ -38,6 +38,29 @@ def test_fuse_adds_the_share_of_names_written_by_sound() -> None:
     assert again[1] == pytest.approx(0.75 + 0.5)
 
 
+def test_passage_share_weighs_the_question_terms_a_passage_holds() -> None:
+    weights = {"rare": 3.0, "common": 1.0}
+    assert ranking.passage_share(weights, {"rare", "common", "other"}) == 1.0
+    assert ranking.passage_share(weights, {"rare"}) == pytest.approx(0.75)
+    assert ranking.passage_share(weights, set()) == 0.0
+    assert ranking.passage_share({}, {"rare"}) == 0.0
+
+
+def test_fuse_adds_the_passage_share_to_the_keyword_side_of_alike_candidates() -> None:
+    cosines, bm25 = np.full(3, 0.5), np.array([2.0, 2.0, 0.0])
+    alike, share = np.array([True, True, False]), np.array([1.0, 0.5, 1.0])
+    fused = ranking.fuse(cosines, bm25, 0.5, keyword_top=2.0, alike=alike, passage_share=share)
+    weight = DEFAULT.passage_words_weight
+    assert fused.tolist() == pytest.approx(
+        [0.5 + 0.5 * (1 + weight), 0.5 + 0.5 * (1 + weight * 0.5), 1.0]
+    )
+    off = ranking.fuse(
+        cosines, bm25, 0.5, keyword_top=2.0, alike=alike, passage_share=share,
+        ranking=Ranking(passage_words_weight=0.0),
+    )  # fmt: skip
+    assert off[0] == off[1]
+
+
 def test_fuse_of_no_candidates_is_empty() -> None:
     assert ranking.fuse(np.zeros(0), np.zeros(0), 0.5, keyword_top=0.0).shape == (0,)
 
