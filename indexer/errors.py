@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import errno
 import os
-import sqlite3
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
 
 
 class ExitCode(IntEnum):
