@@ -42,8 +42,8 @@ class Ranking:
     trust_ramp: tuple[float, float] = (0.4, 0.8)
     #: Weight, within the keyword side, of the share of the question's words (IDF-weighted)
     #: that the passage around a candidate holds (its section, or the section's part the model
-    #: reads), next to the candidate's own BM25: paragraphs of one article share their topic
-    #: words, and the one a question was asked about holds more of its other words
+    #: reads), against 1 for the candidate's own BM25: paragraphs of one article share their
+    #: topic words, and the one a question was asked about holds more of its other words
     #: (--measure passage).
     passage_words_weight: float = 1.0
     #: Which candidates take keyword evidence: those written like the question, or every one.
@@ -159,9 +159,10 @@ def fuse(
     ranking: Ranking = DEFAULT,
 ) -> np.ndarray:
     """Hybrid scores: min-max normalised cosine and keyword evidence mixed by `weight`. The
-    keyword evidence is BM25 divided by `keyword_top` (the best BM25 score of the question)
-    plus passage_words_weight × `passage_share`, the share of the question's words the
-    candidate's passage holds (zero when not given).
+    keyword evidence is BM25 divided by `keyword_top` (the best BM25 score of the question),
+    averaged, with passage_words_weight, with `passage_share`: the share of the question's
+    words the candidate's passage holds. It stays within 0–1, so candidates written unlike the
+    question, which have none, lose no more ground than before.
 
     Candidates not `alike` (written unlike the question) cannot share its words, so the dense
     side alone scores them rather than a keyword score of zero; they gain name_weight × the
@@ -173,7 +174,8 @@ def fuse(
     dense = (cosines - low) / (high - low) if high > low else np.ones_like(cosines)
     kw = bm25 / keyword_top if keyword_top > 0 else np.zeros_like(bm25)
     if passage_share is not None:
-        kw = kw + ranking.passage_words_weight * passage_share
+        weight_ = ranking.passage_words_weight
+        kw = (kw + weight_ * passage_share) / (1 + weight_)
     share = np.full(len(cosines), weight) if alike is None else np.where(alike, weight, 0.0)
     names = np.zeros_like(cosines) if name_share is None else name_share
     return (1 - share) * dense + share * kw + ranking.name_weight * names

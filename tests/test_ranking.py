@@ -52,8 +52,8 @@ def test_fuse_adds_the_passage_share_to_the_keyword_side_of_alike_candidates() -
     fused = ranking.fuse(cosines, bm25, 0.5, keyword_top=2.0, alike=alike, passage_share=share)
     weight = DEFAULT.passage_words_weight
     assert fused.tolist() == pytest.approx(
-        [0.5 + 0.5 * (1 + weight), 0.5 + 0.5 * (1 + weight * 0.5), 1.0]
-    )
+        [1.0, 0.5 + 0.5 * (1 + weight * 0.5) / (1 + weight), 1.0]
+    ), "keyword evidence stays within 0-1: a candidate written unlike the question loses no ground"
     off = ranking.fuse(
         cosines, bm25, 0.5, keyword_top=2.0, alike=alike, passage_share=share,
         ranking=Ranking(passage_words_weight=0.0),
