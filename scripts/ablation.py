@@ -3,9 +3,10 @@
 Every variant is a Ranking built with dataclasses.replace and passed to the real code.
 
     python -m scripts.ablation [SET_DIR ...] [--limit 1000] [--windows] [--plain-chunks]
-                               [--measure NAME ...]
+                               [--measure NAME ...] [--index-dir DIR]
 
-Uses the indexes scripts/eval.py caches (it builds them when missing) and prints one stamped
+Uses the indexes scripts/eval.py caches (it builds them when missing; --index-dir names another
+one, such as the index scripts/eval_all.sh keeps for a mixed set) and prints one stamped
 JSON line per measurement on stdout, a readable line per measurement on stderr:
 
 - mix: passage-level R@1 of the dense score alpha × sentence cosine + (1 − alpha) × the cosine
@@ -69,9 +70,10 @@ def emit(record: dict[str, object]) -> None:
     common.emit(record, readable=True)
 
 
-def open_index(set_dir: Path) -> Index:
-    """The set's cached evaluation index, built (incrementally) like scripts/eval.py does."""
-    index = Index(ev.default_index_dir(set_dir, None))
+def open_index(set_dir: Path, index_dir: Path | None = None) -> Index:
+    """The set's evaluation index (by default the one scripts/eval.py caches), built
+    (incrementally) like scripts/eval.py does."""
+    index = Index(index_dir or ev.default_index_dir(set_dir, None))
     index.build(set_dir / "docs")
     return index
 
@@ -419,6 +421,13 @@ def measure_misses(set_dir: Path, index: Index, queries: list) -> None:
     help="Also embed centred 3-sentence windows (about a minute per 2,000 sentences).",
 )
 @click.option(
+    "--index-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The index to use (with one SET_DIR), e.g. the one scripts/eval_all.sh keeps for a "
+    "mixed set; default: the cached one of scripts/eval.py.",
+)
+@click.option(
     "--plain-chunks",
     "with_plain",
     is_flag=True,
@@ -435,15 +444,18 @@ def main(
     set_dirs: tuple[Path, ...],
     limit: int,
     with_windows: bool,
+    index_dir: Path | None,
     with_plain: bool,
     measures: tuple[str, ...],
 ) -> None:
     """Measure the ranking choices on every retrieval set (default: ../shared/eval/*)."""
     set_dirs = set_dirs or common.retrieval_sets()
+    if index_dir and len(set_dirs) != 1:
+        raise click.UsageError("--index-dir needs exactly one SET_DIR")
     chosen = set(measures or MEASURES)
     for set_dir in set_dirs:
         queries = ev.read_queries(set_dir, limit)
-        index = open_index(set_dir)
+        index = open_index(set_dir, index_dir)
         if chosen & {"mix", "statement", "headings"}:
             dense = Dense.of(index, queries)
             if "mix" in chosen:
