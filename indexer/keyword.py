@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 # Scripts written without spaces between words: Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer.
 _NO_SPACE = (
@@ -35,6 +36,24 @@ def terms(text: str) -> list[str]:
         elif run not in STOPWORDS:
             out.append(run)
     return out
+
+
+def held(wanted: Iterable[str], text: str) -> set[str]:
+    """The terms among `wanted` that terms(text) holds, found without making every term of a
+    long text: a character pair is a term exactly when it occurs in the text, a word or a lone
+    character when it is a whole run."""
+    normal = unicodedata.normalize("NFKC", text).lower()
+    found: set[str] = set()
+    runs: set[str] | None = None
+    for term in wanted:
+        if len(term) == 2 and _NO_SPACE_RUN.fullmatch(term):
+            hit = term in normal
+        else:
+            runs = set(_RUN.findall(normal)) if runs is None else runs
+            hit = term in runs
+        if hit:
+            found.add(term)
+    return found
 
 
 def writing(text: str) -> str | None:

@@ -8,7 +8,7 @@ indexer.ranking.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -54,8 +54,8 @@ class Hit:
 
 @dataclass(frozen=True)
 class Around:
-    """What surrounds a candidate: its passage's text and keyword terms, and whether the
-    candidate is the heading that opens it."""
+    """What surrounds a candidate: its passage's text, the question's keyword terms the
+    passage holds, and whether the candidate is the heading that opens it."""
 
     text: str
     terms: frozenset[str]
@@ -197,7 +197,7 @@ class Searcher:
         ids = list(cosines)
         terms, trust = self.term_weights(question)
         weight = ranking.keyword_weight(trust, self.ranking)
-        passages = self._passages(ids) if weight > 0 else {}
+        passages = self._passages(ids, terms) if weight > 0 else {}
         alike, sounds = self._script_evidence(question, ids, weight, passages)
         shares = {i: ranking.passage_share(terms, a.terms) for i, a in passages.items()}
         scores = ranking.fuse(
@@ -219,13 +219,15 @@ class Searcher:
             for i in ordered
         ]  # fmt: skip
 
-    def _passages(self, ids: list[int]) -> dict[int, Around]:
+    def _passages(self, ids: list[int], wanted: Iterable[str]) -> dict[int, Around]:
         """The passage around each candidate: the section holding it (or the part of a long
-        section the model reads), or its chunk when that is the whole section."""
+        section the model reads), or its chunk when that is the whole section; with the
+        `wanted` terms it holds."""
         holders = self.store.holders(ids)
         around = {i: h.section if h.section is not None else h.chunk for i, h in holders.items()}
         texts = self.store.passage_texts(list(set(around.values())))
-        terms = {p: frozenset(keyword.terms(text)) for p, text in texts.items()}
+        wanted = list(wanted)
+        terms = {p: frozenset(keyword.held(wanted, text)) for p, text in texts.items()}
         return {
             i: Around(texts[p], terms[p], holders[i].kind == "heading")
             for i, p in around.items()

@@ -38,6 +38,22 @@ def test_fuse_adds_the_share_of_names_written_by_sound() -> None:
     assert again[1] == pytest.approx(0.75 + 0.5)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "梅雨の期間はふつう1か月から1か月半程度である。",
+        "ＮＮＡＰＩ経由でNPUを使うと、CPUより約15倍速い。水 と 火",
+        "Rate limits apply to every key; the API returns 429.",
+        "",
+    ],
+)
+def test_held_terms_are_the_terms_the_text_makes(text: str) -> None:
+    from indexer import keyword
+
+    wanted = keyword.terms("梅雨の期間は？ nnapi 15倍 水 火 api returns key 雨季")
+    assert keyword.held(wanted, text) == set(wanted) & set(keyword.terms(text))
+
+
 def test_passage_share_weighs_the_question_terms_a_passage_holds() -> None:
     weights = {"rare": 3.0, "common": 1.0}
     assert ranking.passage_share(weights, {"rare", "common", "other"}) == 1.0
