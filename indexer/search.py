@@ -18,7 +18,7 @@ from indexer.config import MODES, Mode
 from indexer.embed import Embedder
 from indexer.errors import EmptyQuestionError, IndexerError, ModelDamagedError
 from indexer.ranking import Ranking, Scored
-from indexer.store import PASSAGE_ID_BASE, SentenceRow, Store
+from indexer.store import PASSAGE_ID_BASE, Holders, SentenceRow, Store
 
 
 @dataclass
@@ -78,6 +78,9 @@ class Searcher:
         self.ranking = ranking
         self.warn = warn or (lambda message: None)
         self._vectors: tuple[int, vectors.GenerationIndex] | None = None
+        #: What holds each sentence, read once per question (the dense and passage steps
+        #: both need it); cleared by rank().
+        self._holders: dict[int, Holders] = {}
 
     def ask(
         self, question: str, *, k: int = 5, context: int = 1, mode: Mode = config.DEFAULT_MODE
@@ -120,6 +123,7 @@ class Searcher:
         self, question: str, vector: np.ndarray | None, *, mode: Mode, pool: int
     ) -> list[Scored]:
         """Every candidate of a question, best first (inside a read snapshot)."""
+        self._holders = {}
         dense = self.dense(vector, pool) if vector is not None else []
         match = keyword.query(question) if mode != "dense" else None
         depth = pool if mode == "keyword" else self.ranking.keyword_depth
@@ -159,7 +163,7 @@ class Searcher:
         from the stored vectors."""
         passages = dict(passages or {})
         own = {**own, **self._cosines(vector, [i for i in ids if i not in own])}
-        holders = self.store.holders(ids)
+        holders = self.holders(ids)
         wanted = {c for h in holders.values() for c in (h.chunk, h.section) if c is not None}
         stored = self.store.passage_vectors([c for c in wanted if c not in passages])
         passages.update({c: float(v @ vector) for c, v in stored.items()})
@@ -219,11 +223,18 @@ class Searcher:
             for i in ordered
         ]  # fmt: skip
 
+    def holders(self, ids: list[int]) -> dict[int, Holders]:
+        """The chunk and section holding each sentence (store.holders), read once per question."""
+        missing = [i for i in ids if i not in self._holders]
+        if missing:
+            self._holders.update(self.store.holders(missing))
+        return {i: self._holders[i] for i in ids if i in self._holders}
+
     def _passages(self, ids: list[int], wanted: Iterable[str]) -> dict[int, Around]:
         """The passage around each candidate: the section holding it (or the part of a long
         section the model reads), or its chunk when that is the whole section; with the
         `wanted` terms it holds."""
-        holders = self.store.holders(ids)
+        holders = self.holders(ids)
         around = {i: h.section if h.section is not None else h.chunk for i, h in holders.items()}
         texts = self.store.passage_texts(list(set(around.values())))
         wanted = list(wanted)
