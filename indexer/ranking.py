@@ -10,14 +10,16 @@ beside it; docs/ranking.md holds the figures.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
 from indexer.store import SentenceRow
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -128,15 +130,13 @@ def keyword_trust(frequencies: Sequence[int], total: int) -> float:
     An English question over Chinese passages shares only numbers and names with them, so
     keyword matches are chance; this share is then small and the dense side decides.
     """
-    if not frequencies:
-        return 0.0
-    weights = [idf(df, total) for df in frequencies]
-    known = sum(w for w, df in zip(weights, frequencies, strict=True) if df > 0)
-    return known / sum(weights)
+    weights = dict(enumerate(idf(df, total) for df in frequencies))
+    return weighted_share(weights, {i for i, df in enumerate(frequencies) if df > 0})
 
 
-def passage_share(weights: dict[str, float], held: AbstractSet[str]) -> float:
-    """The share of a question's terms, each weighted by its IDF, that a passage holds."""
+def weighted_share(weights: Mapping[K, float], held: AbstractSet[K]) -> float:
+    """The share of the weights whose keys are in `held`: of a question's terms, each weighted
+    by its IDF, how much a passage holds (the passage stage) or the index (keyword trust)."""
     total = sum(weights.values())
     return sum(w for t, w in weights.items() if t in held) / total if total > 0 else 0.0
 

@@ -8,7 +8,7 @@ indexer.ranking.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -203,7 +203,7 @@ class Searcher:
         weight = ranking.keyword_weight(trust, self.ranking)
         passages = self._passages(ids, terms) if weight > 0 else {}
         alike, sounds = self._script_evidence(question, ids, weight, passages)
-        shares = {i: ranking.passage_share(terms, a.terms) for i, a in passages.items()}
+        shares = {i: ranking.weighted_share(terms, a.terms) for i, a in passages.items()}
         scores = ranking.fuse(
             np.array([cosines[i] for i in ids]),
             np.array([bm25.get(i, 0.0) for i in ids]),
@@ -230,14 +230,13 @@ class Searcher:
             self._holders.update(self.store.holders(missing))
         return {i: self._holders[i] for i in ids if i in self._holders}
 
-    def _passages(self, ids: list[int], wanted: Iterable[str]) -> dict[int, Around]:
+    def _passages(self, ids: list[int], wanted: Collection[str]) -> dict[int, Around]:
         """The passage around each candidate: the section holding it (or the part of a long
         section the model reads), or its chunk when that is the whole section; with the
         `wanted` terms it holds."""
         holders = self.holders(ids)
         around = {i: h.section if h.section is not None else h.chunk for i, h in holders.items()}
         texts = self.store.passage_texts(list(set(around.values())))
-        wanted = list(wanted)
         terms = {p: frozenset(keyword.held(wanted, text)) for p, text in texts.items()}
         return {
             i: Around(texts[p], terms[p], holders[i].kind == "heading")

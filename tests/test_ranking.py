@@ -54,12 +54,12 @@ def test_held_terms_are_the_terms_the_text_makes(text: str) -> None:
     assert keyword.held(wanted, text) == set(wanted) & set(keyword.terms(text))
 
 
-def test_passage_share_weighs_the_question_terms_a_passage_holds() -> None:
+def test_weighted_share_weighs_the_question_terms_a_passage_holds() -> None:
     weights = {"rare": 3.0, "common": 1.0}
-    assert ranking.passage_share(weights, {"rare", "common", "other"}) == 1.0
-    assert ranking.passage_share(weights, {"rare"}) == pytest.approx(0.75)
-    assert ranking.passage_share(weights, set()) == 0.0
-    assert ranking.passage_share({}, {"rare"}) == 0.0
+    assert ranking.weighted_share(weights, {"rare", "common", "other"}) == 1.0
+    assert ranking.weighted_share(weights, {"rare"}) == pytest.approx(0.75)
+    assert ranking.weighted_share(weights, set()) == 0.0
+    assert ranking.weighted_share({}, {"rare"}) == 0.0
 
 
 def test_fuse_adds_the_passage_share_to_the_keyword_side_of_alike_candidates() -> None:
