@@ -64,6 +64,10 @@ _SENTENCE_SELECT = """SELECT s.id, s.file_id, f.path, s.position, s.text, s.kind
     s.line_end, s.char_start, s.char_end, s.page
     FROM sentences s JOIN files f ON f.id = s.file_id"""
 
+#: Each passage with the sentences it spans.
+_PASSAGE_SENTENCES = """passages p JOIN sentences s
+    ON s.file_id = p.file_id AND s.position BETWEEN p.first AND p.last"""
+
 PassageKind = Literal["chunk", "section"]
 
 
@@ -778,9 +782,9 @@ class Store:
     def holders(self, sentence_ids: Sequence[int]) -> dict[int, Holders]:
         """The chunk and section holding each sentence, and the sentence's kind (sentences of
         an index without passages are absent)."""
-        sql = """SELECT s.id, p.id, p.kind, s.kind FROM sentences s JOIN passages p
-                 ON p.file_id = s.file_id AND s.position BETWEEN p.first AND p.last
-                 WHERE s.id IN ({marks})"""
+        sql = (
+            f"SELECT s.id, p.id, p.kind, s.kind FROM {_PASSAGE_SENTENCES} WHERE s.id IN ({{marks}})"
+        )
         chunk: dict[int, int] = {}
         section: dict[int, int] = {}
         kinds: dict[int, str] = {}
@@ -792,8 +796,7 @@ class Store:
     def passage_members(self, passage_ids: Sequence[int]) -> dict[int, list[int]]:
         """The sentence ids of each passage."""
         found: dict[int, list[int]] = {}
-        sql = """SELECT p.id, s.id FROM passages p JOIN sentences s ON s.file_id = p.file_id
-                 AND s.position BETWEEN p.first AND p.last WHERE p.id IN ({marks})"""
+        sql = f"SELECT p.id, s.id FROM {_PASSAGE_SENTENCES} WHERE p.id IN ({{marks}})"
         for passage_id, sentence_id in self._rows_in(sql, passage_ids):
             found.setdefault(int(passage_id), []).append(int(sentence_id))
         return found
@@ -801,9 +804,10 @@ class Store:
     def passage_texts(self, passage_ids: Sequence[int]) -> dict[int, str]:
         """The text of each passage: its sentences joined by spaces, in order."""
         parts: dict[int, list[str]] = {}
-        sql = """SELECT p.id, s.text FROM passages p JOIN sentences s ON s.file_id = p.file_id
-                 AND s.position BETWEEN p.first AND p.last WHERE p.id IN ({marks})
-                 ORDER BY p.id, s.position"""
+        sql = (
+            f"SELECT p.id, s.text FROM {_PASSAGE_SENTENCES} WHERE p.id IN ({{marks}}) "
+            "ORDER BY p.id, s.position"
+        )
         for passage_id, text in self._rows_in(sql, passage_ids):
             parts.setdefault(int(passage_id), []).append(text)
         return {i: " ".join(texts) for i, texts in parts.items()}
