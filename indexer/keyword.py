@@ -87,7 +87,12 @@ def document(text: str) -> str:
 
 def query(text: str) -> str | None:
     """A safe FTS5 MATCH expression (any term may match), or None when nothing is searchable."""
-    unique = list(dict.fromkeys(terms(text)))
+    return match_any(terms(text))
+
+
+def match_any(made: Iterable[str]) -> str | None:
+    """A safe FTS5 MATCH expression for any of these terms, or None when there are none."""
+    unique = list(dict.fromkeys(made))
     if not unique:
         return None
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in unique)

@@ -315,8 +315,7 @@ def passage_bm25_recall(set_dir: Path, queries: list, terms: Callable[[str], lis
         db.execute("INSERT INTO p VALUES (?, ?)", [doc.stem, " ".join(terms(doc.read_text()))])
     hits = 0
     for x in queries:
-        unique = dict.fromkeys(terms(x.question))
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
+        match = keyword.match_any(terms(x.question))
         row = (
             db.execute(
                 "SELECT stem FROM p WHERE p MATCH ? ORDER BY bm25(p) LIMIT 1", [match]
@@ -332,6 +331,7 @@ def measure_words(set_dir: Path, queries: list) -> None:
     """Passage BM25 with a morphological analyser's words (SudachiPy for Japanese, jieba for
     Chinese, when installed) instead of character bigrams, and with both; the seconds it takes
     to cut the set's passages; the analyser's installed size."""
+    bigrams = passage_bm25_recall(set_dir, queries, keyword.terms)
     for name, make in ANALYSERS.items():
         try:
             words, size = make()
@@ -344,7 +344,7 @@ def measure_words(set_dir: Path, queries: list) -> None:
         seconds = round(time.perf_counter() - started, 2)
         both = lambda text, words=words: [*words(text), *keyword.terms(text)]  # noqa: E731
         emit({"set": set_dir.name, "measure": "words", "analyser": name,
-              "bigrams": passage_bm25_recall(set_dir, queries, keyword.terms),
+              "bigrams": bigrams,
               "words": passage_bm25_recall(set_dir, queries, words),
               "words_and_bigrams": passage_bm25_recall(set_dir, queries, both),
               "cut_seconds": seconds, "installed_mb": size})  # fmt: skip
