@@ -55,6 +55,8 @@ RECALL_AT = 10
 #: 0.8 to their own vector): an unchanged stored vector finds itself in its own list, and
 #: nprobe chosen on such queries gave recall@10 0.87 on real questions (scripts/scale_bench.py).
 QUERY_NOISE = 0.75
+#: Scores this close count as tied when recall is measured (float32 sums in another order).
+TIE = 1e-5
 
 AnnMode = Literal["exact", "auto", "always"]
 Warn = Callable[[str], None]
@@ -538,7 +540,7 @@ def _ivf_base(
     filled = built._ivf
     assert filled is not None
     filled.make_direct_map()
-    nprobe, recall = choose_nprobe(built, queries, heap.I, store, policy.target_recall)
+    nprobe, recall = choose_nprobe(built, queries, heap, store, policy.target_recall)
     layout = VectorLayout(
         base_count=len(built),
         kind="ivf-sq8",
@@ -569,29 +571,39 @@ def _reusable_training(
 
 
 def choose_nprobe(
-    index: VectorIndex, queries: np.ndarray, truth: np.ndarray, store: Store, target: float
+    index: VectorIndex, queries: np.ndarray, truth: faiss.ResultHeap, store: Store, target: float
 ) -> tuple[int, float]:
     """The smallest power-of-two nprobe whose re-ranked top-10 reaches `target` recall
-    against exact search, and the recall it reached."""
+    against exact search (`truth`: its finalized top-k), and the recall it reached."""
     exact: Exact = store.vectors_by_id
     generation = GenerationIndex([Layer(index, np.zeros(0, dtype=np.int64))], exact=exact)
     nlist = index._ivf.nlist if index._ivf is not None else 1
     nprobe, recall = 1, 0.0
     while True:
         generation.nprobe = nprobe
-        recall = recall_at(generation, queries, truth)
+        recall = recall_at(generation, queries, truth.I, truth.D)
         if recall >= target or nprobe >= nlist:
             return nprobe, recall
         nprobe = min(nprobe * 2, nlist)
 
 
-def recall_at(index: GenerationIndex, queries: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of each query's exact top-k (rows of `truth`) that the index returns."""
+def recall_at(
+    index: GenerationIndex, queries: np.ndarray, truth: np.ndarray, scores: np.ndarray
+) -> float:
+    """Mean share of each query's exact top-k (rows of ids `truth`, best first, with their
+    `scores`) that the index returns. A hit whose exact score ties the k-th one counts too:
+    rows sharing one vector (a heading repeated in many files) are interchangeable, and which
+    of them fill the last places is arbitrary in exact search as well. The index must return
+    exact scores (flat layers, or approximate ones re-ranked on the stored vectors)."""
     k = truth.shape[1]
     found = 0
-    for query, expected in zip(queries, truth, strict=True):
-        got = {i for i, _ in index.search(query, k)}
-        found += len(got & set(expected[expected >= 0].tolist()))
+    for query, expected, best in zip(queries, truth, scores, strict=True):
+        wanted = expected[expected >= 0]
+        if not len(wanted):
+            continue
+        last = float(best[len(wanted) - 1]) - TIE
+        ids = set(wanted.tolist())
+        found += sum(1 for i, score in index.search(query, k) if i in ids or score >= last)
     return found / max(1, int((truth >= 0).sum()))
 
 

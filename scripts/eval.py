@@ -1,7 +1,7 @@
 """Score the real build and ask code on a retrieval set, or the embedder on an STS set.
 
     python -m scripts.eval SET_DIR [--mode MODE|all] [--limit N] [--k 10] [--index-dir DIR]
-                                   [--model DIR]
+                                   [--model DIR] [--ann always]
     python -m scripts.eval --table scripts/eval_results.jsonl
 
 Progress goes to stderr; each result is one JSON line on stdout (the last line is the result),
@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import click
 import numpy as np
 
 from indexer import Hit, Index, IndexerError, config, search
+from indexer.vectors import AnnMode, Policy
 from scripts.common import SetError, emit, log, read_jsonl
 
 #: Retrieval modes the tool offers; "all" runs each of them in one process.
@@ -146,6 +149,19 @@ def default_index_dir(set_dir: Path, model: Path | None) -> Path:
     return config.cache_dir() / "eval" / f"{set_dir.resolve().name}-{digest}"
 
 
+def ann_index_dir(index_dir: Path, ann: str) -> Path:
+    """The index evaluated with `--ann`: a sibling of the exact one, first copied from it
+    (the files and vectors are the same; only the vector base differs), so forcing the
+    approximate path re-embeds nothing."""
+    copy = index_dir.with_name(f"{index_dir.name}-ann-{ann}")
+    if not (copy / config.DB_NAME).exists() and (index_dir / config.DB_NAME).exists():
+        log(f"copying {index_dir} to {copy}")
+        shutil.rmtree(copy, ignore_errors=True)
+        ignored = shutil.ignore_patterns(config.SERVE_FILE, "build.lock")
+        shutil.copytree(index_dir, copy, ignore=ignored)
+    return copy
+
+
 def build_progress(total: int) -> Callable[[int], None]:
     """Print embedding progress to stderr about every 10%."""
     done = 0
@@ -204,15 +220,23 @@ def mode_name(mode: str | None) -> str:
 
 
 def evaluate_retrieval(
-    set_dir: Path, index: Index, *, mode: str | None, limit: int | None, k: int
+    set_dir: Path,
+    index: Index,
+    *,
+    mode: str | None,
+    limit: int | None,
+    k: int,
+    ann: str | None = None,
 ) -> Iterator[dict[str, object]]:
     """Build (incrementally) the set's docs, then one result per mode."""
     modes = modes_to_run(index, mode)
     queries = read_queries(set_dir, limit)
     log(f"building {index.path} from {set_dir / 'docs'}")
     start = time.perf_counter()
-    report = index.build(set_dir / "docs", progress=build_progress)
+    policy = Policy(ann=cast(AnnMode, ann)) if ann else None
+    report = index.build(set_dir / "docs", progress=build_progress, vector_policy=policy)
     build_seconds = time.perf_counter() - start
+    vector_index = {"vector_index": index.status()["vector_index"]} if ann else {}
     log(
         f"index ready: {len(report.added)} added, {len(report.changed)} changed, "
         f"{report.unchanged} unchanged files; {report.embedded} sentences embedded "
@@ -229,6 +253,7 @@ def evaluate_retrieval(
             **scores,
             "seconds": seconds,
             "build_seconds": build_seconds,
+            **vector_index,
         }
 
 
@@ -313,6 +338,13 @@ def results_table(results: Sequence[dict]) -> str:
     "--model", type=click.Path(path_type=Path), help="Model directory; default: the default model."
 )
 @click.option(
+    "--ann",
+    type=click.Choice(["exact", "auto", "always"]),
+    default=None,
+    help="Vector search to evaluate (index build --ann), in a copy of the index beside it; "
+    "`always` forces the approximate path at any size. Default: the index as the tool builds it.",
+)
+@click.option(
     "--table",
     "table",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -325,6 +357,7 @@ def main(
     k: int,
     index_dir: Path | None,
     model: Path | None,
+    ann: str | None,
     table: Path | None,
 ) -> None:
     """Evaluate SET_DIR: a retrieval set (recall@1/5/10, MRR@10 at passage level, hits mapped
@@ -338,7 +371,7 @@ def main(
         raise click.UsageError("give SET_DIR (or --table FILE)")
     try:
         for result in evaluate(
-            set_dir, mode=mode, limit=limit, k=k, index_dir=index_dir, model=model
+            set_dir, mode=mode, limit=limit, k=k, index_dir=index_dir, model=model, ann=ann
         ):
             emit(rounded(result))
     except IndexerError as exc:
@@ -353,15 +386,19 @@ def evaluate(
     k: int,
     index_dir: Path | None,
     model: Path | None,
+    ann: str | None = None,
 ) -> Iterator[dict[str, object]]:
     """Results for one set: one per mode for retrieval, one for STS."""
     kind = set_kind(set_dir)
-    index = Index(index_dir or default_index_dir(set_dir, model), model=model, echo=log)
+    path = index_dir or default_index_dir(set_dir, model)
+    if ann and kind != "sts":
+        path = ann_index_dir(path, ann)
+    index = Index(path, model=model, echo=log)
     try:
         if kind == "sts":
             yield evaluate_sts(set_dir, index, limit=limit)
         else:
-            yield from evaluate_retrieval(set_dir, index, mode=mode, limit=limit, k=k)
+            yield from evaluate_retrieval(set_dir, index, mode=mode, limit=limit, k=k, ann=ann)
     finally:
         index.close()
 

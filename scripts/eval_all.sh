@@ -8,6 +8,9 @@
 #   EVAL_DIR=/data/eval scripts/eval_all.sh
 #   MIXED= scripts/eval_all.sh          # without the mixed-folder sets
 #   REVERSED= scripts/eval_all.sh       # without the reversed sentence-pair sets
+#   ANN=always MODES=hybrid scripts/eval_all.sh
+#                                       # the approximate vector path forced on (a copy of)
+#                                       # every index; results in scripts/eval_ann_results.jsonl
 #
 # Limits keep a run tractable on 2 cores; the table's "queries" column shows what was used.
 set -euo pipefail
@@ -15,7 +18,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EVAL_DIR="${EVAL_DIR:-../shared/eval}"
 MODES="${MODES:-all}"
-OUT="scripts/eval_results.jsonl"
+ANN="${ANN:-}"
+if [ -n "$ANN" ]; then
+  OUT="scripts/eval_ann_results.jsonl"
+  ann_args=(--ann "$ANN")
+else
+  OUT="scripts/eval_results.jsonl"
+  ann_args=()
+fi
 
 # "--limit N" for a set by name, or nothing (the limits live in scripts/common.py).
 limit_for() {
@@ -28,7 +38,7 @@ evaluate() {
   local label="$1"
   shift
   echo "== $label" >&2
-  if ! python -m scripts.eval "$@" | grep '^{' >> "$OUT"; then
+  if ! python -m scripts.eval "$@" "${ann_args[@]}" | grep '^{' >> "$OUT"; then
     echo "eval_all: $label failed; continuing" >&2
     failed=1
   fi

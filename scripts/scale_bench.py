@@ -213,8 +213,10 @@ def recall(index: Path, queries: Path) -> dict[str, Any]:
         current = vectors.open_current(store, warn=log)
         dim = qs.shape[1]
         exact = vectors.VectorIndex.from_blocks(store.iter_vectors(dim), dim)
-        truth = np.array([[i for i, _ in exact.search(q, 10)] for q in qs])
-        return {"recall_at_10": round(vectors.recall_at(current, qs, truth), 4)}
+        found = [exact.search(q, 10) for q in qs]
+        truth = np.array([[i for i, _ in hits] for hits in found])
+        scores = np.array([[s for _, s in hits] for hits in found])
+        return {"recall_at_10": round(vectors.recall_at(current, qs, truth, scores), 4)}
 
 
 def percentiles(times: list[float]) -> dict[str, float]:

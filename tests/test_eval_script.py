@@ -168,6 +168,24 @@ def test_limit_and_index_reuse(retrieval_set: Path, tiny_model_dir: Path, tmp_pa
 
 
 @pytest.mark.slow
+def test_ann_always_scores_a_copy_with_an_approximate_base(
+    retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    exact_dir = tmp_path / "i"
+    args = (retrieval_set, "--model", tiny_model_dir, "--index-dir", exact_dir)
+    exact = last_json(run(*args))
+    done = run(*args, "--ann", "always")
+    approximate = last_json(done)
+    # The copy re-embeds nothing; the exact index keeps its flat base.
+    assert "5 unchanged files; 0 sentences embedded" in done.stderr
+    assert approximate["vector_index"].startswith("ivf-sq8")
+    assert "vector_index" not in exact
+    assert Index(exact_dir).status()["vector_index"].startswith("flat")
+    assert Index(tmp_path / "i-ann-always").status()["vector_index"].startswith("ivf-sq8")
+    assert approximate["recall@1"] == exact["recall@1"] == 1.0
+
+
+@pytest.mark.slow
 def test_every_mode_gives_one_line(
     retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -228,6 +228,28 @@ def test_switching_to_approximate_and_back_as_the_corpus_grows_and_shrinks(
     assert hits(index, questions_of(small)) == hits(expected, questions_of(small))
 
 
+def test_recall_counts_rows_tied_with_the_last_exact_hit() -> None:
+    # Thirty rows share one vector (a heading repeated in thirty files): exact search keeps
+    # whichever ten come first, an equally right answer keeps another ten.
+    rng = np.random.default_rng(0)
+    heading = rng.normal(size=16).astype(np.float32)
+    others = rng.normal(size=(20, 16)).astype(np.float32)
+    rows = np.vstack([np.tile(heading, (30, 1)), others])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    ids = np.arange(100, 150, dtype=np.int64)
+    found = vectors.GenerationIndex.of(vectors.VectorIndex.from_blocks([(ids, rows)], 16))
+    query = rows[:1]
+    returned = found.search(query[0], 10)
+    other_ten = np.array([[i for i in ids[:30] if i not in {j for j, _ in returned}][:10]])
+    scores = np.array([[s for _, s in returned]], dtype=np.float32)
+    assert vectors.recall_at(found, query, other_ten, scores) == 1.0
+    # A real miss still counts as one: the truth's last place is a different, closer row.
+    truth = np.array([[*(i for i, _ in returned[:9]), 149]])
+    better = scores.copy()
+    better[0, -1] = 1.5
+    assert vectors.recall_at(found, query, truth, better) == 0.9
+
+
 def test_ann_option_and_compact_option_on_the_command_line(
     world: tuple[Index, Path, dict[str, str]], tiny_model_dir: Path
 ) -> None:
