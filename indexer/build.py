@@ -34,6 +34,7 @@ from indexer.load import Document, FileInfo, Selection, Skip, read_document, wal
 from indexer.models import ModelInfo
 from indexer.passages import Passage, Unit, make_passages, make_units
 from indexer.store import (
+    PASSAGE_ID_BASE,
     FileEntry,
     FileRow,
     IndexMeta,
@@ -499,6 +500,7 @@ def commit(
     with store.transaction():
         replaced = [row.id for row in plan.delete] + [fp.old.id for fp in plan.index if fp.old]
         removed = store.file_vector_ids(replaced)
+        released = store.vector_refs(replaced)
         for row, info in plan.touch:
             store.update_file(row.id, *info.stat_key())
         for row, info in plan.rename:
@@ -507,9 +509,10 @@ def commit(
             store.delete_file(row.id)
         written_files = [_write_file(store, file_plan) for file_plan in plan.index]
         if plan.changes_rows or generation == 0 or vectors.base_outdated(store.meta(), policy):
-            store.delete_unused_vectors()
+            store.delete_unused_vectors(released)
             generation += 1
             change = vectors.Change(removed, store.file_vector_ids(written_files))
+            meta = store.meta()
             written = vectors.write_generation(
                 store, generation, model.dimension, change, policy, step=checkpoint
             )
@@ -521,6 +524,7 @@ def commit(
                 vector_count=written.count,
                 vector_ids_digest=written.digest,
                 layout=written.layout,
+                sentence_count=_sentences_after(meta, change) if meta.generation else None,
             )
         store.record_last_build(_now())
     checkpoint("commit")
@@ -529,6 +533,13 @@ def commit(
     if plan.delete or plan.index:
         store.reclaim_space()
     return generation
+
+
+def _sentences_after(meta: IndexMeta, change: vectors.Change) -> int:
+    """The sentence count after a change, from the recorded one (vector ids below
+    PASSAGE_ID_BASE are sentences), without counting every row again."""
+    gone = int(np.count_nonzero(change.removed < PASSAGE_ID_BASE))
+    return meta.sentence_count - gone + int(np.count_nonzero(change.added < PASSAGE_ID_BASE))
 
 
 def _write_file(store: Store, file_plan: FilePlan) -> int:

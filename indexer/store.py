@@ -230,6 +230,10 @@ class Integrity:
     quick_check: str
 
 
+#: Meta key: the newest vector id when vectors were last cleaned up (vectors stored after it
+#: are the only ones besides those of removed rows that can have become unused).
+_VECTOR_MARK = "vector_mark"
+
 # Meta keys as stored (strings): the record's field -> the key, for the model's fields.
 _MODEL_KEYS = {f.name: f"model_{f.name}" for f in fields(ModelRecord)}
 _MODEL_KEYS.update(dimension="dimension", pooling="pooling", normalize="normalize")
@@ -629,12 +633,16 @@ class Store:
         vector_count: int,
         vector_ids_digest: str,
         layout: VectorLayout | None = None,
+        sentence_count: int | None = None,
     ) -> None:
-        """Record a changed build's model and generation (inside the build's transaction)."""
+        """Record a changed build's model and generation (inside the build's transaction);
+        the sentence count is counted when not given."""
         values: dict[str, object] = {
             _MODEL_KEYS[f.name]: getattr(model, f.name) for f in fields(ModelRecord)
         }
-        sentences = self.db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
+        sentences = sentence_count
+        if sentences is None:
+            sentences = self.db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
         values.update(split_version=split_version, generation=generation, sentence_count=sentences)
         self._set_meta(values)
         self.record_vectors(
@@ -946,12 +954,46 @@ class Store:
         """Rebuild SQLite's own indexes (what repair can do for a damaged b-tree index)."""
         self.db.execute("REINDEX")
 
-    def delete_unused_vectors(self) -> None:
-        """Drop vectors no sentence or passage refers to (space is reclaimed on delete)."""
-        self.db.execute(
-            "DELETE FROM vectors WHERE id NOT IN "
-            "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM passages)"
+    def vector_refs(self, file_ids: Sequence[int]) -> list[int]:
+        """The stored vectors (vectors.id) that some files' sentences and passages use."""
+        sql = (
+            "SELECT vector_id FROM sentences WHERE file_id IN ({marks}) UNION "
+            "SELECT vector_id FROM passages WHERE file_id IN ({marks})"
         )
+        found: set[int] = set()
+        for start in range(0, len(file_ids), IDS_PER_QUERY):
+            batch = list(file_ids[start : start + IDS_PER_QUERY])
+            marks = ",".join("?" * len(batch))
+            found.update(r[0] for r in self.db.execute(sql.format(marks=marks), batch + batch))
+        return sorted(found)
+
+    def delete_unused_vectors(self, released: Sequence[int] | None = None) -> None:
+        """Drop vectors no sentence or passage refers to (space is reclaimed on delete).
+
+        With `released` (what the rows this build removed referred to, see vector_refs) only
+        those and the vectors stored since the last commit are looked at, so the cost follows
+        the change; without it, or on an index that has no mark yet, every vector is.
+        """
+        mark = self.db.execute(f"SELECT value FROM meta WHERE key = '{_VECTOR_MARK}'").fetchone()
+        if released is None or mark is None:
+            self.db.execute(
+                "DELETE FROM vectors WHERE id NOT IN "
+                "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM passages)"
+            )
+        else:
+            recent = self.db.execute("SELECT id FROM vectors WHERE id > ?", [int(mark[0])])
+            candidates = sorted({*released, *(r[0] for r in recent)})
+            sql = (
+                "DELETE FROM vectors WHERE id IN ({marks}) AND id NOT IN "
+                "(SELECT vector_id FROM sentences WHERE vector_id IN ({marks}) UNION "
+                "SELECT vector_id FROM passages WHERE vector_id IN ({marks}))"
+            )
+            for start in range(0, len(candidates), IDS_PER_QUERY):
+                batch = candidates[start : start + IDS_PER_QUERY]
+                marks = ",".join("?" * len(batch))
+                self.db.execute(sql.format(marks=marks), batch * 3)
+        newest = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()[0]
+        self._set_meta({_VECTOR_MARK: newest})
 
     def vector_count(self) -> int:
         """How many vectors the vector index of this state holds: sentences plus passages."""

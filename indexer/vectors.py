@@ -181,6 +181,10 @@ class VectorIndex:
         index = faiss.downcast_index(self._index)
         return np.stack([index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, 0))
 
+    def id_at(self, position: int) -> int:
+        """The id of the vector added `position`-th (no need to read every id)."""
+        return int(faiss.downcast_index(self._index).id_map.at(position))  # type: ignore[attr-defined]
+
     def ids(self) -> np.ndarray:
         """The vector ids held, in the order they were added."""
         id_map = faiss.downcast_index(self._index).id_map  # type: ignore[attr-defined]
@@ -218,7 +222,8 @@ class VectorIndex:
 
 @dataclass
 class Layer:
-    """One file of a generation and the ids later deltas hide in it."""
+    """One file of a generation and the ids later deltas hide in it (sorted, each one the
+    layer holds)."""
 
     index: VectorIndex
     hidden: np.ndarray
@@ -235,6 +240,11 @@ class Layer:
         whole and never changes)."""
         ids = self.index.ids()
         return ids[~np.isin(ids, self.hidden)] if len(self.hidden) else ids
+
+    def hides(self, vector_id: int) -> bool:
+        """Whether a later delta removed this id from the layer."""
+        at = int(np.searchsorted(self.hidden, vector_id))
+        return at < len(self.hidden) and int(self.hidden[at]) == vector_id
 
 
 class GenerationIndex:
@@ -265,12 +275,42 @@ class GenerationIndex:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def vectors_of(self, ids: np.ndarray) -> np.ndarray:
-        """Vectors of some ids, each read from the layer that holds it visibly."""
+        """Vectors of some ids the generation holds, each read from the layer that holds it
+        visibly: the deltas (small) are asked first, the base gets the rest."""
         rows: dict[int, np.ndarray] = {}
-        for layer in self.layers:
-            held = np.intersect1d(ids, layer.visible)
+        left = np.asarray(ids, dtype=np.int64)
+        for layer in reversed(self.layers[1:]):
+            held = left[np.isin(left, layer.visible)]
             rows.update(zip(held.tolist(), layer.index.vectors_of(held), strict=True))
+            left = left[~np.isin(left, held)]
+        base = self.layers[0]
+        left = left[~np.isin(left, base.hidden)]
+        rows.update(zip(left.tolist(), base.index.vectors_of(left), strict=True))
         return np.stack([rows[int(i)] for i in ids]) if len(ids) else np.zeros((0, 0))
+
+    def sample_ids(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Up to `count` distinct random ids the generation holds, found by position (without
+        reading every id)."""
+        sizes = np.cumsum([len(layer.index) for layer in self.layers])
+        wanted = min(count, len(self))
+        chosen: set[int] = set()
+        for position in rng.integers(0, max(1, int(sizes[-1])), size=20 * wanted + 20).tolist():
+            if len(chosen) == wanted:
+                break
+            number = int(np.searchsorted(sizes, position, side="right"))
+            layer = self.layers[number]
+            vector_id = layer.index.id_at(position - (int(sizes[number - 1]) if number else 0))
+            if not layer.hides(vector_id):
+                chosen.add(vector_id)
+        return np.array(sorted(chosen), dtype=np.int64)
+
+    def digest(self) -> str:
+        """ids_digest of the ids the generation holds: each layer's ids less those it hides
+        (the digest is a sum, so nothing needs filtering)."""
+        total = 0
+        for layer in self.layers:
+            total += _sum(layer.index.ids()) - _sum(layer.hidden)
+        return f"s1:{total % (1 << 64):016x}"
 
     def differs(self, held: np.ndarray, stored: np.ndarray) -> bool:
         """Whether a vector read back is not the stored one (beyond quantization)."""
@@ -338,12 +378,29 @@ def open_layout(
         if not path.is_file():
             raise OSError(errno.ENOENT, "missing", str(path))
         indexes.append(VectorIndex.load(path))
-    layers = []
-    for position, index in enumerate(indexes):
-        later = removed[position:]
-        hidden = np.unique(np.concatenate(later)) if later else np.zeros(0, dtype=np.int64)
-        layers.append(Layer(index, hidden[np.isin(hidden, index.ids())]))
+    hidden = _attribute(removed, [index.ids() for index in indexes[1:]])
+    layers = [Layer(index, ids) for index, ids in zip(indexes, hidden, strict=True)]
     return GenerationIndex(layers, nprobe=layout.nprobe, exact=exact)
+
+
+def _attribute(removed: list[np.ndarray], added: list[np.ndarray]) -> list[np.ndarray]:
+    """The ids each layer hides (base first, then each delta), from each delta's removed ids
+    and the ids each delta added. A removed id hides the row that was visible when its delta
+    was written: the newest earlier delta that added it and still shows it, else the base.
+    Only the deltas' ids are read, never every id of the base."""
+    shown = [np.asarray(ids, dtype=np.int64) for ids in added]
+    hidden: list[list[np.ndarray]] = [[] for _ in range(len(added) + 1)]
+    for position, gone in enumerate(removed):
+        left = np.unique(np.asarray(gone, dtype=np.int64))
+        for earlier in reversed(range(position)):
+            held = np.isin(left, shown[earlier])
+            if held.any():
+                hidden[earlier + 1].append(left[held])
+                shown[earlier] = shown[earlier][~np.isin(shown[earlier], left[held])]
+                left = left[~held]
+        hidden[0].append(left)
+    empty = np.zeros(0, dtype=np.int64)
+    return [np.unique(np.concatenate(parts)) if parts else empty for parts in hidden]
 
 
 # ---------------------------------------------------------------- writing a generation
@@ -656,8 +713,11 @@ def mismatch(index: VectorIndex | GenerationIndex, count: int, digest: str) -> s
         return f"holds {len(index)} vectors, the database {count}"
     if not digest:
         return None
-    ids = index.ids()
-    held = ids_digest(ids) if digest.startswith("s1:") else _legacy_digest(ids)
+    if isinstance(index, GenerationIndex) and digest.startswith("s1:"):
+        held = index.digest()
+    else:
+        ids = index.ids()
+        held = ids_digest(ids) if digest.startswith("s1:") else _legacy_digest(ids)
     if held != digest:
         return "holds other vector ids than the database"
     return None
@@ -667,10 +727,9 @@ def differing_vectors(index: VectorIndex | GenerationIndex, store: Store, sample
     """How many of `sample` random vectors of the index differ from those SQLite stores
     (bytes overwritten inside the vector data keep counts and ids intact)."""
     generation = index if isinstance(index, GenerationIndex) else GenerationIndex.of(index)
-    ids = generation.ids()
-    if not len(ids):
+    chosen = generation.sample_ids(sample, np.random.default_rng())
+    if not len(chosen):
         return 0
-    chosen = np.random.default_rng().choice(ids, size=min(sample, len(ids)), replace=False)
     stored = store.vectors_by_id(chosen.tolist())
     held = generation.vectors_of(chosen)
     return sum(

@@ -82,6 +82,31 @@ def test_one_file_is_written_and_deleted_as_a_whole(store: Store) -> None:
     assert store.keyword_search('"gamma"', 5, DEFAULT.bm25_weights) == []
 
 
+def stored_keys(store: Store) -> set[str]:
+    return {r[0] for r in store.db.execute("SELECT key FROM vectors")}
+
+
+def test_unused_vectors_are_found_from_what_the_change_released(store: Store) -> None:
+    first = written(store, ["Shared sentence.", "Only in a."], "a.md")
+    written(store, ["Shared sentence.", "Only in b."], "b.md")
+    with store.transaction():
+        store.delete_unused_vectors()  # the first cleanup looks at everything, then marks
+    everything = stored_keys(store)
+    assert len(everything) == 4  # three sentences and the passage key both files use
+    # A vector staged after the mark by a build that died: nobody refers to it.
+    store.add_vectors(["orphan"], np.ones((1, 4), dtype=np.float32))
+    released = store.vector_refs([first])
+    with store.transaction():
+        store.delete_file(first)
+        store.delete_unused_vectors(released)
+    # a.md's own sentence and the orphan go; the shared sentence and passage stay for b.md.
+    assert stored_keys(store) == everything - {vector_key("c", "Only in a.")}
+    # What a full sweep would delete now: nothing more.
+    with store.transaction():
+        store.delete_unused_vectors()
+    assert stored_keys(store) == everything - {vector_key("c", "Only in a.")}
+
+
 def test_integrity_counts_staged_vectors(store: Store) -> None:
     written(store, ["One sentence here."])
     store.add_vectors(["staged"], np.ones((1, 4), dtype=np.float32))

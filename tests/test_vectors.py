@@ -82,3 +82,34 @@ def test_old_generations_are_removed_but_the_previous_one(tmp_path: Path) -> Non
     (tmp_path / "vectors.9.tmp").write_bytes(b"partial")
     vectors.remove_old(tmp_path, keep=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.3.faiss", "vectors.4.faiss"]
+
+
+def test_deltas_hide_what_they_removed_where_it_was_visible(tmp_path: Path) -> None:
+    # Base 1..10; delta 2 rewrites 3 (removed and added again), drops 4, adds 11;
+    # delta 3 drops 3 (now delta 2's row), 11 and 5 (the base's), adds 12.
+    def flat(ids: list[int]) -> VectorIndex:
+        rows = np.random.default_rng(ids[0]).normal(size=(len(ids), 8)).astype(np.float32)
+        return VectorIndex.from_blocks([(np.array(ids, dtype=np.int64), rows)], 8)
+
+    flat(list(range(1, 11))).save(tmp_path / "vectors.1.faiss")
+    for gen, removed, added in ((2, [3, 4], [3, 11]), (3, [3, 11, 5], [12])):
+        np.save(tmp_path / vectors.REMOVED_PATTERN.format(gen=gen), np.array(removed))
+        flat(added).save(tmp_path / vectors.DELTA_PATTERN.format(gen=gen))
+    layout = vectors.VectorLayout(base="vectors.1.faiss", base_count=10, deltas=(2, 3))
+    generation = vectors.open_layout(tmp_path, layout)
+
+    assert [layer.hidden.tolist() for layer in generation.layers] == [[3, 4, 5], [3, 11], []]
+    held = [1, 2, 6, 7, 8, 9, 10, 12]
+    assert sorted(generation.ids().tolist()) == held and len(generation) == len(held)
+    assert generation.digest() == vectors.ids_digest(np.array(held))
+    assert vectors.mismatch(generation, len(held), vectors.ids_digest(np.array(held))) is None
+    sampled = generation.sample_ids(100, np.random.default_rng(0))
+    assert sampled.tolist() == held
+    # Each id is read from the layer that shows it: 12 from the newest delta, 1 from the base.
+    assert np.allclose(
+        generation.vectors_of(np.array([12, 1])),
+        [
+            generation.layers[2].index.vectors_of(np.array([12]))[0],
+            generation.layers[0].index.vectors_of(np.array([1]))[0],
+        ],
+    )
