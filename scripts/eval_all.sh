@@ -10,7 +10,8 @@
 #   REVERSED= scripts/eval_all.sh       # without the reversed sentence-pair sets
 #   ANN=always MODES=hybrid scripts/eval_all.sh
 #                                       # the approximate vector path forced on (a copy of)
-#                                       # every index; results in scripts/eval_ann_results.jsonl
+#                                       # every index; results in scripts/eval_ann-always_results.jsonl
+#                                       # (ANN=exact: the same copies with exact search)
 #
 # Limits keep a run tractable on 2 cores; the table's "queries" column shows what was used.
 set -euo pipefail
@@ -20,7 +21,7 @@ EVAL_DIR="${EVAL_DIR:-../shared/eval}"
 MODES="${MODES:-all}"
 ANN="${ANN:-}"
 if [ -n "$ANN" ]; then
-  OUT="scripts/eval_ann_results.jsonl"
+  OUT="scripts/eval_ann-${ANN}_results.jsonl"
   ann_args=(--ann "$ANN")
 else
   OUT="scripts/eval_results.jsonl"
