@@ -32,7 +32,7 @@ from indexer.errors import (
 )
 from indexer.load import Document, FileInfo, Selection, Skip, read_document, walk
 from indexer.models import ModelInfo
-from indexer.passages import Passage, Unit, make_passages, make_units
+from indexer.passages import Pass, Passage, Unit, make_passages, make_passes, make_units
 from indexer.store import (
     PASSAGE_ID_BASE,
     FileEntry,
@@ -44,9 +44,10 @@ from indexer.store import (
     Store,
 )
 
-#: Bump when splitting, windowing or keyword rows change: files of an index built with another
-#: version are re-split on the next build (their unchanged sentences keep their vectors).
-SPLIT_VERSION = "6"
+#: Bump when splitting, windowing, keyword rows or what a passage vector means change: files of
+#: an index built with another version are re-split on the next build (their unchanged
+#: sentences keep their vectors). 7: chunks pooled from their section's pass.
+SPLIT_VERSION = "7"
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -117,12 +118,12 @@ class BuildReport:
     embedding: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def of(
-        cls, plan: Plan, root: Path, missing: list[Unit | Passage], *, dry_run: bool
-    ) -> BuildReport:
-        """What a plan will do, given the texts it still has to embed."""
+    def of(cls, plan: Plan, root: Path, missing: list[Pass], *, dry_run: bool) -> BuildReport:
+        """What a plan will do, given the passes of the model it still has to run."""
         units = [u for fp in plan.index for u in fp.units]
-        embedded = sum(1 for m in missing if isinstance(m, Unit))
+        unit_keys = {u.key for u in units}
+        made = [key for run in missing for key in run.keys]
+        embedded = sum(1 for key in made if key in unit_keys)
         return cls(
             root=str(root),
             added=[fp.entry.path for fp in plan.index if fp.old is None],
@@ -135,7 +136,7 @@ class BuildReport:
             truncated=[fp.entry.path for fp in plan.index if fp.entry.truncated],
             sentences=len(units),
             embedded=embedded,
-            passages_embedded=len(missing) - embedded,
+            passages_embedded=len(made) - embedded,
             reused=len(units) - embedded,
             windowed=sum(1 for u in units if u.windowed),
             dry_run=dry_run,
@@ -221,14 +222,15 @@ def check_model(meta: IndexMeta, info: ModelInfo, path: Path, *, hint: str = BUI
 
 
 class EmbedStep(Protocol):
-    """The embed step run elsewhere (indexer.distributed.RayEmbedding): store a vector under
-    each text's key as embed_missing does; returns what the run report shows of it."""
+    """The embed step run elsewhere (indexer.distributed.RayEmbedding): run each pass and
+    store its vectors under their keys as embed_missing does; returns what the run report
+    shows of it."""
 
     def __call__(
         self,
         store: Store,
         model: Model,
-        texts: list[Unit | Passage],
+        texts: list[Pass],
         *,
         batch_size: int,
         progress: Callable[[int], Progress] | None,
@@ -261,7 +263,7 @@ def build(
     plan, indexed = _planned(store, model, root, dry_run=dry_run, selection=selection)
     if not dry_run and not confirm_delete:
         _refuse_mass_delete(plan, indexed, root)
-    missing = missing_texts(store, plan)
+    missing = missing_passes(store, plan, model.info.passage_prefix)
     report = BuildReport.of(plan, root, missing, dry_run=dry_run)
     if not dry_run:
         store.create()
@@ -431,22 +433,22 @@ def _storable(path: str) -> bool:
 # ---------------------------------------------------------------- embed
 
 
-def missing_texts(store: Store, plan: Plan) -> list[Unit | Passage]:
-    """Units and passages whose exact text has no stored vector yet, each text once."""
-    wanted: dict[str, Unit | Passage] = {}
+def missing_passes(store: Store, plan: Plan, prefix: str) -> list[Pass]:
+    """The runs of the model a plan still needs: each making a vector no stored text has
+    yet (a section whose chunks are pooled from it runs again for them), each run once."""
+    wanted: dict[tuple[str, ...], Pass] = {}
     for file_plan in plan.index:
-        for unit in file_plan.units:
-            wanted.setdefault(unit.key, unit)
-        for passage in file_plan.passages:
-            wanted.setdefault(passage.key, passage)
-    known = store.vector_ids(wanted) if store.exists() else {}
-    return [text for key, text in wanted.items() if key not in known]
+        for run in make_passes(file_plan.units, file_plan.passages, prefix):
+            wanted.setdefault(tuple(run.keys), run)
+    keys = {key for run in wanted.values() for key in run.keys}
+    known = store.vector_ids(keys) if store.exists() else {}
+    return [run for run in wanted.values() if any(key not in known for key in run.keys)]
 
 
 def embed_locally(
     store: Store,
     model: Model,
-    texts: list[Unit | Passage],
+    texts: list[Pass],
     *,
     batch_size: int,
     progress: Callable[[int], Progress] | None,
@@ -459,31 +461,27 @@ def embed_locally(
 def embed_missing(
     store: Store,
     embedder: Embedder,
-    texts: list[Unit | Passage],
+    passes: list[Pass],
     *,
     batch_size: int,
     progress: Callable[[int], Progress] | None,
 ) -> None:
-    """Embed texts in commit batches, committing each so an interruption loses little."""
-    tick = progress(len(texts)) if progress else None
-    prefix = embedder.info.passage_prefix
+    """Run the passes in commit batches, committing each batch's vectors so an interruption
+    loses little."""
+    tick = progress(sum(len(run.outputs) for run in passes)) if progress else None
     # Sorting the whole build by token count (not each commit batch) keeps padding near zero
     # (corpus: 52 % padded tokens sorted per batch, 11 % by bytes, 2 % by tokens).
-    counted = sorted((embedder.token_count(prefix + t.text), i) for i, t in enumerate(texts))
-    for batch in batched(counted, config.COMMIT_EVERY):
-        vectors = embedder.embed(
-            [prefix + texts[i].text for _, i in batch],
-            batch_size=batch_size,
-            on_batch=tick,
-            lengths=[count for count, _ in batch],
-        )
+    runs = sorted((embedder.tokenize_pass(run) for run in passes), key=lambda r: len(r.ids))
+    for batch in batched(runs, config.COMMIT_EVERY):
+        made = embedder.embed_passes(batch, batch_size=batch_size, on_batch=tick)
+        vectors = np.concatenate(made)
         if not np.isfinite(vectors).all():
             raise ModelDamagedError(
                 f"the model in {embedder.info.path} produced vectors that are not numbers: its "
                 "files are damaged — run `index model prepare --force` (default model) or "
                 "replace that directory; nothing was stored"
             )
-        store.add_vectors([texts[i].key for _, i in batch], vectors)
+        store.add_vectors([key for run in batch for key, _ in run.outputs], vectors)
         checkpoint("vectors")
 
 

@@ -1,10 +1,10 @@
 """The embed step of a build on a Ray cluster: the driver plans and commits, Ray workers embed.
 
-The texts a build still has to embed (`build.missing_texts`) go to a Ray Data pipeline, sorted
-by token count, whose actors each load the model once into an onnxruntime session with the
-threads they were given. Vectors come back keyed by their text key; the driver stores them in
-commit batches as a local build does (one writer, under the index's lock), so an interrupted
-build keeps what arrived and the next one embeds only the rest.
+The passes of the model a build still has to run (`build.missing_passes`) go to a Ray Data
+pipeline, sorted by token count, whose actors each load the model once into an onnxruntime
+session with the threads they were given. Vectors come back keyed by their text key; the
+driver stores them in commit batches as a local build does (one writer, under the index's
+lock), so an interrupted build keeps what arrived and the next one embeds only the rest.
 
 The model travels as its files through Ray's object store (or as a path every node can read);
 each worker checks it against the driver's checksum before embedding anything.
@@ -13,6 +13,7 @@ each worker checks it against the driver's checksum before embedding anything.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -30,11 +31,11 @@ import numpy as np
 from indexer import config, errors, models
 from indexer.embed import Embedder, usable_threads
 from indexer.errors import IndexerError, MissingExtraError, ModelMismatchError
+from indexer.passages import Pass
 
 if TYPE_CHECKING:
     from indexer.build import Progress
     from indexer.embed import Model
-    from indexer.passages import Passage, Unit
     from indexer.store import Store
 
 #: `--ray ADDRESS`'s value for a Ray instance started by the build on this machine.
@@ -129,14 +130,16 @@ class RayEmbedding:
         self,
         store: Store,
         model: Model,
-        texts: list[Unit | Passage],
+        texts: list[Pass],
         *,
         batch_size: int,
         progress: Callable[[int], Progress] | None,
     ) -> dict[str, object]:
-        """Store a vector for each text under its key; returns the run report's "ray" part."""
+        """Run each pass and store its vectors under their keys; returns the run report's
+        "ray" part."""
         started = time.perf_counter()
         items = sorted_items(model, texts)
+        vectors = sum(len(run.outputs) for run in texts)
         with self._session(), _as_indexer_errors():
             _quiet_data(self.ray)
             workers = self._worker_count()
@@ -147,7 +150,7 @@ class RayEmbedding:
                 + (f"at {source.path}" if source.path else "shipped from here")
             )
             rows = self._pipeline(items, source, workers, batch_size)
-            tick = progress(len(items)) if progress else None
+            tick = progress(vectors) if progress else None
             setup = time.perf_counter() - started
             first: list[float] = []
             stats = store_as_they_come(store, model, _arrival(rows, started, first), tick)
@@ -231,11 +234,15 @@ class RayEmbedding:
         return iter(vectors.iter_batches(batch_size=config.COMMIT_EVERY, batch_format="numpy"))
 
 
-def sorted_items(model: Model, texts: list[Unit | Passage]) -> list[dict[str, object]]:
-    """The texts as the workers get them, sorted by token count as embed_missing sorts them."""
-    prefix = model.info.passage_prefix
-    counted = sorted((model.tokenizer.count(prefix + t.text), i) for i, t in enumerate(texts))
-    return [{"key": texts[i].key, "text": prefix + texts[i].text, "tokens": n} for n, i in counted]
+def sorted_items(model: Model, passes: list[Pass]) -> list[dict[str, object]]:
+    """The passes as the workers get them (JSON: texts and outputs), sorted by token count as
+    embed_missing sorts them."""
+    counted = sorted(
+        (sum(model.tokenizer.count(text) for text in run.texts), i) for i, run in enumerate(passes)
+    )
+    return [
+        {"run": json.dumps([passes[i].texts, passes[i].outputs]), "tokens": n} for n, i in counted
+    ]
 
 
 def _arrival(
@@ -296,16 +303,17 @@ class Encoder:
         self.calls += 1
         die_if_asked(self.fault, self.calls)
         started = time.perf_counter()
-        texts = [str(text) for text in batch["text"]]
-        vectors = self.embedder.embed(
-            texts, batch_size=self.batch_size, lengths=[int(n) for n in batch["tokens"]]
-        )
-        share = (time.perf_counter() - started) / max(1, len(texts))
+        runs = [Pass(*json.loads(str(run))) for run in batch["run"]]
+        for run in runs:  # JSON made the spans lists
+            run.outputs = [(key, (span[0], span[1]) if span else None) for key, span in run.outputs]
+        made = self.embedder.embed_passes(runs, batch_size=self.batch_size)
+        keys = [key for run in runs for key in run.keys]
+        share = (time.perf_counter() - started) / max(1, len(keys))
         return {
-            "key": batch["key"],
-            "vector": vectors,
-            "worker": np.full(len(texts), self.name),
-            "seconds": np.full(len(texts), share),
+            "key": np.array(keys),
+            "vector": np.concatenate(made),
+            "worker": np.full(len(keys), self.name),
+            "seconds": np.full(len(keys), share),
         }
 
 

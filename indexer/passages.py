@@ -5,16 +5,25 @@ A unit is what the model sees as one text; a chunk is up to config.CHUNK_SENTENC
 consecutive units; a section is the units under one heading, as many as the model takes.
 Chunks and sections are both passages: runs of units embedded together, so a question can
 match a whole paragraph.
+
+Each token goes through the model once for its sentence and once for its section: a chunk
+inside a longer section is not embedded as a text of its own but pooled from the section's
+pass over its units' tokens ("late chunking"), so it also reads the section around it. A
+Pass is one run of the model and the vectors pooled from it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from indexer import config
+from indexer.models import ModelInfo
 from indexer.split import Sentence, split_document
 from indexer.store import PassageKind, vector_key
 from indexer.tokenize import Tokenizer
+
+#: Marks the key of a chunk pooled from its section's pass, which no embedded text can have.
+LATE = "\x00late "
 
 
 @dataclass
@@ -40,6 +49,24 @@ class Passage:
     text: str
     key: str
     kind: PassageKind = "chunk"
+    #: A chunk pooled from a section's pass: that section's key ("" when embedded alone).
+    within: str = ""
+
+
+@dataclass
+class Pass:
+    """One run of the model: texts joined into one sequence (the first carries the passage
+    prefix), and the vectors pooled from its token states. Each output is (key, span): span
+    None pools every token (the text as if embedded alone), (a, b) the tokens of texts a..b.
+    """
+
+    texts: list[str]
+    outputs: list[tuple[str, tuple[int, int] | None]] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys of the vectors this pass makes."""
+        return [key for key, _ in self.outputs]
 
 
 def make_units(text: str, fmt: str, tokenizer: Tokenizer) -> list[Unit]:
@@ -61,9 +88,69 @@ def make_units(text: str, fmt: str, tokenizer: Tokenizer) -> list[Unit]:
 
 
 def make_passages(units: list[Unit], tokenizer: Tokenizer) -> list[Passage]:
-    """A document's chunks, then its sections that are not also a chunk."""
+    """A document's chunks, then its sections that are not also a chunk. A chunk inside a
+    longer section is pooled from that section's pass (Passage.within)."""
     chunks = make_chunks(units, tokenizer)
-    return chunks + make_sections(units, tokenizer, chunks)
+    sections = make_sections(units, tokenizer, chunks)
+    info = tokenizer.model
+    if info.pooling != "mean":
+        return chunks + sections
+    # Joined token by token, a section may come out a token or two longer than counted whole.
+    whole = [s for s in sections if pass_tokens(s, units, tokenizer) <= info.max_tokens]
+    return [_pooled(c, whole, units, info) for c in chunks] + sections
+
+
+def _pooled(chunk: Passage, sections: list[Passage], units: list[Unit], info: ModelInfo) -> Passage:
+    """The chunk pooled from the section holding it, if any; else the chunk as it is. A
+    one-unit chunk keeps its unit's vector."""
+    if chunk.key == units[chunk.first].key:
+        return chunk
+    for section in sections:
+        if section.first <= chunk.first and chunk.last <= section.last:
+            span = f"{chunk.first - section.first}-{chunk.last - section.first}"
+            text = f"{LATE}{span}\n{info.passage_prefix}{section.text}"
+            return replace(chunk, key=vector_key(info.checksum, text), within=section.key)
+    return chunk
+
+
+def _head(section: Passage, units: list[Unit], prefix: str) -> str:
+    """What a section's pass reads before its first unit: the prefix and any heading text
+    the section carries in front."""
+    joined = _joined(units[section.first : section.last + 1])
+    return (prefix + section.text[: len(section.text) - len(joined)]).rstrip()
+
+
+def _pass_texts(section: Passage, units: list[Unit], prefix: str) -> list[str]:
+    return [_head(section, units, prefix)] + [
+        u.text for u in units[section.first : section.last + 1]
+    ]
+
+
+def pass_tokens(section: Passage, units: list[Unit], tokenizer: Tokenizer) -> int:
+    """Tokens of a section's pass, with <s> and </s>."""
+    texts = _pass_texts(section, units, tokenizer.model.passage_prefix)
+    return sum(len(tokenizer.encode(t)) for t in texts) + 2
+
+
+def make_passes(units: list[Unit], passages: list[Passage], prefix: str) -> list[Pass]:
+    """The runs of the model a document needs: each unit and each passage embedded alone,
+    except chunks pooled from their section, which ride on that section's pass."""
+    passes = [Pass([prefix + u.text], [(u.key, None)]) for u in units]
+    pooled: dict[str, list[Passage]] = {}
+    for p in passages:
+        if p.within:
+            pooled.setdefault(p.within, []).append(p)
+    for p in passages:
+        if p.within:
+            continue
+        inside = pooled.get(p.key, [])
+        if not inside:
+            passes.append(Pass([prefix + p.text], [(p.key, None)]))
+            continue
+        texts = _pass_texts(p, units, prefix)
+        spans = [(c.key, (c.first - p.first + 1, c.last - p.first + 1)) for c in inside]
+        passes.append(Pass(texts, [(p.key, None), *spans]))
+    return passes
 
 
 def make_sections(units: list[Unit], tokenizer: Tokenizer, chunks: list[Passage]) -> list[Passage]:

@@ -369,10 +369,13 @@ def index_flags(index: Path, model: Path | None, threads: int | None) -> list[st
 # -- build
 
 
-def build_once(corpus: Path, flags: list[str], batch_size: int) -> dict[str, Any]:
-    """One `index build --json` run: seconds, peak memory and what it embedded."""
+def build_once(
+    corpus: Path, flags: list[str], batch_size: int, *, cwd: Path | None = None
+) -> dict[str, Any]:
+    """One `index build --json` run (of the code in `cwd`, when given): seconds, peak memory
+    and what it embedded."""
     command = ["-m", "indexer", "build", str(corpus), *flags, "--batch-size", str(batch_size)]
-    done = run_python([*command, "--quiet", "--json"], peak=True).check(DONE)
+    done = run_python([*command, "--quiet", "--json"], peak=True, cwd=cwd).check(DONE)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return {
         "seconds": round(done.seconds, 2),
@@ -380,6 +383,7 @@ def build_once(corpus: Path, flags: list[str], batch_size: int) -> dict[str, Any
         "files": sum(v for k, v in report["files"].items() if k != "skipped"),
         "sentences": report["sentences"]["total"],
         "embedded": report["sentences"]["embedded"],
+        "passages_embedded": report["sentences"].get("passages_embedded"),
     }
 
 

@@ -94,3 +94,27 @@ def test_the_runner_reports_exit_codes_and_times_bare_children() -> None:
 def test_split_peak_keeps_the_rest_of_stderr() -> None:
     assert split_peak(f"warning\n{PEAK_MARK} 2048\nlast\n") == ("warning\nlast\n", 2048)
     assert split_peak("no mark\n") == ("no mark\n", None)
+
+
+@pytest.mark.slow
+def test_build_compare_times_two_commits_taking_turns(tmp_path: Path, tiny_model_dir: Path) -> None:
+    if not (Path(__file__).parents[1] / ".git").exists():
+        pytest.skip("needs the project's git repository")
+    corpus = write_corpus(tmp_path / "docs")
+    args = ["HEAD", "HEAD", "--corpus", corpus, "--model", tiny_model_dir, "--rounds", "2"]
+    done = run_script("build_compare", *args, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    # Two rounds, the order flipping: before, after, then after, before; then the summary.
+    assert [(r["side"], r["round"]) for r in rows[:4]] == [
+        ("before", 1), ("after", 1), ("after", 2), ("before", 2),
+    ]  # fmt: skip
+    for row in rows[:4]:
+        assert row["first"]["embedded"] > 0 and row["first"]["peak_rss_mb"] > 0
+        assert row["one_edit"]["embedded"] == 1
+    summary = rows[4]
+    assert summary["summary"] and summary["first"]["ratio"] > 0
+    assert summary["commits"]["before"] == summary["commits"]["after"] == rows[0]["built_by"]
+    # The worktrees are gone.
+    listed = run_python(["-c", "import subprocess; subprocess.run(['git', 'worktree', 'list'])"])
+    assert "build-compare-" not in listed.stdout

@@ -351,6 +351,7 @@ STEPS = [
 
 
 def test_dense_score_mixes_sentence_chunk_and_section(index: Index, tmp_path: Path) -> None:
+    from indexer.passages import Pass
     from indexer.ranking import DEFAULT
 
     steps = STEPS
@@ -359,10 +360,14 @@ def test_dense_score_mixes_sentence_chunk_and_section(index: Index, tmp_path: Pa
     hit = next(h for h in all_hits(index, question) if h.text == steps[3])
     embedder = index.embedder
     query = index.searcher.question_vector(question)
-    texts = (steps[3], "Setup\n" + " ".join(steps[2:]), " ".join(["Setup", *steps]))
-    own, chunk, section = (
-        float(v @ query) for v in embedder.embed([embedder.passage_text(t) for t in texts])
+    # Units: the heading and four steps. Chunks: heading + steps 0-1, then steps 2-3, which
+    # is pooled from the section's one pass over the heading and every step.
+    section_pass = Pass(
+        [embedder.passage_text("").rstrip(), "Setup", *steps], [("s", None), ("c", (4, 5))]
     )
+    section_vector, chunk_vector = embedder.embed_passes([section_pass])[0]
+    own_vector = embedder.embed([embedder.passage_text(steps[3])])[0]
+    own, chunk, section = (float(v @ query) for v in (own_vector, chunk_vector, section_vector))
     local = DEFAULT.own_weight * own + (1 - DEFAULT.own_weight) * chunk
     expected = (1 - DEFAULT.section_weight) * local + DEFAULT.section_weight * section
     assert hit.dense_score == pytest.approx(expected, abs=1e-3)

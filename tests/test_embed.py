@@ -16,6 +16,7 @@ from indexer import models
 from indexer.embed import Embedder, is_statement, normalize
 from indexer.errors import ModelDirError, ModelPrepareError, TextTooLongError
 from indexer.models import load_info, verify
+from indexer.passages import Pass
 from indexer.ranking import DEFAULT
 from indexer.tokenize import Tokenizer
 from tests.tiny_model import CORPUS, MAX_TOKENS, make_tiny_model, rewrite_json
@@ -119,6 +120,28 @@ def test_batches_keep_input_order_and_match_one_by_one(embedder: Embedder) -> No
     assert batched.shape == (len(texts), embedder.dimension) and batched.dtype == np.float32
     np.testing.assert_allclose(batched, single, atol=1e-6)
     assert sum(done) == len(texts) and max(done) <= 4
+
+
+def test_a_pass_pools_each_output_over_its_own_tokens(embedder: Embedder) -> None:
+    parts = ["Tokyo is big.", "It rained.", "Trains ran late."]
+    texts = [embedder.passage_text("").rstrip(), *parts]
+    run = Pass(texts, [("all", None), ("middle", (2, 3))])
+    tokenized = embedder.tokenize_pass(run)
+    # The token states the pass pools, read straight from the model.
+    feeds = embedder._feeds([tokenized.ids])
+    (hidden,) = embedder.session.run([embedder.info.output], feeds)
+    first, end = tokenized.starts[2], tokenized.starts[4]
+    assert end - first == embedder.token_count(parts[1]) + embedder.token_count(parts[2])
+    expected = normalize(np.stack([hidden[0].mean(axis=0), hidden[0, first:end].mean(axis=0)]))
+    long_pass = Pass([embedder.passage_text(LONG)], [("long", None)])
+    done: list[int] = []
+    made = embedder.embed_passes([run, Pass([texts[1]], [("one", None)])], on_batch=done.append)
+    np.testing.assert_allclose(made[0], expected, atol=1e-5)
+    # A pass of one text with every token pooled is that text embedded alone.
+    np.testing.assert_allclose(made[1][0], embedder.embed_batch([texts[1]])[0], atol=1e-5)
+    assert sum(done) == 3
+    with pytest.raises(TextTooLongError):
+        embedder.embed_passes([long_pass])
 
 
 def test_padding_does_not_change_vectors(embedder: Embedder) -> None:

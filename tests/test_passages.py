@@ -6,7 +6,14 @@ import itertools
 from pathlib import Path
 
 from indexer.models import load_info
-from indexer.passages import Unit, make_chunks, make_passages, make_sections, make_units
+from indexer.passages import (
+    Unit,
+    make_chunks,
+    make_passages,
+    make_passes,
+    make_sections,
+    make_units,
+)
 from indexer.tokenize import Tokenizer
 
 STEPS = [
@@ -42,7 +49,38 @@ def test_a_section_longer_than_a_chunk_gets_its_own_vector(tiny_model_dir: Path)
     # "Setup" spans two chunks, so it has a section; "Short" is one chunk, which stands for it.
     assert [(s.first, s.last, s.kind) for s in sections] == [(0, 4, "section")]
     assert sections[0].text == " ".join(["Setup", *STEPS])
-    assert make_passages(units, tokenizer) == chunks + sections
+    passages = make_passages(units, tokenizer)
+    assert [(p.first, p.last, p.kind) for p in passages] == [
+        (c.first, c.last, c.kind) for c in chunks + sections
+    ]
+    # Both chunks of "Setup" are pooled from its section's pass, under keys no text has;
+    # "Short" is embedded alone as before.
+    pooled = passages[:2]
+    assert all(p.within == sections[0].key for p in pooled)
+    assert not {p.key for p in pooled} & {c.key for c in chunks}
+    assert passages[2:] == chunks[2:] + sections
+
+
+def test_passes_run_each_token_once_for_its_sentence_and_once_for_its_section(
+    tiny_model_dir: Path,
+) -> None:
+    text = "# Setup\n\n" + " ".join(STEPS) + "\n\n# Short\n\nOne line.\n"
+    units, tokenizer = markdown_units(text, tiny_model_dir)
+    passages = make_passages(units, tokenizer)
+    prefix = tokenizer.model.passage_prefix
+    passes = make_passes(units, passages, prefix)
+    # One pass per unit, one for "Short"'s chunk, one for "Setup"'s section and its chunks.
+    assert len(passes) == len(units) + 2
+    section = next(run for run in passes if len(run.outputs) > 1)
+    assert section.texts == [prefix.rstrip(), "Setup", *STEPS]
+    assert section.outputs == [
+        (passages[-1].key, None),
+        (passages[0].key, (1, 3)),  # the heading and the first two steps
+        (passages[1].key, (4, 5)),  # the last two steps (the heading is read, not pooled)
+    ]
+    # Joined token by token, the pass reads what the section's own text would.
+    joined = [t for piece in section.texts for t in tokenizer.encode(piece)]
+    assert joined == tokenizer.encode(prefix + passages[-1].text)
 
 
 def test_a_section_is_cut_where_the_model_stops(tiny_model_dir: Path) -> None:
