@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 import numpy as np
 
 from indexer import config, ranking, vectors
+from indexer.config import ChunkVectors
 from indexer.embed import Embedder, Model
 from indexer.errors import (
     EmptyFolderError,
@@ -46,8 +47,8 @@ from indexer.store import (
 
 #: Bump when splitting, windowing, keyword rows or what a passage vector means change: files of
 #: an index built with another version are re-split on the next build (their unchanged
-#: sentences keep their vectors). 7: chunks pooled from their section's pass.
-SPLIT_VERSION = "7"
+#: sentences keep their vectors). 8: the index records how its chunk vectors were made.
+SPLIT_VERSION = "8"
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -86,6 +87,8 @@ class Plan:
     skipped: list[Skip] = field(default_factory=list)
     #: Indexed files that could not be read now: their indexed version stays.
     kept: list[str] = field(default_factory=list)
+    #: How the plan's chunk vectors are made (config.ChunkVectors), recorded at commit.
+    chunk_vectors: ChunkVectors = config.DEFAULT_CHUNK_VECTORS
 
     @property
     def changes_rows(self) -> bool:
@@ -250,17 +253,23 @@ def build(
     embed: EmbedStep | None = None,
     confirm_delete: bool = False,
     vector_policy: vectors.Policy = vectors.DEFAULT_POLICY,
+    chunks: ChunkVectors | None = None,
 ) -> BuildReport:
     """Index new and changed files under root, drop deleted ones, re-path moved ones.
 
     A build that would drop most of a large index (an emptied or unmounted folder) stops with
     FolderVanishedError unless `confirm_delete`.
 
+    `chunks` chooses how chunk vectors are made (default: what the index recorded, else
+    config.DEFAULT_CHUNK_VECTORS); choosing another re-splits every file.
+
     `embed` runs the embed step elsewhere (indexer.distributed.RayEmbedding: a Ray cluster)
     instead of embed_missing.
     """
     started = time.perf_counter()
-    plan, indexed = _planned(store, model, root, dry_run=dry_run, selection=selection)
+    plan, indexed = _planned(
+        store, model, root, dry_run=dry_run, selection=selection, chunks=chunks
+    )
     if not dry_run and not confirm_delete:
         _refuse_mass_delete(plan, indexed, root)
     missing = missing_passes(store, plan, model.info.passage_prefix)
@@ -277,7 +286,13 @@ def build(
 
 
 def _planned(
-    store: Store, model: Model, root: Path, *, dry_run: bool, selection: Selection | None
+    store: Store,
+    model: Model,
+    root: Path,
+    *,
+    dry_run: bool,
+    selection: Selection | None,
+    chunks: ChunkVectors | None = None,
 ) -> tuple[Plan, int]:
     """The plan for root against the index, and how many files the index holds."""
     if store.exists() and not dry_run:
@@ -285,8 +300,12 @@ def _planned(
     meta = store.meta() if store.exists() else IndexMeta()
     check_model(meta, model.info, store.path)
     old = store.files() if store.exists() else {}
-    resplit = store.exists() and meta.split_version != SPLIT_VERSION
-    plan = make_plan(root, old, model, resplit=resplit, selection=selection)
+    recorded = meta.chunk_vectors if meta.chunk_vectors in config.CHUNK_VECTORS else None
+    chosen = chunks or cast(ChunkVectors | None, recorded) or config.DEFAULT_CHUNK_VECTORS
+    resplit = store.exists() and (
+        meta.split_version != SPLIT_VERSION or (bool(old) and chosen != recorded)
+    )
+    plan = make_plan(root, old, model, resplit=resplit, selection=selection, chunks=chosen)
     if not old and not plan.index and not plan.skipped:
         raise EmptyFolderError(
             f"no documents found in {root} (looked for {', '.join(sorted(config.TEXT_SUFFIXES))})"
@@ -332,9 +351,10 @@ def make_plan(
     *,
     resplit: bool = False,
     selection: Selection | None = None,
+    chunks: ChunkVectors = config.DEFAULT_CHUNK_VECTORS,
 ) -> Plan:
     """Compare the folder with the index: stat first, content hash only when stat differs."""
-    plan = Plan()
+    plan = Plan(chunk_vectors=chunks)
     unlisted: list[Skip] = []
     listing = {
         info.path: info for info in walk(root, selection or Selection(), on_skip=unlisted.append)
@@ -396,7 +416,7 @@ def _classify(
         plan.rename.append((moved, info))
         return
     units = make_units(doc.text, doc.format, model.tokenizer)
-    passages = make_passages(units, model.tokenizer)
+    passages = make_passages(units, model.tokenizer, pooled=plan.chunk_vectors == "pooled")
     plan.index.append(FilePlan(_entry(doc), units, passages, old=row))
 
 
@@ -523,6 +543,7 @@ def commit(
                 vector_ids_digest=written.digest,
                 layout=written.layout,
                 sentence_count=_sentences_after(meta, change) if meta.generation else None,
+                chunk_vectors=plan.chunk_vectors,
             )
         store.record_last_build(_now())
     checkpoint("commit")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from indexer import client, config
-from indexer.config import MODES, Mode
+from indexer.config import MODES, ChunkVectors, Mode
 from indexer.display import hit_lines, printable
 from indexer.errors import ExitCode, IndexerError, from_sqlite
 
@@ -201,6 +201,15 @@ def cli() -> None:
     "the deltas pass 10 % of the base).",
 )
 @click.option(
+    "--chunks",
+    type=click.Choice(config.CHUNK_VECTORS),
+    default=None,
+    help="How chunk vectors are made: embedded (each chunk embedded alone), or pooled from "
+    "their section's run of the model (first builds about 1.5x faster, but up to .013 lower "
+    "R@1 on some languages; see docs/performance.md). Recorded in the index; changing it "
+    "re-splits every file [default: the index's choice, else embedded].",
+)
+@click.option(
     "--ray",
     "ray_address",
     is_flag=False,
@@ -242,6 +251,7 @@ def build(
     confirm_delete: bool,
     ann: AnnMode,
     compact: bool,
+    chunks: ChunkVectors | None,
     ray_address: str | None,
     workers: int | None,
     ray_model_path: Path | None,
@@ -277,6 +287,7 @@ def build(
             confirm_delete=confirm_delete,
             vector_policy=Policy(ann=ann, compact=compact),
             embed=embed,
+            chunks=chunks,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))

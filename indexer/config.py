@@ -32,6 +32,12 @@ COMMIT_EVERY = 256
 #: Consecutive sentences embedded together as one chunk besides each sentence alone (3 was
 #: the best window in the retrieval evaluation; chunks never cross a heading).
 CHUNK_SENTENCES = 3
+#: How chunk vectors are made (`index build --chunks`, recorded per index): "embedded", each
+#: chunk a text of its own; "pooled", from its section's run of the model (faster first
+#: builds, measured cost in docs/performance.md).
+ChunkVectors = Literal["embedded", "pooled"]
+CHUNK_VECTORS: tuple[ChunkVectors, ...] = ("embedded", "pooled")
+DEFAULT_CHUNK_VECTORS: ChunkVectors = "embedded"
 #: Fragments shorter than this many characters are merged into a neighbour.
 MIN_SENTENCE_CHARS = 8
 #: Longer sentences and blocks (a base64 blob, minified code, a log line) are cut into pieces.

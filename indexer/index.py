@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from indexer import config, models, tokenize
-from indexer.config import Mode
+from indexer.config import ChunkVectors, Mode
 from indexer.errors import (
     IndexerError,
     NoSuchDocumentError,
@@ -152,6 +152,7 @@ class Index:
         confirm_delete: bool = False,
         vector_policy: VectorPolicy | None = None,
         embed: EmbedStep | None = None,
+        chunks: ChunkVectors | None = None,
     ) -> BuildReport:
         """Bring the index in line with a folder (incremental; one writer at a time).
 
@@ -159,7 +160,9 @@ class Index:
         symlinks: follow those staying "inside" the folder, "all", or "none"; confirm_delete:
         go ahead when the build would drop most of the index (see FolderVanishedError);
         vector_policy: when to write deltas, compact and go approximate (vectors.Policy);
-        embed: run the embed step elsewhere (indexer.distributed.RayEmbedding on a Ray cluster).
+        embed: run the embed step elsewhere (indexer.distributed.RayEmbedding on a Ray cluster);
+        chunks: how chunk vectors are made, "embedded" or "pooled" (recorded in the index;
+        default: what it recorded).
         """
         from indexer import vectors
         from indexer.build import build
@@ -170,7 +173,9 @@ class Index:
         selection = Selection(tuple(include), tuple(exclude), symlinks)
         with self._surroundings():
             if dry_run:
-                return build(self.store, self.model, folder, dry_run=True, selection=selection)
+                return build(
+                    self.store, self.model, folder, dry_run=True, selection=selection, chunks=chunks
+                )
             with self.store.writer_lock(wait=wait):
                 return build(
                     self.store,
@@ -183,6 +188,7 @@ class Index:
                     confirm_delete=confirm_delete,
                     vector_policy=vector_policy or vectors.DEFAULT_POLICY,
                     embed=embed,
+                    chunks=chunks,
                 )
 
     def ask(
@@ -244,6 +250,7 @@ class Index:
             "dimension": model.dimension,
             "generation": meta.generation,
             "vector_index": _describe_vectors(meta.vectors),
+            "chunk_vectors": meta.chunk_vectors or None,
             "last_build": meta.last_build,
             "size_bytes": self.store.size_on_disk(),
         }

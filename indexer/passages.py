@@ -6,10 +6,11 @@ consecutive units; a section is the units under one heading, as many as the mode
 Chunks and sections are both passages: runs of units embedded together, so a question can
 match a whole paragraph.
 
-Each token goes through the model once for its sentence and once for its section: a chunk
+A Pass is one run of the model and the vectors pooled from it. By default each unit and each
+passage is a pass of its own. With pooled chunks (`index build --chunks pooled`) a chunk
 inside a longer section is not embedded as a text of its own but pooled from the section's
-pass over its units' tokens ("late chunking"), so it also reads the section around it. A
-Pass is one run of the model and the vectors pooled from it.
+pass over its units' tokens ("late chunking"): each token then goes through the model once
+for its sentence and once for its section.
 """
 
 from __future__ import annotations
@@ -87,13 +88,15 @@ def make_units(text: str, fmt: str, tokenizer: Tokenizer) -> list[Unit]:
     return units
 
 
-def make_passages(units: list[Unit], tokenizer: Tokenizer) -> list[Passage]:
-    """A document's chunks, then its sections that are not also a chunk. A chunk inside a
-    longer section is pooled from that section's pass (Passage.within)."""
+def make_passages(
+    units: list[Unit], tokenizer: Tokenizer, *, pooled: bool = False
+) -> list[Passage]:
+    """A document's chunks, then its sections that are not also a chunk. With `pooled`, a
+    chunk inside a longer section is pooled from that section's pass (Passage.within)."""
     chunks = make_chunks(units, tokenizer)
     sections = make_sections(units, tokenizer, chunks)
     info = tokenizer.model
-    if info.pooling != "mean":
+    if not pooled or info.pooling != "mean":
         return chunks + sections
     # Joined token by token, a section may come out a token or two longer than counted whole.
     whole = [s for s in sections if pass_tokens(s, units, tokenizer) <= info.max_tokens]

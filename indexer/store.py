@@ -208,6 +208,8 @@ class IndexMeta:
     last_build: str | None = None
     #: The files of the generation's vector index.
     vectors: VectorLayout = VectorLayout()
+    #: How the index's chunk vectors were made (config.ChunkVectors); "" before it was recorded.
+    chunk_vectors: str = ""
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,7 @@ def _meta_from_rows(rows: dict[str, str]) -> IndexMeta:
         sentence_count=int(rows.get("sentence_count", 0)),
         last_build=rows.get("last_build"),
         vectors=_layout_from_rows(rows),
+        chunk_vectors=rows.get("chunk_vectors", ""),
     )
 
 
@@ -634,6 +637,7 @@ class Store:
         vector_ids_digest: str,
         layout: VectorLayout | None = None,
         sentence_count: int | None = None,
+        chunk_vectors: str = "",
     ) -> None:
         """Record a changed build's model and generation (inside the build's transaction);
         the sentence count is counted when not given."""
@@ -644,6 +648,8 @@ class Store:
         if sentences is None:
             sentences = self.db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
         values.update(split_version=split_version, generation=generation, sentence_count=sentences)
+        if chunk_vectors:
+            values.update(chunk_vectors=chunk_vectors)
         self._set_meta(values)
         self.record_vectors(
             vector_count=vector_count, vector_ids_digest=vector_ids_digest, layout=layout

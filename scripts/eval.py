@@ -1,7 +1,7 @@
 """Score the real build and ask code on a retrieval set, or the embedder on an STS set.
 
     python -m scripts.eval SET_DIR [--mode MODE|all] [--limit N] [--k 10] [--index-dir DIR]
-                                   [--model DIR] [--ann always]
+                                   [--model DIR] [--ann always] [--chunks pooled]
     python -m scripts.eval --table scripts/eval_results.jsonl
 
 Progress goes to stderr; each result is one JSON line on stdout (the last line is the result),
@@ -23,6 +23,7 @@ import click
 import numpy as np
 
 from indexer import Hit, Index, IndexerError, config, search
+from indexer.config import ChunkVectors
 from indexer.vectors import AnnMode, Policy
 from scripts.common import SetError, emit, log, read_jsonl
 
@@ -149,11 +150,11 @@ def default_index_dir(set_dir: Path, model: Path | None) -> Path:
     return config.cache_dir() / "eval" / f"{set_dir.resolve().name}-{digest}"
 
 
-def ann_index_dir(index_dir: Path, ann: str) -> Path:
-    """The index evaluated with `--ann`: a sibling of the exact one, first copied from it
-    (the files and vectors are the same; only the vector base differs), so forcing the
-    approximate path re-embeds nothing."""
-    copy = index_dir.with_name(f"{index_dir.name}-ann-{ann}")
+def variant_index_dir(index_dir: Path, variant: str) -> Path:
+    """The index evaluated with `--ann` or `--chunks`: a sibling of the default one, first
+    copied from it, so the variant's build re-embeds only what the variant changes (nothing
+    for --ann, the chunks for --chunks)."""
+    copy = index_dir.with_name(f"{index_dir.name}-{variant}")
     if not (copy / config.DB_NAME).exists() and (index_dir / config.DB_NAME).exists():
         log(f"copying {index_dir} to {copy}")
         shutil.rmtree(copy, ignore_errors=True)
@@ -227,6 +228,7 @@ def evaluate_retrieval(
     limit: int | None,
     k: int,
     ann: str | None = None,
+    chunks: str | None = None,
 ) -> Iterator[dict[str, object]]:
     """Build (incrementally) the set's docs, then one result per mode."""
     modes = modes_to_run(index, mode)
@@ -234,9 +236,16 @@ def evaluate_retrieval(
     log(f"building {index.path} from {set_dir / 'docs'}")
     start = time.perf_counter()
     policy = Policy(ann=cast(AnnMode, ann)) if ann else None
-    report = index.build(set_dir / "docs", progress=build_progress, vector_policy=policy)
+    report = index.build(
+        set_dir / "docs",
+        progress=build_progress,
+        vector_policy=policy,
+        chunks=cast(ChunkVectors | None, chunks),
+    )
     build_seconds = time.perf_counter() - start
-    vector_index = {"vector_index": index.status()["vector_index"]} if ann else {}
+    status = index.status()
+    vector_index = {"vector_index": status["vector_index"]} if ann else {}
+    vector_index |= {"chunk_vectors": status["chunk_vectors"]} if chunks else {}
     log(
         f"index ready: {len(report.added)} added, {len(report.changed)} changed, "
         f"{report.unchanged} unchanged files; {report.embedded} sentences embedded "
@@ -345,6 +354,13 @@ def results_table(results: Sequence[dict]) -> str:
     "`always` forces the approximate path at any size. Default: the index as the tool builds it.",
 )
 @click.option(
+    "--chunks",
+    type=click.Choice(["embedded", "pooled"]),
+    default=None,
+    help="How chunk vectors are made (index build --chunks), in a copy of the index beside it. "
+    "Default: the index as the tool builds it.",
+)
+@click.option(
     "--table",
     "table",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -358,6 +374,7 @@ def main(
     index_dir: Path | None,
     model: Path | None,
     ann: str | None,
+    chunks: str | None,
     table: Path | None,
 ) -> None:
     """Evaluate SET_DIR: a retrieval set (recall@1/5/10, MRR@10 at passage level, hits mapped
@@ -371,7 +388,14 @@ def main(
         raise click.UsageError("give SET_DIR (or --table FILE)")
     try:
         for result in evaluate(
-            set_dir, mode=mode, limit=limit, k=k, index_dir=index_dir, model=model, ann=ann
+            set_dir,
+            mode=mode,
+            limit=limit,
+            k=k,
+            index_dir=index_dir,
+            model=model,
+            ann=ann,
+            chunks=chunks,
         ):
             emit(rounded(result))
     except IndexerError as exc:
@@ -387,18 +411,23 @@ def evaluate(
     index_dir: Path | None,
     model: Path | None,
     ann: str | None = None,
+    chunks: str | None = None,
 ) -> Iterator[dict[str, object]]:
     """Results for one set: one per mode for retrieval, one for STS."""
     kind = set_kind(set_dir)
     path = index_dir or default_index_dir(set_dir, model)
-    if ann and kind != "sts":
-        path = ann_index_dir(path, ann)
+    named = {"ann": ann, "chunks": chunks}
+    variant = "-".join(f"{name}-{value}" for name, value in named.items() if value)
+    if variant and kind != "sts":
+        path = variant_index_dir(path, variant)
     index = Index(path, model=model, echo=log)
     try:
         if kind == "sts":
             yield evaluate_sts(set_dir, index, limit=limit)
         else:
-            yield from evaluate_retrieval(set_dir, index, mode=mode, limit=limit, k=k, ann=ann)
+            yield from evaluate_retrieval(
+                set_dir, index, mode=mode, limit=limit, k=k, ann=ann, chunks=chunks
+            )
     finally:
         index.close()
 

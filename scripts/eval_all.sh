@@ -12,6 +12,9 @@
 #                                       # the approximate vector path forced on (a copy of)
 #                                       # every index; results in scripts/eval_ann-always_results.jsonl
 #                                       # (ANN=exact: the same copies with exact search)
+#   CHUNKS=pooled scripts/eval_all.sh   # chunks pooled from their section (index build
+#                                       # --chunks pooled), in copies of every index; results
+#                                       # in scripts/eval_chunks-pooled_results.jsonl
 #
 # Limits keep a run tractable on 2 cores; the table's "queries" column shows what was used.
 set -euo pipefail
@@ -20,12 +23,16 @@ cd "$(dirname "$0")/.."
 EVAL_DIR="${EVAL_DIR:-../shared/eval}"
 MODES="${MODES:-all}"
 ANN="${ANN:-}"
+CHUNKS="${CHUNKS:-}"
+OUT="scripts/eval_results.jsonl"
+variant_args=()
 if [ -n "$ANN" ]; then
   OUT="scripts/eval_ann-${ANN}_results.jsonl"
-  ann_args=(--ann "$ANN")
-else
-  OUT="scripts/eval_results.jsonl"
-  ann_args=()
+  variant_args+=(--ann "$ANN")
+fi
+if [ -n "$CHUNKS" ]; then
+  OUT="${OUT%_results.jsonl}_chunks-${CHUNKS}_results.jsonl"
+  variant_args+=(--chunks "$CHUNKS")
 fi
 
 # "--limit N" for a set by name, or nothing (the limits live in scripts/common.py).
@@ -39,7 +46,7 @@ evaluate() {
   local label="$1"
   shift
   echo "== $label" >&2
-  if ! python -m scripts.eval "$@" "${ann_args[@]}" | grep '^{' >> "$OUT"; then
+  if ! python -m scripts.eval "$@" "${variant_args[@]}" | grep '^{' >> "$OUT"; then
     echo "eval_all: $label failed; continuing" >&2
     failed=1
   fi

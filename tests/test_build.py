@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from indexer import Index
+from indexer.config import ChunkVectors
 from indexer.errors import (
     EmptyFolderError,
     EmptyQuestionError,
@@ -350,27 +351,51 @@ STEPS = [
 ]
 
 
-def test_dense_score_mixes_sentence_chunk_and_section(index: Index, tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunks", ["embedded", "pooled"])
+def test_dense_score_mixes_sentence_chunk_and_section(
+    index: Index, tmp_path: Path, chunks: ChunkVectors
+) -> None:
     from indexer.passages import Pass
     from indexer.ranking import DEFAULT
 
     steps = STEPS
-    index.build(write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(steps) + "\n"}))
+    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(steps) + "\n"})
+    index.build(folder, chunks=chunks)
+    assert index.status()["chunk_vectors"] == chunks
     question = steps[3]
     hit = next(h for h in all_hits(index, question) if h.text == steps[3])
     embedder = index.embedder
     query = index.searcher.question_vector(question)
-    # Units: the heading and four steps. Chunks: heading + steps 0-1, then steps 2-3, which
-    # is pooled from the section's one pass over the heading and every step.
+    # Units: the heading and four steps. Chunks: heading + steps 0-1, then steps 2-3; the
+    # section is the heading and every step, embedded in one pass.
     section_pass = Pass(
         [embedder.passage_text("").rstrip(), "Setup", *steps], [("s", None), ("c", (4, 5))]
     )
-    section_vector, chunk_vector = embedder.embed_passes([section_pass])[0]
-    own_vector = embedder.embed([embedder.passage_text(steps[3])])[0]
+    section_vector, pooled_chunk = embedder.embed_passes([section_pass])[0]
+    own_vector, embedded_chunk = embedder.embed(
+        [embedder.passage_text(t) for t in (steps[3], "Setup\n" + " ".join(steps[2:]))]
+    )
+    chunk_vector = pooled_chunk if chunks == "pooled" else embedded_chunk
     own, chunk, section = (float(v @ query) for v in (own_vector, chunk_vector, section_vector))
     local = DEFAULT.own_weight * own + (1 - DEFAULT.own_weight) * chunk
     expected = (1 - DEFAULT.section_weight) * local + DEFAULT.section_weight * section
     assert hit.dense_score == pytest.approx(expected, abs=1e-3)
+
+
+def test_changing_how_chunks_are_made_resplits_once_and_is_remembered(
+    index: Index, tmp_path: Path
+) -> None:
+    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
+    first = index.build(folder)
+    assert index.status()["chunk_vectors"] == "embedded" and first.passages_embedded == 3
+    pooled = index.build(folder, chunks="pooled")
+    # Re-split: the sentences and the section keep their vectors, both chunks are pooled.
+    assert pooled.changed == ["a.md"] and pooled.embedded == 0
+    assert pooled.passages_embedded == 3  # the section's pass makes it and the two chunks
+    assert index.status()["chunk_vectors"] == "pooled"
+    again = index.build(folder)  # no flag: the index's choice stands, nothing to do
+    assert again.changed == [] and again.passages_embedded == 0
+    assert index.status()["chunk_vectors"] == "pooled"
 
 
 def test_a_heading_scores_as_the_chunk_it_opens(index: Index, tmp_path: Path) -> None:

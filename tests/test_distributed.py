@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 
 from indexer import Index, distributed
 from indexer.cli import cli
+from indexer.config import ChunkVectors
 from indexer.errors import ModelMismatchError
 
 WORDS = (
@@ -66,19 +67,21 @@ def answers(index: Path, model: Path) -> list[list[tuple[str, str]]]:
         idx.close()
 
 
-def build_local(folder: Path, index: Path, model: Path) -> None:
+def build_local(folder: Path, index: Path, model: Path, chunks: ChunkVectors | None = None) -> None:
     idx = Index(index, model=model, threads=1)
     try:
-        idx.build(folder)
+        idx.build(folder, chunks=chunks)
     finally:
         idx.close()
 
 
-def build_on_ray(folder: Path, index: Path, model: Path, **options: Any) -> dict[str, object]:
+def build_on_ray(
+    folder: Path, index: Path, model: Path, chunks: ChunkVectors | None = None, **options: Any
+) -> dict[str, object]:
     idx = Index(index, model=model)
     try:
         step = distributed.RayEmbedding(workers=2, rows_per_call=32, **options)
-        return idx.build(folder, embed=step).embedding
+        return idx.build(folder, embed=step, chunks=chunks).embedding
     finally:
         idx.close()
 
@@ -154,6 +157,25 @@ def test_a_ray_build_equals_the_local_build(
     assert report["workers"] == 2 and report["texts"] == len(local)
     per_worker = report["per_worker"]
     assert isinstance(per_worker, list) and sum(w["texts"] for w in per_worker) == len(local)
+
+
+@pytest.mark.slow
+def test_chunks_pooled_on_ray_equal_those_pooled_here(
+    ray_address: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Sections of short steps under headings: each holds chunks pooled from its pass.
+    short = tmp_path / "short"
+    short.mkdir()
+    for n in range(6):
+        steps = " ".join(f"Step {n}{i} is done." for i in range(7))
+        (short / f"s{n}.md").write_text(f"# Part {n}\n\n{steps}\n", encoding="utf-8")
+    build_local(short, tmp_path / "embedded", tiny_model_dir)
+    build_local(short, tmp_path / "local", tiny_model_dir, chunks="pooled")
+    build_on_ray(short, tmp_path / "idx", tiny_model_dir, chunks="pooled")
+    local, remote = stored_vectors(tmp_path / "local"), stored_vectors(tmp_path / "idx")
+    assert local.keys() == remote.keys() != stored_vectors(tmp_path / "embedded").keys()
+    for key, vector in local.items():
+        np.testing.assert_allclose(remote[key], vector, atol=1e-5)
 
 
 @pytest.mark.slow

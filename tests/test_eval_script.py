@@ -186,6 +186,18 @@ def test_ann_always_scores_a_copy_with_an_approximate_base(
 
 
 @pytest.mark.slow
+def test_chunks_pooled_scores_a_copy_built_that_way(
+    retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    args = (retrieval_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i")
+    last_json(run(*args))
+    pooled = last_json(run(*args, "--chunks", "pooled"))
+    assert pooled["chunk_vectors"] == "pooled"
+    assert Index(tmp_path / "i").status()["chunk_vectors"] == "embedded"
+    assert Index(tmp_path / "i-chunks-pooled").status()["chunk_vectors"] == "pooled"
+
+
+@pytest.mark.slow
 def test_every_mode_gives_one_line(
     retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -49,11 +49,12 @@ def test_a_section_longer_than_a_chunk_gets_its_own_vector(tiny_model_dir: Path)
     # "Setup" spans two chunks, so it has a section; "Short" is one chunk, which stands for it.
     assert [(s.first, s.last, s.kind) for s in sections] == [(0, 4, "section")]
     assert sections[0].text == " ".join(["Setup", *STEPS])
-    passages = make_passages(units, tokenizer)
+    assert make_passages(units, tokenizer) == chunks + sections
+    passages = make_passages(units, tokenizer, pooled=True)
     assert [(p.first, p.last, p.kind) for p in passages] == [
         (c.first, c.last, c.kind) for c in chunks + sections
     ]
-    # Both chunks of "Setup" are pooled from its section's pass, under keys no text has;
+    # Pooled: both chunks of "Setup" come from its section's pass, under keys no text has;
     # "Short" is embedded alone as before.
     pooled = passages[:2]
     assert all(p.within == sections[0].key for p in pooled)
@@ -66,8 +67,13 @@ def test_passes_run_each_token_once_for_its_sentence_and_once_for_its_section(
 ) -> None:
     text = "# Setup\n\n" + " ".join(STEPS) + "\n\n# Short\n\nOne line.\n"
     units, tokenizer = markdown_units(text, tiny_model_dir)
-    passages = make_passages(units, tokenizer)
     prefix = tokenizer.model.passage_prefix
+    # Embedded chunks: every unit and passage is a pass of its own.
+    embedded = make_passages(units, tokenizer)
+    assert [run.keys for run in make_passes(units, embedded, prefix)] == [
+        [item.key] for item in [*units, *embedded]
+    ]
+    passages = make_passages(units, tokenizer, pooled=True)
     passes = make_passes(units, passages, prefix)
     # One pass per unit, one for "Short"'s chunk, one for "Setup"'s section and its chunks.
     assert len(passes) == len(units) + 2
