@@ -118,3 +118,15 @@ def test_build_compare_times_two_commits_taking_turns(tmp_path: Path, tiny_model
     # The worktrees are gone.
     listed = run_python(["-c", "import subprocess; subprocess.run(['git', 'worktree', 'list'])"])
     assert "build-compare-" not in listed.stdout
+
+
+@pytest.mark.slow
+def test_thread_bench_times_each_threading_variant(tmp_path: Path, tiny_model_dir: Path) -> None:
+    corpus = write_corpus(tmp_path / "docs")
+    args = ["--corpus", corpus, "--model", tiny_model_dir, "--sample", "8", "--rounds", "1"]
+    done = run_script("thread_bench", *args, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert rows[0]["variant"] == "1 session, 1 threads" and rows[0]["speedup"] == 1.0
+    assert len(rows) == rows[0]["cores"] + (rows[0]["cores"] > 1)
+    assert all(r["sentences"] == 8 and r["sentences_per_s"] > 0 for r in rows)
