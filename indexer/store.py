@@ -191,6 +191,9 @@ class VectorLayout:
     trained_on: int = 0
     #: Recall@10 against exact search measured when nprobe was chosen.
     recall: float = 0.0
+    #: Size, modification time and inode of the base file when it was written
+    #: (vectors.file_stamp); "" for indexes older than it.
+    base_stamp: str = ""
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,7 @@ _LAYOUT_KEYS = {
     "nprobe": "ann_nprobe",
     "trained_on": "ann_trained_on",
     "recall": "ann_recall",
+    "base_stamp": "vector_base_stamp",
 }
 
 
@@ -296,6 +300,7 @@ def _layout_from_rows(rows: dict[str, str]) -> VectorLayout:
         nprobe=int(get("nprobe", "0")),
         trained_on=int(get("trained_on", "0")),
         recall=float(get("recall", "0")),
+        base_stamp=get("base_stamp", ""),
     )
 
 

@@ -480,12 +480,35 @@ def wanted_kind(count: int, policy: Policy, current: VectorLayout | None = None)
 
 
 def _matches(store: Store, meta: IndexMeta, layout: VectorLayout) -> bool:
-    """Whether the current files hold what meta says (a delta on a wrong base stays wrong)."""
+    """Whether the current files hold what meta says (a delta on a wrong base stays wrong).
+
+    A base whose size, modification time and inode are those recorded when it was written
+    is taken as it is, so a small build never reads every id of a large base; readers still
+    check the ids when they open it (open_current), and `index verify` checks every one.
+    """
+    if layout.base_stamp and _unchanged(store.path, layout):
+        return True
     try:
         index = open_layout(store.path, layout)
     except (RuntimeError, OSError, ValueError):
         return False
     return mismatch(index, meta.vector_count, meta.vector_ids_digest) is None
+
+
+def file_stamp(path: Path) -> str:
+    """Size, modification time and inode of a file: what a rewrite or a copy changes."""
+    status = path.stat()
+    return f"{status.st_size}:{status.st_mtime_ns}:{status.st_ino}"
+
+
+def _unchanged(directory: Path, layout: VectorLayout) -> bool:
+    """Whether the base is the file written for this layout and every delta file is there."""
+    try:
+        if file_stamp(directory / layout.base) != layout.base_stamp:
+            return False
+    except OSError:
+        return False
+    return all((directory / name).is_file() for name in file_names(layout)[1:])
 
 
 def _write_delta(
@@ -545,6 +568,7 @@ def write_base(
         index, layout = _ivf_base(store, dim, count, policy, previous, step)
         layout = dataclasses.replace(layout, base=name)
     index.save(store.path / name)
+    layout = dataclasses.replace(layout, base_stamp=file_stamp(store.path / name))
     return Written(len(index), ids_digest(index.ids()), layout)
 
 

@@ -124,6 +124,34 @@ def test_a_small_change_writes_a_delta_and_answers_as_a_fresh_build(
     assert index.verify().ok
 
 
+def test_a_delta_build_trusts_its_own_base_and_readers_still_check_it(
+    world: tuple[Index, Path, dict[str, str]], tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    index, folder, docs = world
+    base = layout(index)
+    path = index.path / base.base
+    assert base.base_stamp == vectors.file_stamp(path)
+    # The base's bytes rot in place: same size, same inode, its mtime put back.
+    status = path.stat()
+    with open(path, "r+b") as handle:
+        handle.write(b"\0" * status.st_size)
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert vectors.file_stamp(path) == base.base_stamp
+    # A small build stacks its delta without reading the base's ids...
+    docs = edit(folder, docs, {"new/added.txt": corpus(1, seed=6)["d0/f000.txt"]})
+    index.build(folder, vector_policy=DELTAS)
+    assert layout(index).base == base.base and len(layout(index).deltas) == 1
+    # ...while a reader checks what it opens, rebuilds from SQLite and answers right,
+    # and verify names the damage, which --repair fixes with a fresh base.
+    reader = Index(index.path, model=tiny_model_dir)
+    expected = fresh(tmp_path, tiny_model_dir, folder)
+    questions = questions_of(docs)
+    assert hits(reader, questions) == hits(expected, questions)
+    assert not index.verify().ok
+    assert index.verify(repair=True).ok and index.verify().ok
+    assert layout(index).deltas == () and layout(index).base_stamp
+
+
 def test_deltas_compact_past_their_share_of_the_base(
     world: tuple[Index, Path, dict[str, str]],
 ) -> None:
