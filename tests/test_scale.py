@@ -278,6 +278,30 @@ def test_recall_counts_rows_tied_with_the_last_exact_hit() -> None:
     assert vectors.recall_at(found, query, truth, better) == 0.9
 
 
+def test_nprobe_takes_its_margin_over_the_sample(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import faiss
+
+    folder = write_docs(tmp_path / "docs", corpus(40, seed=1))
+    index = Index(tmp_path / "idx", model=tiny_model_dir)
+    index.build(folder, vector_policy=ANN)
+    built = layout(index)
+    assert built.kind == "ivf-sq8" and built.recall >= 0.95
+    base = vectors.VectorIndex.load(index.path / built.base, kind=built.kind)
+    ids = index.store.expected_vector_ids()
+    stored = index.store.vectors_by_id(ids.tolist())
+    data = np.stack([stored[int(i)] for i in ids]).astype(np.float32)
+    rng = np.random.default_rng(0)
+    queries = data[:60] + rng.normal(size=data[:60].shape).astype(np.float32) * 0.05
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    truth = faiss.ResultHeap(len(queries), 10, keep_max=True)
+    scores, rows = faiss.knn(queries, data, 10, faiss.METRIC_INNER_PRODUCT)
+    truth.add_result(scores, ids[rows])
+    truth.finalize()
+    least, _ = vectors.choose_nprobe(base, queries, truth, index.store, 0.95)
+    chosen, recall = vectors.choose_nprobe(base, queries, truth, index.store, 0.95, margin=2)
+    assert chosen == min(2 * least, built.nlist) and recall >= 0.95
+
+
 def test_ann_option_and_compact_option_on_the_command_line(
     world: tuple[Index, Path, dict[str, str]], tiny_model_dir: Path
 ) -> None:
