@@ -859,12 +859,18 @@ class Store:
         }
 
     def _rows_in(self, sql: str, ids: Iterable[object]) -> Iterator[tuple]:
-        """Rows of `sql`, whose `{marks}` is an IN list, for any number of ids."""
+        """Rows of `sql`, whose `{marks}` (each of them) is an IN list, for any number of ids."""
+        for statement, values in self._bound(sql, ids):
+            yield from self.db.execute(statement, values).fetchall()
+
+    def _bound(self, sql: str, ids: Iterable[object]) -> Iterator[tuple[str, list[object]]]:
+        """`sql` with its `{marks}` filled, and its values, per batch of at most IDS_PER_QUERY
+        ids (each `{marks}` takes the batch once)."""
         values = list(ids)
+        uses = sql.count("{marks}")
         for start in range(0, len(values), IDS_PER_QUERY):
             batch = values[start : start + IDS_PER_QUERY]
-            marks = ",".join("?" * len(batch))
-            yield from self.db.execute(sql.format(marks=marks), batch).fetchall()
+            yield sql.format(marks=",".join("?" * len(batch))), batch * uses
 
     # -- keyword search
 
@@ -914,11 +920,7 @@ class Store:
             "SELECT id FROM sentences WHERE file_id IN ({marks}) UNION ALL "
             f"SELECT id + {PASSAGE_ID_BASE} FROM passages WHERE file_id IN ({{marks}})"
         )
-        found: list[int] = []
-        for start in range(0, len(file_ids), IDS_PER_QUERY):
-            batch = list(file_ids[start : start + IDS_PER_QUERY])
-            marks = ",".join("?" * len(batch))
-            found.extend(r[0] for r in self.db.execute(sql.format(marks=marks), batch + batch))
+        found = [r[0] for r in self._rows_in(sql, file_ids)]
         return np.sort(np.array(found, dtype=np.int64))
 
     def vector_ids(self, keys: Iterable[str]) -> dict[str, int]:
@@ -953,12 +955,7 @@ class Store:
         sql = """SELECT DISTINCT f.id, f.path, f.size, f.mtime_ns, f.sha256 FROM files f
                  WHERE f.id IN (SELECT file_id FROM sentences WHERE vector_id IN ({marks})
                  UNION SELECT file_id FROM passages WHERE vector_id IN ({marks}))"""
-        rows: dict[int, FileRow] = {}
-        for start in range(0, len(vector_ids), IDS_PER_QUERY):
-            batch = list(vector_ids[start : start + IDS_PER_QUERY])
-            marks = ",".join("?" * len(batch))
-            for r in self.db.execute(sql.format(marks=marks), batch + batch).fetchall():
-                rows[r[0]] = FileRow(*r)
+        rows = {r[0]: FileRow(*r) for r in self._rows_in(sql, vector_ids)}
         return list(rows.values())
 
     def reindex(self) -> None:
@@ -971,12 +968,7 @@ class Store:
             "SELECT vector_id FROM sentences WHERE file_id IN ({marks}) UNION "
             "SELECT vector_id FROM passages WHERE file_id IN ({marks})"
         )
-        found: set[int] = set()
-        for start in range(0, len(file_ids), IDS_PER_QUERY):
-            batch = list(file_ids[start : start + IDS_PER_QUERY])
-            marks = ",".join("?" * len(batch))
-            found.update(r[0] for r in self.db.execute(sql.format(marks=marks), batch + batch))
-        return sorted(found)
+        return sorted({r[0] for r in self._rows_in(sql, file_ids)})
 
     def delete_unused_vectors(self, released: Sequence[int] | None = None) -> None:
         """Drop vectors no sentence or passage refers to (space is reclaimed on delete).
@@ -999,10 +991,8 @@ class Store:
                 "(SELECT vector_id FROM sentences WHERE vector_id IN ({marks}) UNION "
                 "SELECT vector_id FROM passages WHERE vector_id IN ({marks}))"
             )
-            for start in range(0, len(candidates), IDS_PER_QUERY):
-                batch = candidates[start : start + IDS_PER_QUERY]
-                marks = ",".join("?" * len(batch))
-                self.db.execute(sql.format(marks=marks), batch * 3)
+            for statement, values in self._bound(sql, candidates):
+                self.db.execute(statement, values)
         newest = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()[0]
         self._set_meta({_VECTOR_MARK: newest})
 
