@@ -311,10 +311,10 @@ class GenerationIndex:
     def digest(self) -> str:
         """ids_digest of the ids the generation holds: each layer's ids less those it hides
         (the digest is a sum, so nothing needs filtering)."""
-        total = 0
+        digest = ids_digest(np.zeros(0, dtype=np.int64))
         for layer in self.layers:
-            total += _sum(layer.index.ids()) - _sum(layer.hidden)
-        return f"s1:{total % (1 << 64):016x}"
+            digest = updated_digest(digest, layer.hidden, layer.index.ids())
+        return digest
 
     def differs(self, held: np.ndarray, stored: np.ndarray) -> bool:
         """Whether a vector read back is not the stored one (beyond quantization)."""
@@ -677,11 +677,12 @@ def choose_nprobe(
         generation.nprobe = nprobe
         return recall_at(generation, queries, truth.I, truth.D)
 
-    nprobe = 1
-    while recall(nprobe) < target and nprobe < nlist:
+    nprobe, reached = 1, recall(1)
+    while reached < target and nprobe < nlist:
         nprobe = min(nprobe * 2, nlist)
-    nprobe = min(nprobe * margin, nlist)
-    return nprobe, recall(nprobe)
+        reached = recall(nprobe)
+    chosen = min(nprobe * margin, nlist)
+    return chosen, reached if chosen == nprobe else recall(chosen)
 
 
 def recall_at(
