@@ -1,4 +1,5 @@
-"""Texts -> normalised float32 vectors with an ONNX encoder; everything derives from embed_batch."""
+"""Texts -> normalised float32 vectors with an ONNX encoder: questions through embed_batch,
+documents through embed_passes (one run of the model, pooled per output)."""
 
 from __future__ import annotations
 
@@ -172,21 +173,12 @@ class Embedder:
         *,
         batch_size: int = 32,
         on_batch: Callable[[int], None] | None = None,
-        lengths: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Embed many texts in length-sorted batches (little padding); rows keep input order.
-
-        `lengths` (token counts without specials, when the caller has them) saves a tokenisation.
-        """
-        counts = lengths if lengths is not None else [self.token_count(t) for t in texts]
-        lengths = [count + 2 for count in counts]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for rows in _batches(order, lengths, batch_size, batch_size * TOKENS_PER_ROW):
-            out[rows] = self.embed_batch([texts[i] for i in rows])
-            if on_batch:
-                on_batch(len(rows))
-        return out
+        Each text is a pass of its own (embed_passes)."""
+        runs = [Pass([text], [("", None)]) for text in texts]
+        made = self.embed_passes(runs, batch_size=batch_size, on_batch=on_batch)
+        return np.concatenate(made) if made else np.zeros((0, self.dimension), dtype=np.float32)
 
     def tokenize_pass(self, run: Pass) -> TokenizedPass:
         """A pass's token ids; TextTooLongError when the model cannot read it whole."""
