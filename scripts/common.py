@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,18 @@ DEFAULT_CORPUS = SHARED / "corpus"
 def log(message: str) -> None:
     """A progress line on stderr (stdout is kept for result rows)."""
     click.echo(message, err=True)
+
+
+# -- indexes
+
+
+def copy_index(source: Path, target: Path) -> None:
+    """Copy an index directory, without what belongs to the processes using it (a running
+    server's discovery file, the build lock)."""
+    from indexer import config
+    from indexer.store import LOCK_NAME
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(config.SERVE_FILE, LOCK_NAME))
 
 
 # -- eval sets

@@ -25,7 +25,7 @@ import numpy as np
 from indexer import Hit, Index, IndexerError, config, search
 from indexer.config import ChunkVectors
 from indexer.vectors import AnnMode, Policy
-from scripts.common import SetError, emit, log, read_jsonl
+from scripts.common import SetError, copy_index, emit, log, read_jsonl
 
 #: Retrieval modes the tool offers; "all" runs each of them in one process.
 MODES: tuple[str, ...] = getattr(search, "MODES", ("dense", "keyword", "hybrid"))
@@ -158,8 +158,7 @@ def variant_index_dir(index_dir: Path, variant: str) -> Path:
     if not (copy / config.DB_NAME).exists() and (index_dir / config.DB_NAME).exists():
         log(f"copying {index_dir} to {copy}")
         shutil.rmtree(copy, ignore_errors=True)
-        ignored = shutil.ignore_patterns(config.SERVE_FILE, "build.lock")
-        shutil.copytree(index_dir, copy, ignore=ignored)
+        copy_index(index_dir, copy)
     return copy
 
 

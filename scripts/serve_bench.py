@@ -35,7 +35,7 @@ import click
 import numpy as np
 
 from scripts.bench import DONE, QUESTIONS, index_flags
-from scripts.common import CHILD_ENV, corpus_option, emit, log, run_python
+from scripts.common import CHILD_ENV, copy_index, corpus_option, emit, log, run_python
 
 #: Files of the corpus copy edited before each build beside (each build embeds their changes).
 EDITED_FILES = 10
@@ -274,7 +274,7 @@ def prepare(work: Path, corpus: Path, index: Path | None, flags: list[str]) -> P
     copy = work / "index"
     if index is not None and (index / "index.sqlite").exists():
         log(f"copying {index} ...")
-        shutil.copytree(index, copy, ignore=shutil.ignore_patterns("serve.json", "build.lock"))
+        copy_index(index, copy)
         run = run_python(["-m", "indexer", "build", str(corpus), "--index", str(copy), *flags])
         run.check(DONE)
         return copy
