@@ -18,7 +18,14 @@ from indexer.display import hit_lines
 
 def main() -> None:
     """Console-script entry point."""
-    if served_ask(sys.argv[1:]) is None:
+    try:
+        answered = served_ask(sys.argv[1:])
+    except BrokenPipeError:
+        # The reader left early (`index ask … | head -1`): stop quietly with the CLI's code,
+        # and point stdout at /dev/null so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    if answered is None:
         from indexer.cli import main as cli_main
 
         cli_main()
@@ -45,6 +52,7 @@ def served_ask(args: Sequence[str]) -> int | None:
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     for line in hit_lines(hits, as_json="--json" in options, color=color):
         print(line)
+    sys.stdout.flush()
     return 0
 
 

@@ -343,6 +343,18 @@ def ask_command(idx: Path, question: str) -> list[str]:
     return [*python, "ask", question, "--index", str(idx)]
 
 
+def assert_quiet_when_the_reader_leaves(args: list[str]) -> None:
+    """`python ARGS | head -0`: the answer meets a closed pipe; the process exits 1 (as click
+    does) without a traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, *args], stdout=write, stderr=subprocess.PIPE)
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and b"Traceback" not in done.stderr, done.stderr.decode()
+
+
 @pytest.mark.slow
 def test_index_serve_and_ask_as_processes(idx: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     copy = shutil.copytree(idx, tmp_path / "idx")
@@ -357,6 +369,7 @@ def test_index_serve_and_ask_as_processes(idx: Path, tiny_model_dir: Path, tmp_p
         loaded = through.stderr
         for heavy in ("numpy", "onnxruntime", "faiss", "starlette", "uvicorn", "sentencepiece"):
             assert f" {heavy}\n" not in loaded and f" {heavy}." not in loaded, heavy
+        assert_quiet_when_the_reader_leaves(ask_command(copy, "NPUの速度")[3:])
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     assert not (copy / "serve.json").exists()
