@@ -144,7 +144,10 @@ class Connection:
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
-        self.socket = socket.create_connection((host, port), timeout=HEALTH_TIMEOUT)
+        # An ASCII host goes to getaddrinfo as bytes: a str host costs a cold ask the import of
+        # the IDNA codec (unicodedata and stringprep) to encode it.
+        address = host.encode("ascii") if host.isascii() else host
+        self.socket = socket.create_connection((address, port), timeout=HEALTH_TIMEOUT)
         self.reader = self.socket.makefile("rb")
 
     def __enter__(self) -> Connection:
