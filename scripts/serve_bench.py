@@ -20,6 +20,7 @@ import json
 import os
 import resource
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -247,7 +248,16 @@ def processes(commands: list[list[str]]) -> dict[str, Any]:
         **percentiles(wall, 50, 95),
         "cpu_p50_ms": percentiles(cpu, 50)["p50_ms"],
         "load_average_1m": round(os.getloadavg()[0], 2),
+        **interpreter(),
     }
+
+
+def interpreter() -> dict[str, Any]:
+    """The Python the cold processes start (this script's), and the .pth files its site
+    directories run at every start: an editable install adds one, some machines add more, and
+    each shows in the cold figures (compare the cold_python row)."""
+    hooks = sorted(p.name for d in site.getsitepackages() for p in Path(d).glob("*.pth"))
+    return {"python": sys.executable, "venv": sys.prefix != sys.base_prefix, "site_hooks": hooks}
 
 
 def cold_row(flags: list[str], runs: int, served: Served | None) -> dict[str, Any]:
