@@ -144,10 +144,13 @@ class Connection:
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
-        # An ASCII host goes to getaddrinfo as bytes: a str host costs a cold ask the import of
-        # the IDNA codec (unicodedata and stringprep) to encode it.
+        # An ASCII host goes to getaddrinfo as bytes (which it takes, though typeshed says str):
+        # a str host costs a cold ask the import of the IDNA codec (unicodedata and stringprep).
         address = host.encode("ascii") if host.isascii() else host
-        self.socket = socket.create_connection((address, port), timeout=HEALTH_TIMEOUT)
+        self.socket = socket.create_connection(
+            (address, port),  # type: ignore[arg-type]
+            timeout=HEALTH_TIMEOUT,
+        )
         self.reader = self.socket.makefile("rb")
 
     def __enter__(self) -> Connection:
