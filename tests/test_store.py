@@ -82,6 +82,21 @@ def test_one_file_is_written_and_deleted_as_a_whole(store: Store) -> None:
     assert store.keyword_search('"gamma"', 5, DEFAULT.bm25_weights) == []
 
 
+def test_every_vector_is_read_in_id_order_without_a_temporary_sort(store: Store) -> None:
+    written(store, ["Alpha beta.", "Gamma delta."], "b.md")
+    written(store, ["Epsilon.", "Zeta eta.", "Theta."], "a.md")
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+    with store.snapshot():
+        blocks = list(store.iter_vectors(4, block=2))
+    store.db.conn.set_trace_callback(None)
+    ids = np.concatenate([i for i, _ in blocks])
+    assert ids.tolist() == sorted(store.expected_vector_ids().tolist()) and len(ids) == 7
+    for sql in (s for s in statements if s.lstrip().upper().startswith("SELECT")):
+        plan = " ".join(r[3] for r in store.db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "TEMP B-TREE" not in plan, plan
+
+
 def stored_keys(store: Store) -> set[str]:
     return {r[0] for r in store.db.execute("SELECT key FROM vectors")}
 
