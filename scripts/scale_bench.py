@@ -2,6 +2,7 @@
 to 1 M (10 M with --huge) sentences, without embedding anything.
 
     python -m scripts.scale_bench [--sizes 100000,1000000] [--huge] [--source INDEX] [--questions N]
+                                  [--commit-size 1000000] [--flat-up-to 2000000]
 
 An index of N sentences is written through the store's public API and build.commit (the real
 commit path: SQL rows, keyword rows, vector files): files of 20 sentences, each with seven
@@ -12,7 +13,7 @@ first --questions questions of the eval set beside --source, embedded with its m
 
 Per size, each step in a child process (scripts.common.run_python reports its peak RSS):
 
-    make          the index from nothing (one commit)
+    make          the index from nothing (a commit per --commit-size sentences)
     no-change     a build that changes nothing
     edit-delta    one file rewritten: a delta (the default above Policy.delta_from)
     edit-full     the same edit with a whole flat base rewritten (what every build did before)
@@ -20,6 +21,10 @@ Per size, each step in a child process (scripts.common.run_python reports its pe
     train         a fresh IVF-SQ8 base: training, filling, choosing nprobe
     ask           warm vector search (top 50) p50/p95 at 1 and 2 threads, flat and IVF, and
                   recall@10 of IVF (re-ranked) against exact search on the question vectors
+
+Sizes above --flat-up-to (10 M: 21 GB of float32 vectors) never get a flat base: make writes
+IVF bases from its first commit, and edit-full, compact, the flat asks and train are left out;
+the exact search that recall is measured against runs block by block over the stored vectors.
 
 One stamped JSON row per size goes to stdout, progress to stderr.
 """
@@ -32,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,12 @@ SENTENCES_PER_FILE = 20
 NOISE = 0.5
 DEFAULT_SOURCE = Path("~/.cache/indexer/eval").expanduser()
 K = 50
+#: Sentences written per commit by `make` (--commit-size).
+MAKE_BATCH = 1_000_000
+#: Sizes above this (--flat-up-to) skip every step that needs a flat base of the whole index
+#: (10 M sentences make 21 GB of float32 vectors): make writes IVF bases, and edit-full,
+#: compact, the flat asks and the separate train step are left out (make has trained).
+FLAT_UP_TO = 2_000_000
 
 
 # ---------------------------------------------------------------- children
@@ -113,21 +125,40 @@ def open_store(path: Path) -> Any:
     return store
 
 
-def make(index: Path, source: Path, sentences: int) -> dict[str, Any]:
+def make(index: Path, source: Path, sentences: int, batch: int, flat_up_to: int) -> dict[str, Any]:
+    """The index from nothing, in commits of `batch` sentences (as a folder that grew would
+    be: one commit's rows are held until it ends). Up to `flat_up_to` sentences a flat base;
+    above, an IVF base from the first commit, rebuilt by the later ones as Policy decides."""
     from indexer.build import Plan, commit
     from indexer.vectors import Policy
 
     store = open_store(index)
     real = real_vectors(source)
+    record = model_record(source)
+    policy = Policy(ann="exact") if sentences <= flat_up_to else Policy(ann="always")
     rng = np.random.default_rng(0)
     files = sentences // SENTENCES_PER_FILE
+    per_commit = max(1, batch // SENTENCES_PER_FILE)
     started = time.perf_counter()
-    plans = []
-    for number in range(files):
-        plans.append(file_plan(number, synthetic(real, vectors_per_file(), rng), "v1", store))
-    stored = time.perf_counter() - started
-    commit(store, Plan(index=plans), model_record(source), Policy(ann="exact"))
-    return {"store_seconds": round(stored, 1), "seconds": round(time.perf_counter() - started, 1)}
+    stored = 0.0
+    commits = []
+    for first in range(0, files, per_commit):
+        began = time.perf_counter()
+        plans = [
+            file_plan(number, synthetic(real, vectors_per_file(), rng), "v1", store)
+            for number in range(first, min(files, first + per_commit))
+        ]
+        stored += time.perf_counter() - began
+        began = time.perf_counter()
+        commit(store, Plan(index=plans), record, policy)
+        commits.append(round(time.perf_counter() - began, 1))
+        log(f"  committed {min(files, first + per_commit) * SENTENCES_PER_FILE} sentences")
+    return {
+        "store_seconds": round(stored, 1),
+        "seconds": round(time.perf_counter() - started, 1),
+        "commit_seconds": commits,
+        "kind": store.meta().vectors.kind,
+    }
 
 
 def change(index: Path, source: Path, what: str) -> dict[str, Any]:
@@ -141,6 +172,7 @@ def change(index: Path, source: Path, what: str) -> dict[str, Any]:
     # Each step pins the base's kind: with `auto`, an index past Policy.ann_from would train.
     policies = {
         "no-change": Policy(ann="exact"),
+        "no-change-ivf": Policy(ann="always"),
         "edit-delta": Policy(delta_from=0, ann="exact"),
         "edit-delta-ivf": Policy(delta_from=0, ann="always"),
         "edit-full": Policy(delta_from=1 << 62, ann="exact"),
@@ -211,12 +243,24 @@ def recall(index: Path, queries: Path) -> dict[str, Any]:
     qs = np.load(queries)
     with store.snapshot():
         current = vectors.open_current(store, warn=log)
-        dim = qs.shape[1]
-        exact = vectors.VectorIndex.from_blocks(store.iter_vectors(dim), dim)
-        found = [exact.search(q, 10) for q in qs]
-        truth = np.array([[i for i, _ in hits] for hits in found])
-        scores = np.array([[s for _, s in hits] for hits in found])
+        truth, scores = exact_top(store.iter_vectors(qs.shape[1]), qs, 10)
         return {"recall_at_10": round(vectors.recall_at(current, qs, truth, scores), 4)}
+
+
+def exact_top(
+    blocks: Iterable[tuple[np.ndarray, np.ndarray]], queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's exact top k (ids, scores), best first, over (ids, vectors) blocks, keeping
+    only k per query between blocks: a flat index of 10 M sentences would not fit in memory."""
+    ids = np.full((len(queries), k), -1, dtype=np.int64)
+    best = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    for block_ids, block in blocks:
+        scores = np.concatenate([best, queries @ block.T], axis=1)
+        both = np.concatenate([ids, np.broadcast_to(block_ids, (len(queries), len(block_ids)))], 1)
+        keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        best, ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(both, keep, 1)
+    order = np.argsort(-best, axis=1, kind="stable")
+    return np.take_along_axis(ids, order, 1), np.take_along_axis(best, order, 1)
 
 
 def percentiles(times: list[float]) -> dict[str, float]:
@@ -237,24 +281,34 @@ def child(*args: object, threads: int = 2) -> dict[str, Any]:
     return {**row, "peak_rss_mib": run.peak_rss_mib, "wall_seconds": round(run.seconds, 1)}
 
 
-def one_size(sentences: int, source: Path, queries: Path, work: Path) -> dict[str, Any]:
+def one_size(
+    sentences: int, source: Path, queries: Path, work: Path, batch: int, flat_up_to: int
+) -> dict[str, Any]:
     index = work / f"idx{sentences}"
     shutil.rmtree(index, ignore_errors=True)
     row: dict[str, Any] = {"sentences": sentences}
     log(f"{sentences}: make")
-    row["make"] = child("make", index, source, sentences)
-    for step in ("no-change", "edit-full", "edit-delta", "compact"):
-        log(f"{sentences}: {step}")
-        row[step] = child("change", index, source, step)
-        if step == "edit-delta":
-            row["edit-delta-2"] = child("change", index, source, step)
-    for threads in (1, 2):
-        row[f"ask_flat_{threads}t"] = child("ask", index, queries, threads=threads)
-    log(f"{sentences}: train")
-    row["train"] = child("change", index, source, "train")
+    row["make"] = child("make", index, source, sentences, batch, flat_up_to)
+    if sentences <= flat_up_to:
+        for step in ("no-change", "edit-full", "edit-delta", "compact"):
+            log(f"{sentences}: {step}")
+            row[step] = child("change", index, source, step)
+            if step == "edit-delta":
+                row["edit-delta-2"] = child("change", index, source, step)
+        for threads in (1, 2):
+            row[f"ask_flat_{threads}t"] = child("ask", index, queries, threads=threads)
+        log(f"{sentences}: train")
+        row["train"] = child("change", index, source, "train")
+    else:
+        log(f"{sentences}: no-change")
+        row["no-change"] = child("change", index, source, "no-change-ivf")
+    log(f"{sentences}: edits on the IVF base")
     row["edit-delta-on-ivf"] = child("change", index, source, "edit-delta-ivf")
+    if sentences > flat_up_to:
+        row["edit-delta-on-ivf-2"] = child("change", index, source, "edit-delta-ivf")
     for threads in (1, 2):
         row[f"ask_ivf_{threads}t"] = child("ask", index, queries, threads=threads)
+    log(f"{sentences}: recall")
     row["recall_ivf"] = child("recall", index, queries)
     row["bytes_on_disk"] = row["edit-delta-on-ivf"]["bytes"]
     row["vectors"] = sentences // SENTENCES_PER_FILE * vectors_per_file()
@@ -274,6 +328,15 @@ def one_size(sentences: int, source: Path, queries: Path, work: Path) -> dict[st
 )
 @click.option("--questions", default=200, show_default=True, help="Question vectors to time.")
 @click.option("--work", type=click.Path(path_type=Path), default=None, help="Scratch folder.")
+@click.option(
+    "--commit-size", default=MAKE_BATCH, show_default=True, help="Sentences per commit of make."
+)
+@click.option(
+    "--flat-up-to",
+    default=FLAT_UP_TO,
+    show_default=True,
+    help="Largest size run with flat bases; larger ones run on IVF bases only.",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -282,6 +345,8 @@ def main(
     source: Path | None,
     questions: int,
     work: Path | None,
+    commit_size: int,
+    flat_up_to: int,
 ) -> None:
     """Build synthetic indexes of each size and time re-indexing, compaction and search."""
     if ctx.invoked_subcommand:
@@ -296,7 +361,10 @@ def main(
         np.save(queries, question_vectors(source, questions, Path(tmp)))
         for count in counts:
             emit(
-                {"source": source.name, **one_size(count, source, queries, Path(tmp))},
+                {
+                    "source": source.name,
+                    **one_size(count, source, queries, Path(tmp), commit_size, flat_up_to),
+                },
                 readable=True,
             )
 
@@ -305,9 +373,11 @@ def main(
 @click.argument("index", type=click.Path(path_type=Path))
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("sentences", type=int)
-def make_command(index: Path, source: Path, sentences: int) -> None:
+@click.argument("batch", type=int)
+@click.argument("flat_up_to", type=int)
+def make_command(index: Path, source: Path, sentences: int, batch: int, flat_up_to: int) -> None:
     """(child) Write a synthetic index."""
-    print(json.dumps(make(index, source, sentences)))
+    print(json.dumps(make(index, source, sentences, batch, flat_up_to)))
 
 
 @main.command("change")

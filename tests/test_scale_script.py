@@ -30,3 +30,21 @@ def test_scale_bench_times_every_step(tmp_path: Path, tiny_model_dir: Path) -> N
     assert row["edit-delta-on-ivf"]["kind"] == "ivf-sq8"
     assert row["recall_ivf"]["recall_at_10"] > 0 and row["ask_flat_2t"]["p50_ms"] > 0
     assert all(row[step]["peak_rss_mib"] for step in ("make", "compact", "ask_flat_1t"))
+
+
+def test_sizes_past_flat_run_on_ivf_bases_made_in_several_commits(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    docs = {f"f{i}.txt": f"Sentence {i} about rivers. Another {i} about lakes.\n" for i in range(9)}
+    source = tmp_path / "source"
+    Index(source, model=tiny_model_dir).build(write_docs(tmp_path / "docs", docs))
+    done = run_script(
+        "scale_bench", "--sizes", "4000", "--questions", "5", "--source", source,
+        "--work", tmp_path, "--commit-size", "2000", "--flat-up-to", "2000",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(row["make"]["commit_seconds"]) == 2 and row["make"]["kind"] == "ivf-sq8"
+    assert "edit-full" not in row and "ask_flat_1t" not in row
+    assert row["no-change"]["kind"] == "ivf-sq8" and row["edit-delta-on-ivf-2"]["deltas"] == 2
+    assert row["recall_ivf"]["recall_at_10"] > 0.5
