@@ -263,11 +263,25 @@ def interpreter() -> dict[str, Any]:
 def cold_row(flags: list[str], runs: int, served: Served | None) -> dict[str, Any]:
     """Fresh `index ask` processes, through a running server or loading the model."""
     before = served.answered() if served else 0
-    asks = [["-m", "indexer", "ask", QUESTIONS[i % len(QUESTIONS)], *flags] for i in range(runs)]
+    command = index_command()
+    asks = [[*command, "ask", QUESTIONS[i % len(QUESTIONS)], *flags] for i in range(runs)]
     timed = processes(asks)
     if served and served.answered() != before + runs:
         raise click.ClickException("`index ask` did not go through the running server")
-    return {"measure": "cold_ask", "through_server": served is not None, **timed}
+    return {
+        "measure": "cold_ask",
+        "through_server": served is not None,
+        "command": "index" if command[0] != "-m" else "python -m indexer",
+        **timed,
+    }
+
+
+def index_command() -> list[str]:
+    """What a user runs: the `index` script installed beside this Python, run by it (so the
+    package comes from where it is installed, not from a source tree in the working folder);
+    `-m indexer` where no script is installed."""
+    script = Path(sys.executable).with_name("index")
+    return [str(script)] if script.is_file() else ["-m", "indexer"]
 
 
 def bare_row(runs: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ def test_serve_bench_prints_stamped_rows(tmp_path: Path, tiny_model_dir: Path) -
     cold = [row for row in rows if row["measure"] == "cold_ask"]
     assert [row["through_server"] for row in cold] == [True, False]
     assert all(row["runs"] == 2 and row["p50_ms"] > 0 for row in cold)
+    assert all(row["command"] in ("index", "python -m indexer") and row["python"] for row in cold)
     assert rows[-1]["measure"] == "cold_python" and rows[-1]["cpu_p50_ms"] > 0
     assert (tmp_path / "kept" / "index.sqlite").exists()  # built once, kept for the next run
     assert not (corpus / "en" / "review.md").read_text(encoding="utf-8").count("Serve bench")
