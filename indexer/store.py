@@ -441,9 +441,14 @@ def recorded_model_path(index_dir: Path) -> str | None:
         contextlib.suppress(sqlite3.Error),
         contextlib.closing(sqlite3.connect(uri, uri=True)) as db,
     ):
-        row = db.execute("SELECT value FROM meta WHERE key = 'model_path'").fetchone()
-        return row[0] if row else None
+        return _meta_value(db, "model_path")
     return None
+
+
+def _meta_value(db: sqlite3.Connection | sqlite_utils.Database, key: str) -> str | None:
+    """One value of the meta table (as stored: a string), or None when it has none."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return None if row is None else str(row[0])
 
 
 # ---------------------------------------------------------------- the store
@@ -629,8 +634,7 @@ class Store:
 
     def generation(self) -> int:
         """The committed generation (0 before the first build)."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        return int(row[0]) if row else 0
+        return int(_meta_value(self.db, "generation") or 0)
 
     def record_build(
         self,
@@ -894,9 +898,9 @@ class Store:
             f"SELECT term, doc FROM sentences_vocab WHERE term IN ({marks})", list(terms)
         ).fetchall()
         # Counted at commit time: COUNT(*) on every question would scan a large index.
-        total = self.db.execute("SELECT value FROM meta WHERE key = 'sentence_count'").fetchone()
+        total = _meta_value(self.db, "sentence_count")
         floor = max((int(r[1]) for r in rows), default=0)
-        return {r[0]: int(r[1]) for r in rows}, int(total[0]) if total else max(floor, 1)
+        return {r[0]: int(r[1]) for r in rows}, int(total) if total else max(floor, 1)
 
     # -- vectors
 
@@ -977,14 +981,14 @@ class Store:
         those and the vectors stored since the last commit are looked at, so the cost follows
         the change; without it, or on an index that has no mark yet, every vector is.
         """
-        mark = self.db.execute(f"SELECT value FROM meta WHERE key = '{_VECTOR_MARK}'").fetchone()
+        mark = _meta_value(self.db, _VECTOR_MARK)
         if released is None or mark is None:
             self.db.execute(
                 "DELETE FROM vectors WHERE id NOT IN "
                 "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM passages)"
             )
         else:
-            recent = self.db.execute("SELECT id FROM vectors WHERE id > ?", [int(mark[0])])
+            recent = self.db.execute("SELECT id FROM vectors WHERE id > ?", [int(mark)])
             candidates = sorted({*released, *(r[0] for r in recent)})
             sql = (
                 "DELETE FROM vectors WHERE id IN ({marks}) AND id NOT IN "
@@ -1085,10 +1089,10 @@ class Store:
         its own commit, e.g. its WAL file was removed under it, must not report success)."""
         with contextlib.closing(sqlite3.connect(self.db_path, timeout=30)) as db:
             try:
-                row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+                committed = _meta_value(db, "generation")
             except sqlite3.DatabaseError:
                 return False
-        return row is not None and int(row[0]) == generation
+        return committed is not None and int(committed) == generation
 
     def size_on_disk(self) -> int:
         """Bytes used by the index directory."""
