@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from indexer import client, config
-from indexer.config import MODES, ChunkVectors, Mode
+from indexer.config import MODES, AnnMode, ChunkVectors, Mode
 from indexer.display import hit_lines, printable
 from indexer.errors import ExitCode, IndexerError, from_sqlite
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the modules behind these load numpy, onnxruntime and faiss 
     from indexer.index import Index
     from indexer.load import Symlinks
     from indexer.search import Hit
-    from indexer.vectors import AnnMode
 
 
 def _echo_err(message: str) -> None:
@@ -188,7 +187,7 @@ def cli() -> None:
 )
 @click.option(
     "--ann",
-    type=click.Choice(["exact", "auto", "always"]),
+    type=click.Choice(config.ANN_MODES),
     default="auto",
     show_default=True,
     help="Vector search: exact, approximate (IVF, re-ranked on exact vectors), or auto: "

@@ -38,6 +38,10 @@ CHUNK_SENTENCES = 3
 ChunkVectors = Literal["embedded", "pooled"]
 CHUNK_VECTORS: tuple[ChunkVectors, ...] = ("embedded", "pooled")
 DEFAULT_CHUNK_VECTORS: ChunkVectors = "embedded"
+#: Vector search (`index build --ann`): exact, always a flat base; always, an approximate
+#: (IVF) base; auto, approximate from vectors.Policy.ann_from vectors.
+AnnMode = Literal["exact", "auto", "always"]
+ANN_MODES: tuple[AnnMode, ...] = ("exact", "auto", "always")
 #: Fragments shorter than this many characters are merged into a neighbour.
 MIN_SENTENCE_CHARS = 8
 #: Longer sentences and blocks (a base64 blob, minified code, a log line) are cut into pieces.

@@ -25,11 +25,11 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import faiss
 import numpy as np
 
+from indexer.config import AnnMode
 from indexer.errors import BuildLockedError, IndexerError
 from indexer.store import FILE_MODE, IndexMeta, Store, VectorLayout
 
@@ -58,7 +58,6 @@ QUERY_NOISE = 0.75
 #: Scores this close count as tied when recall is measured (float32 sums in another order).
 TIE = 1e-5
 
-AnnMode = Literal["exact", "auto", "always"]
 Warn = Callable[[str], None]
 Step = Callable[[str], None]
 Exact = Callable[[Sequence[int]], dict[int, np.ndarray]]

@@ -23,8 +23,8 @@ import click
 import numpy as np
 
 from indexer import Hit, Index, IndexerError, config, search
-from indexer.config import ChunkVectors
-from indexer.vectors import AnnMode, Policy
+from indexer.config import AnnMode, ChunkVectors
+from indexer.vectors import Policy
 from scripts.common import SetError, copy_index, emit, log, read_jsonl
 
 #: Retrieval modes the tool offers; "all" runs each of them in one process.
@@ -347,14 +347,14 @@ def results_table(results: Sequence[dict]) -> str:
 )
 @click.option(
     "--ann",
-    type=click.Choice(["exact", "auto", "always"]),
+    type=click.Choice(config.ANN_MODES),
     default=None,
     help="Vector search to evaluate (index build --ann), in a copy of the index beside it; "
     "`always` forces the approximate path at any size. Default: the index as the tool builds it.",
 )
 @click.option(
     "--chunks",
-    type=click.Choice(["embedded", "pooled"]),
+    type=click.Choice(config.CHUNK_VECTORS),
     default=None,
     help="How chunk vectors are made (index build --chunks), in a copy of the index beside it. "
     "Default: the index as the tool builds it.",
