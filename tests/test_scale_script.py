@@ -13,12 +13,18 @@ from tests.files import run_script, write_docs
 pytestmark = pytest.mark.slow
 
 
-def test_scale_bench_times_every_step(tmp_path: Path, tiny_model_dir: Path) -> None:
+def source_index(tmp_path: Path, model: Path) -> Path:
+    """A tiny index whose vectors the synthetic ones are made from."""
     docs = {
         f"f{i}.txt": f"Sentence {i} about rivers. Another {i} about stones.\n" for i in range(9)
     }
     source = tmp_path / "source"
-    Index(source, model=tiny_model_dir).build(write_docs(tmp_path / "docs", docs))
+    Index(source, model=model).build(write_docs(tmp_path / "docs", docs))
+    return source
+
+
+def test_scale_bench_times_every_step(tmp_path: Path, tiny_model_dir: Path) -> None:
+    source = source_index(tmp_path, tiny_model_dir)
     done = run_script(
         "scale_bench", "--sizes", "2000", "--questions", "5", "--source", source, "--work", tmp_path
     )
@@ -35,9 +41,7 @@ def test_scale_bench_times_every_step(tmp_path: Path, tiny_model_dir: Path) -> N
 def test_sizes_past_flat_run_on_ivf_bases_made_in_several_commits(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    docs = {f"f{i}.txt": f"Sentence {i} about rivers. Another {i} about lakes.\n" for i in range(9)}
-    source = tmp_path / "source"
-    Index(source, model=tiny_model_dir).build(write_docs(tmp_path / "docs", docs))
+    source = source_index(tmp_path, tiny_model_dir)
     done = run_script(
         "scale_bench", "--sizes", "4000", "--questions", "5", "--source", source,
         "--work", tmp_path, "--commit-size", "2000", "--flat-up-to", "2000",
