@@ -400,7 +400,7 @@ def ask(
     `index serve` of the same index answers instead, when there is one (same output).
     """
     where, chosen = config.index_dir(index_path), config.model_dir(model)
-    if question is not None and where not in client.FAILED:
+    if question is not None and not client.gave_up(where):
         served = client.ask(where, question, k=k, context=context, mode=mode, model=chosen)
         if served is not None:
             _print_hits(served, as_json=as_json)

@@ -3,8 +3,9 @@ round trip instead of a model load.
 
 A server announces itself in its index directory (config.SERVE_FILE: host, port, pid, what it
 serves and its token; mode 0600) while it listens. This module reads that file, checks that
-the process lives and answers /healthz, and asks. It imports only the standard library: the
-ask path must not load numpy, onnxruntime or the web server.
+the process lives and answers /healthz, and asks. It imports only the standard library, and
+of it no more than a question needs: not numpy, onnxruntime or the web server, and not
+typing, pathlib or urllib (together about a fifth of a served ask's start).
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
 
 from indexer import config
+
+#: The checker takes any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Place = str | os.PathLike[str]
 
 #: Seconds a live server has to answer /healthz before `index ask` loads the model itself.
 HEALTH_TIMEOUT = 0.5
@@ -50,15 +55,15 @@ class ServedHit:
         return self.record
 
 
-def discovery_file(index_dir: Path) -> Path:
+def discovery_file(index_dir: Place) -> str:
     """Where a server of this index announces itself."""
-    return index_dir / config.SERVE_FILE
+    return os.path.join(index_dir, config.SERVE_FILE)
 
 
-def announce(index_dir: Path, record: dict[str, Any]) -> None:
+def announce(index_dir: Place, record: dict[str, Any]) -> None:
     """Write the discovery file atomically, readable by its owner only."""
     path = discovery_file(index_dir)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary = os.path.join(index_dir, f".{config.SERVE_FILE}.{os.getpid()}")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(descriptor, "w", encoding="utf-8") as out:
         os.fchmod(descriptor, 0o600)
@@ -66,26 +71,30 @@ def announce(index_dir: Path, record: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def withdraw(index_dir: Path, pid: int) -> None:
+def withdraw(index_dir: Place, pid: int) -> None:
     """Remove the discovery file if it is still this process's (a newer server may own it)."""
     path = discovery_file(index_dir)
     record = _read(path)
     if record is not None and record.get("pid") == pid:
-        path.unlink(missing_ok=True)
+        import contextlib  # the server's side: the served ask does not load it
+
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
-def find(index_dir: Path) -> dict[str, Any] | None:
+def find(index_dir: Place) -> dict[str, Any] | None:
     """The record of a server announced for this index whose process is alive, or None."""
     record = _read(discovery_file(index_dir))
-    if record is None or record.get("index") != str(index_dir.resolve()):
+    if record is None or record.get("index") != os.path.realpath(index_dir):
         return None
     pid = record.get("pid")
     return record if isinstance(pid, int) and _alive(pid) else None
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(path: str) -> dict[str, Any] | None:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as text:
+            record = json.load(text)
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
@@ -101,24 +110,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
-#: Index directories whose server this process already asked in vain (the entry point marks
-#: them, so the CLI it hands over to does not wait out the same timeouts again).
-FAILED: set[Path] = set()
+#: Index directories (real paths) whose server this process already asked in vain: the
+#: entry point gives up on them, so the CLI it hands over to does not wait out the same
+#: timeouts again.
+_GAVE_UP: set[str] = set()
+
+
+def give_up(index_dir: Place) -> None:
+    """Ask this index locally from now on in this process."""
+    _GAVE_UP.add(os.path.realpath(index_dir))
+
+
+def gave_up(index_dir: Place) -> bool:
+    """Whether give_up() was called for this index."""
+    return os.path.realpath(index_dir) in _GAVE_UP
 
 
 def ask(
-    index_dir: Path,
+    index_dir: Place,
     question: str,
     *,
     k: int,
     context: int,
     mode: str,
-    model: Path | None = None,
+    model: Place | None = None,
 ) -> list[ServedHit] | None:
     """The hits from a running server of this index, or None when there is none, it serves
     another model than `model`, or it fails in any way (the caller then asks locally)."""
     record = find(index_dir)
-    if record is None or (model is not None and str(model.resolve()) != record.get("model")):
+    if record is None or (model is not None and os.path.realpath(model) != record.get("model")):
         return None
     host = _WILDCARDS.get(record.get("host", ""), record.get("host", ""))
     token = record.get("token")
@@ -128,11 +148,25 @@ def ask(
             if not isinstance(health, dict) or health.get("pid") != record["pid"]:
                 return None
             connection.timeout(ASK_TIMEOUT)
-            query = urlencode({"q": question, "k": k, "context": context, "mode": mode})
-            hits = connection.get(f"/ask?{query}", token)
+            query = {"q": question, "k": str(k), "context": str(context), "mode": mode}
+            hits = connection.get(f"/ask?{query_string(query)}", token)
         return [ServedHit(hit) for hit in hits] if isinstance(hits, list) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+#: Bytes a query string carries as they are (RFC 3986 unreserved); the rest is %-encoded.
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def query_string(params: dict[str, str]) -> str:
+    """`name=value&…`, UTF-8 and %-encoded (urllib.parse.urlencode's result, without the
+    import, which costs a cold ask more than the few lines here)."""
+    return "&".join(f"{_quoted(name)}={_quoted(value)}" for name, value in params.items())
+
+
+def _quoted(value: str) -> str:
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in value.encode())
 
 
 class Connection:

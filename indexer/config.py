@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Literal
+
+#: The served ask (indexer.launch) reads this module and must start fast: no pathlib or
+#: typing at run time. The Literal types exist for the checker (which takes any name
+#: TYPE_CHECKING as true); at run time they are plain str.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Literal
+
+    Mode = Literal["hybrid", "dense", "keyword"]
+    ChunkVectors = Literal["embedded", "pooled"]
+    AnnMode = Literal["exact", "auto", "always"]
+else:
+    Mode = ChunkVectors = AnnMode = str
 
 #: Environment variables users can set instead of flags.
 ENV_INDEX = "INDEXER_INDEX"
@@ -14,14 +26,13 @@ ENV_THREADS = "INDEXER_THREADS"
 ENV_TOKEN = "INDEXER_TOKEN"
 ENV_RAY = "INDEXER_RAY_ADDRESS"
 
-DEFAULT_INDEX_DIR = Path(".index")
+DEFAULT_INDEX_DIR = ".index"
 #: The SQLite file inside an index directory.
 DB_NAME = "index.sqlite"
 DEFAULT_MODEL_NAME = "multilingual-e5-small"
 DEFAULT_K = 5
 DEFAULT_CONTEXT = 1
-#: Retrieval modes of `index ask` (see indexer.search).
-Mode = Literal["hybrid", "dense", "keyword"]
+#: Retrieval modes of `index ask` (see indexer.search; type Mode).
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "keyword")
 #: How `index ask` ranks: "hybrid" (dense + keyword), "dense" or "keyword".
 DEFAULT_MODE: Mode = "hybrid"
@@ -34,13 +45,11 @@ COMMIT_EVERY = 256
 CHUNK_SENTENCES = 3
 #: How chunk vectors are made (`index build --chunks`, recorded per index): "embedded", each
 #: chunk a text of its own; "pooled", from its section's run of the model (faster first
-#: builds, measured cost in docs/performance.md).
-ChunkVectors = Literal["embedded", "pooled"]
+#: builds, measured cost in docs/performance.md; type ChunkVectors).
 CHUNK_VECTORS: tuple[ChunkVectors, ...] = ("embedded", "pooled")
 DEFAULT_CHUNK_VECTORS: ChunkVectors = "embedded"
 #: Vector search (`index build --ann`): exact, always a flat base; always, an approximate
-#: (IVF) base; auto, approximate from vectors.Policy.ann_from vectors.
-AnnMode = Literal["exact", "auto", "always"]
+#: (IVF) base; auto, approximate from vectors.Policy.ann_from vectors (type AnnMode).
 ANN_MODES: tuple[AnnMode, ...] = ("exact", "auto", "always")
 #: Fragments shorter than this many characters are merged into a neighbour.
 MIN_SENTENCE_CHARS = 8
@@ -83,15 +92,29 @@ MAX_K = 100
 MAX_CONTEXT = 20
 
 
-def index_dir(flag: str | Path | None = None) -> Path:
+def index_location(flag: str | os.PathLike[str] | None = None) -> str:
     """Where the index lives: --index, else $INDEXER_INDEX, else ./.index."""
-    value = flag or os.environ.get(ENV_INDEX) or DEFAULT_INDEX_DIR
-    return Path(value)
+    return os.fspath(flag or os.environ.get(ENV_INDEX) or DEFAULT_INDEX_DIR)
 
 
-def model_dir(flag: str | Path | None = None) -> Path | None:
+def index_dir(flag: str | os.PathLike[str] | None = None) -> Path:
+    """index_location() as a Path."""
+    from pathlib import Path
+
+    return Path(index_location(flag))
+
+
+def model_location(flag: str | os.PathLike[str] | None = None) -> str | None:
     """A user-chosen model directory, or None for the default model."""
     value = flag or os.environ.get(ENV_MODEL)
+    return os.fspath(value) if value else None
+
+
+def model_dir(flag: str | os.PathLike[str] | None = None) -> Path | None:
+    """model_location() as a Path."""
+    from pathlib import Path
+
+    value = model_location(flag)
     return Path(value) if value else None
 
 
@@ -99,8 +122,10 @@ def model_dir(flag: str | Path | None = None) -> Path | None:
 DEFAULT_CACHE_HINT = "~/.cache/indexer"
 
 
-def cache_dir(flag: str | Path | None = None) -> Path:
+def cache_dir(flag: str | os.PathLike[str] | None = None) -> Path:
     """Per-user model cache: --cache-dir, $INDEXER_CACHE_DIR, else $XDG_CACHE_HOME/indexer."""
+    from pathlib import Path
+
     value = flag or os.environ.get(ENV_CACHE)
     if value:
         return Path(value)

@@ -4,8 +4,33 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+
+#: The served ask (indexer.launch) prints through this module and must start fast: no typing
+#: at run time (the checker takes any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Protocol
+
+    class Shown(Protocol):
+        """What a hit needs for printing (search.Hit and client.ServedHit both have it)."""
+
+        @property
+        def rank(self) -> int: ...
+        @property
+        def score(self) -> float: ...
+        @property
+        def location(self) -> str: ...
+        @property
+        def text(self) -> str: ...
+        @property
+        def before(self) -> list[str]: ...
+        @property
+        def after(self) -> list[str]: ...
+        @property
+        def dense_score(self) -> float | None: ...
+        def to_dict(self) -> Mapping[str, object]: ...
+
 
 #: C0 controls but tab, DEL, C1 controls, bidi embeddings/overrides/isolates (which reorder
 #: what follows them on screen), and lone surrogates (undecodable bytes of a file name).
@@ -39,26 +64,6 @@ def _escape(match: re.Match[str]) -> str:
 _STYLES = {"place": "\x1b[36m", "context": "\x1b[2m", "hit": "\x1b[1m"}
 _RESET = "\x1b[0m"
 NO_HITS = "no hits — is the index empty? run `index status`"
-
-
-class Shown(Protocol):
-    """What a hit needs for printing (search.Hit and client.ServedHit both have it)."""
-
-    @property
-    def rank(self) -> int: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def location(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def before(self) -> list[str]: ...
-    @property
-    def after(self) -> list[str]: ...
-    @property
-    def dense_score(self) -> float | None: ...
-    def to_dict(self) -> Mapping[str, object]: ...
 
 
 def hit_lines(hits: Sequence[Shown], *, as_json: bool, color: bool) -> list[str]:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 
 from indexer import client, config
 from indexer.display import hit_lines
+
+#: The checker takes any name TYPE_CHECKING as true; a served ask imports no typing.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def main() -> None:
@@ -38,16 +42,17 @@ def served_ask(args: Sequence[str]) -> int | None:
     if parsed is None:
         return None
     question, options = parsed
+    where = config.index_location(options.get("--index"))
     hits = client.ask(
-        config.index_dir(options.get("--index")),
+        where,
         question,
         k=int(options.get("-k", config.DEFAULT_K)),
         context=int(options.get("--context", config.DEFAULT_CONTEXT)),
         mode=options.get("--mode", config.DEFAULT_MODE),
-        model=config.model_dir(None),
+        model=config.model_location(None),
     )
     if hits is None:
-        client.FAILED.add(config.index_dir(options.get("--index")))
+        client.give_up(where)
         return None
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     for line in hit_lines(hits, as_json="--json" in options, color=color):

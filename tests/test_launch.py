@@ -77,3 +77,17 @@ def test_a_server_that_does_not_answer_is_tried_once_per_ask(
             attempts += 1
     silent.close()
     assert attempts == 1, "the CLI asked the silent server again after the entry point"
+
+
+def test_the_served_ask_imports_no_more_than_it_needs() -> None:
+    # typing, pathlib and urllib.parse (which pathlib imports, with ipaddress) cost a cold
+    # served ask about a fifth of its start; site hooks may have loaded some already.
+    code = (
+        "import sys; before = set(sys.modules); import indexer.launch; "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.strip().strip("[]").replace("'", "").split(", "))
+    assert "indexer.launch" in loaded
+    unwanted = {"typing", "pathlib", "urllib.parse", "ipaddress", "contextlib", "click", "numpy"}
+    assert not loaded & unwanted
