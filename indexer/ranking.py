@@ -124,6 +124,12 @@ def idf(df: int, total: int) -> float:
     return math.log((total - df + 0.5) / (df + 0.5) + 1.0)
 
 
+def bm25_weighs(df: int, total: int) -> bool:
+    """Whether a term held by `df` of `total` keyword rows moves FTS5's BM25 scores: its
+    IDF, log((total - df + 0.5) / (df + 0.5)), is clamped to 1e-6 from half the rows on."""
+    return df > 0 and 2 * df < total
+
+
 def keyword_trust(frequencies: Sequence[int], total: int) -> float:
     """The IDF-weighted share of a question's terms that the index holds at all.
 

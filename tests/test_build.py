@@ -448,3 +448,26 @@ def test_a_file_made_again_with_the_same_content_is_only_touched(index: Index, d
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     report = index.build(docs)
     assert report.unchanged == 3 and report.embedded == 0 and not report.touched
+
+
+def test_keyword_search_leaves_out_terms_bm25_does_not_weigh(tmp_path: Path, index: Index) -> None:
+    from indexer import keyword
+    from indexer.ranking import DEFAULT
+
+    notes = [f"Item {n} of the wiki lists step {n}." for n in range(12)]
+    docs = write_docs(tmp_path / "docs", {"wiki.md": "\n\n".join([*notes, "The VPN wiki moved."])})
+    index.build(docs)
+    hits = index.ask("VPN wiki", k=20, context=0, mode="keyword")
+    with index.store.snapshot():
+        match = keyword.match_any(["vpn", "wiki"]) or ""
+        searched = dict(index.store.keyword_search(match, 20, DEFAULT.bm25_weights))
+    # "wiki" is in every row: FTS5 gives it no weight, so the rows holding it alone, which
+    # scored about zero, are no longer found; those with "vpn" (or a neighbour with it)
+    # score as before.
+    assert len(searched) == 13 and sorted(searched.values())[-4] < 1e-3
+    assert hits[0].text == "The VPN wiki moved." and 0 < len(hits) < 4
+    for hit in hits:
+        assert hit.keyword_score == pytest.approx(searched[hit.sentence_id], abs=1e-4)
+        assert hit.keyword_score > 1e-3
+    # A question of such terms alone still finds the rows that hold them.
+    assert len(index.ask("wiki", k=5, context=0, mode="keyword")) == 5

@@ -149,3 +149,9 @@ def test_the_record_is_frozen_and_variants_are_made_by_replace() -> None:
     variant = dataclasses.replace(DEFAULT, own_weight=0.5)
     assert variant.own_weight == 0.5 and DEFAULT.own_weight != 0.5
     assert DEFAULT.pool(5) == DEFAULT.min_pool and DEFAULT.pool(100) == 100 * DEFAULT.overfetch
+
+
+def test_bm25_weighs_what_fts5_does_not_clamp() -> None:
+    assert ranking.bm25_weighs(49, 100) and ranking.bm25_weighs(1, 100)
+    assert not ranking.bm25_weighs(50, 100) and not ranking.bm25_weighs(100, 100)
+    assert not ranking.bm25_weighs(0, 100), "a term no row holds finds nothing"
