@@ -132,13 +132,6 @@ class Embedder:
         """Character spans of `text` such that prefix + span fits the model (Tokenizer.windows)."""
         return self.tokenizer.windows(text, prefix=prefix)
 
-    def _ids(self, texts: list[str]) -> list[list[int]]:
-        ids = [self.tokenizer.with_specials(self.tokenizer.encode(t)) for t in texts]
-        longest = max(map(len, ids), default=0)
-        if longest > self.info.max_tokens:
-            raise TextTooLongError(longest - 2, self.max_content_tokens)
-        return ids
-
     def _feeds(self, ids: Sequence[Sequence[int] | np.ndarray]) -> dict[str, np.ndarray]:
         """Pad to the longest text in the batch (never to max_tokens)."""
         width = max(map(len, ids))
@@ -152,20 +145,10 @@ class Embedder:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         return feeds
 
-    def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if self.info.pooling == "cls":
-            return hidden[:, 0]
-        weights = mask[:, :, None].astype(np.float32)
-        return (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
-
     def embed_batch(self, texts: list[str]) -> np.ndarray:
-        """float32 [n, dimension] for texts used exactly as given (prefixes already added)."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        feeds = self._feeds(self._ids(texts))
-        (hidden,) = self.session.run([self.info.output], feeds)
-        vectors = self._pool(hidden.astype(np.float32), feeds["attention_mask"])
-        return normalize(vectors) if self.info.normalize else vectors
+        """float32 [n, dimension] for texts used exactly as given (prefixes already added), in
+        one run of the model where they fit (embed() with one batch)."""
+        return self.embed(texts, batch_size=max(len(texts), 1))
 
     def embed(
         self,
