@@ -1,0 +1,30 @@
+"""scripts/keyword_bench.py on a tiny real index: each size repeats the keyword rows, every
+row is stamped, and the index it reads is left as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from indexer import Index
+from tests.files import DOCS, run_script, write_docs
+
+
+def test_keyword_bench_repeats_rows_and_only_reads(tmp_path: Path, tiny_model_dir: Path) -> None:
+    idx = tmp_path / "idx"
+    Index(idx, model=tiny_model_dir).build(write_docs(tmp_path / "docs", DOCS))
+    before = (idx / "index.sqlite").read_bytes()
+    args = ["--index", idx, "--repeats", "1,3", "--runs", "1"]
+    done = run_script("keyword_bench", *args)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["repeats"] for row in rows] == [1, 3]
+    assert rows[1]["rows"] == 3 * rows[0]["rows"] > 0
+    for row in rows:
+        assert row["commit"] and row["args"] == [str(a) for a in args]
+        for language in ("en", "ja"):
+            side = row[language]
+            assert side["questions"] == 10 and 0 < side["p50_s"] <= side["p95_s"]
+    # The bench's Japanese questions share character pairs with the Japanese documents.
+    assert rows[1]["ja"]["matched_rows_p50"] == 3 * rows[0]["ja"]["matched_rows_p50"] > 0
+    assert (idx / "index.sqlite").read_bytes() == before
