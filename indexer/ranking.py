@@ -77,6 +77,12 @@ class Ranking:
     #: Keyword rows scored per hybrid question, so dense candidates get their BM25 score from
     #: one FTS5 query (a row outside this depth scores 0).
     keyword_depth: int = 1000
+    #: Rows a question's keyword search may read: its terms are searched rarest first while
+    #: the rows holding them add up to this (always the rarest one); the others still count
+    #: through the passage's share of the question's words. Bounds the search at any index
+    #: size: a Japanese question's common character pairs (には, です) match most rows, and
+    #: FTS5 scores every row it matches (scripts/keyword_bench.py).
+    keyword_rows: int = 5000
     #: Ranked candidates read back per pool slot when choosing distinct places.
     place_rows: int = 2
 
@@ -128,6 +134,23 @@ def bm25_weighs(df: int, total: int) -> bool:
     """Whether a term held by `df` of `total` keyword rows moves FTS5's BM25 scores: its
     IDF, log((total - df + 0.5) / (df + 0.5)), is clamped to 1e-6 from half the rows on."""
     return df > 0 and 2 * df < total
+
+
+def searched_terms(frequencies: Mapping[str, int], total: int, budget: int) -> list[str]:
+    """The terms a keyword search looks for, rarest first: those BM25 weighs (bm25_weighs),
+    while the rows holding them add up to at most `budget`, and always the rarest of them;
+    every term when BM25 weighs none. `frequencies`: each term's rows, in question order."""
+    weighed = sorted(
+        (t for t, df in frequencies.items() if bm25_weighs(df, total)), key=frequencies.__getitem__
+    )
+    kept: list[str] = []
+    rows = 0
+    for term in weighed:
+        rows += frequencies[term]
+        if kept and rows > budget:
+            break
+        kept.append(term)
+    return kept or list(frequencies)
 
 
 def keyword_trust(frequencies: Sequence[int], total: int) -> float:

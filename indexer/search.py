@@ -310,16 +310,17 @@ class Searcher:
         return self._counted[1], self._counted[2], self._counted[3]
 
     def _match(self, question: str) -> str | None:
-        """The keyword search for a question: any of its terms that BM25 weighs.
+        """The keyword search for a question: any of its rarest terms (ranking.searched_terms).
 
-        FTS5 gives a term held by half the rows or more an IDF of about zero (clamped to 1e-6),
-        so it moves no score, yet every row holding it was found and scored: in Japanese
-        written in the polite form, ます alone cost 13 ms of a 40 ms ask. Terms no row holds
-        find nothing. When no term is left, all of them are searched, as before.
+        FTS5 scores every row a search matches. A term held by half the rows or more has an
+        IDF of about zero (clamped to 1e-6), so it moves no score, yet found and scored every
+        row holding it (ます, in polite Japanese); and the common character pairs of a
+        Japanese question together match most rows of any index, so the search grew with the
+        index (1.3 s at 1,140,800 rows, scripts/keyword_bench.py).
         """
         terms, frequencies, total = self._frequencies(question)
-        weighed = [t for t in terms if ranking.bm25_weighs(frequencies.get(t, 0), total)]
-        return keyword.match_any(weighed or terms)
+        counted = {t: frequencies.get(t, 0) for t in terms}
+        return keyword.match_any(ranking.searched_terms(counted, total, self.ranking.keyword_rows))
 
     def _current_vectors(self) -> vectors.GenerationIndex:
         generation = self.store.generation()
