@@ -127,7 +127,7 @@ class Searcher:
         """Every candidate of a question, best first (inside a read snapshot)."""
         self._holders, self._counted = {}, None
         dense = self.dense(vector, pool) if vector is not None else []
-        match = self._match(question) if mode != "dense" else None
+        match = self.keyword_match(question) if mode != "dense" else None
         depth = pool if mode == "keyword" else self.ranking.keyword_depth
         found = self.store.keyword_search(match, depth, self.ranking.bm25_weights) if match else []
         if mode == "dense":
@@ -309,7 +309,7 @@ class Searcher:
             self._counted = (question, terms, *counted)
         return self._counted[1], self._counted[2], self._counted[3]
 
-    def _match(self, question: str) -> str | None:
+    def keyword_match(self, question: str) -> str | None:
         """The keyword search for a question: any of its rarest terms (ranking.searched_terms).
 
         FTS5 scores every row a search matches. A term held by half the rows or more has an

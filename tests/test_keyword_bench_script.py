@@ -22,9 +22,13 @@ def test_keyword_bench_repeats_rows_and_only_reads(tmp_path: Path, tiny_model_di
     assert rows[1]["rows"] == 3 * rows[0]["rows"] > 0
     for row in rows:
         assert row["commit"] and row["args"] == [str(a) for a in args]
-        for language in ("en", "ja"):
-            side = row[language]
-            assert side["questions"] == 10 and 0 < side["p50_s"] <= side["p95_s"]
+        for side in ("en_every", "en_searched", "ja_every", "ja_searched"):
+            assert row[side]["questions"] == 10 and 0 < row[side]["p50_s"] <= row[side]["p95_s"]
+            assert (
+                row[side]["matched_rows_p50"]
+                <= row[side.replace("searched", "every")]["matched_rows_p50"]
+            )
     # The bench's Japanese questions share character pairs with the Japanese documents.
-    assert rows[1]["ja"]["matched_rows_p50"] == 3 * rows[0]["ja"]["matched_rows_p50"] > 0
+    assert rows[1]["ja_every"]["matched_rows_p50"] == 3 * rows[0]["ja_every"]["matched_rows_p50"]
+    assert rows[0]["ja_every"]["matched_rows_p50"] > 0
     assert (idx / "index.sqlite").read_bytes() == before

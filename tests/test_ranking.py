@@ -155,3 +155,12 @@ def test_bm25_weighs_what_fts5_does_not_clamp() -> None:
     assert ranking.bm25_weighs(49, 100) and ranking.bm25_weighs(1, 100)
     assert not ranking.bm25_weighs(50, 100) and not ranking.bm25_weighs(100, 100)
     assert not ranking.bm25_weighs(0, 100), "a term no row holds finds nothing"
+
+
+def test_searched_terms_are_the_rarest_within_the_row_budget() -> None:
+    counted = {"a": 40, "b": 3, "c": 10, "d": 0, "e": 60}
+    assert ranking.searched_terms(counted, 100, 13) == ["b", "c"]
+    assert ranking.searched_terms(counted, 100, 2) == ["b"], "always the rarest"
+    # d is in no row, e in half of them or more (no BM25 weight): neither is searched.
+    assert ranking.searched_terms(counted, 100, 1000) == ["b", "c", "a"]
+    assert ranking.searched_terms({"x": 70, "y": 90}, 100, 1000) == ["x", "y"], "none weighed"
