@@ -81,8 +81,9 @@ class Searcher:
         #: What holds each sentence, read once per question (the dense and passage steps
         #: both need it); cleared by rank().
         self._holders: dict[int, Holders] = {}
-        #: The last question's terms and their row counts (_frequencies); cleared by rank().
-        self._counted: tuple[str, list[str], dict[str, int], int] | None = None
+        #: The last question's terms with their row counts, and the row count (_frequencies);
+        #: cleared by rank().
+        self._counted: tuple[str, dict[str, int], int] | None = None
 
     def ask(
         self, question: str, *, k: int = 5, context: int = 1, mode: Mode = config.DEFAULT_MODE
@@ -293,21 +294,20 @@ class Searcher:
 
     def term_weights(self, question: str) -> tuple[dict[str, float], float]:
         """The question's keyword terms with their IDF weights, and its keyword trust."""
-        terms, frequencies, total = self._frequencies(question)
-        if not terms:
+        counted, total = self._frequencies(question)
+        if not counted:
             return {}, 0.0
-        counts = [frequencies.get(t, 0) for t in terms]
-        weights = {t: ranking.idf(df, total) for t, df in zip(terms, counts, strict=True)}
-        return weights, ranking.keyword_trust(counts, total)
+        weights = {t: ranking.idf(df, total) for t, df in counted.items()}
+        return weights, ranking.keyword_trust(list(counted.values()), total)
 
-    def _frequencies(self, question: str) -> tuple[list[str], dict[str, int], int]:
-        """The question's terms, how many keyword rows hold each, and how many rows there are
-        (read once per question: cleared by rank())."""
+    def _frequencies(self, question: str) -> tuple[dict[str, int], int]:
+        """How many keyword rows hold each of the question's terms (in question order, 0 for
+        none), and how many rows there are (read once per question: cleared by rank())."""
         if self._counted is None or self._counted[0] != question:
             terms = list(dict.fromkeys(keyword.terms(question)))
-            counted = self.store.term_frequencies(terms) if terms else ({}, 0)
-            self._counted = (question, terms, *counted)
-        return self._counted[1], self._counted[2], self._counted[3]
+            held, total = self.store.term_frequencies(terms) if terms else ({}, 0)
+            self._counted = (question, {t: held.get(t, 0) for t in terms}, total)
+        return self._counted[1], self._counted[2]
 
     def keyword_match(self, question: str) -> str | None:
         """The keyword search for a question: any of its rarest terms (ranking.searched_terms).
@@ -318,8 +318,7 @@ class Searcher:
         Japanese question together match most rows of any index, so the search grew with the
         index (1.3 s at 1,140,800 rows, scripts/keyword_bench.py).
         """
-        terms, frequencies, total = self._frequencies(question)
-        counted = {t: frequencies.get(t, 0) for t in terms}
+        counted, total = self._frequencies(question)
         return keyword.match_any(ranking.searched_terms(counted, total, self.ranking.keyword_rows))
 
     def _current_vectors(self) -> vectors.GenerationIndex:
