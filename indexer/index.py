@@ -274,9 +274,13 @@ class Index:
 
         busy = f"a build is writing {self.path}; repair after it finishes"
         with self.store.writer_lock(wait=0, busy=busy):
-            if self.store.integrity().quick_check != "ok":
+            integrity = self.store.integrity()
+            if integrity.quick_check != "ok":
                 self.store.reindex()
                 report.notes.append("rebuilt SQLite's indexes (REINDEX)")
+            if integrity.miscounted_terms:
+                self.store.recount_terms()
+                report.notes.append("counted the keyword rows of every term again")
             bad = self.store.nonfinite_vectors()
             meta = self.store.meta()
             if bad and meta.model is not None:
@@ -311,6 +315,11 @@ class Index:
             )
         if integrity.quick_check != "ok":
             report.problems.append(f"SQLite integrity check: {integrity.quick_check}")
+        if integrity.miscounted_terms:
+            report.problems.append(
+                f"{integrity.miscounted_terms} keyword terms have a wrong row count (they "
+                "weigh words wrongly) — run `index verify --repair`"
+            )
         bad = self.store.nonfinite_vectors()
         if bad:
             report.problems.append(

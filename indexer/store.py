@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -233,6 +234,8 @@ class Integrity:
     sentences_without_file: int
     staged_vectors: int
     quick_check: str
+    #: Terms whose count of keyword rows (term_rows) differs from the rows themselves.
+    miscounted_terms: int = 0
 
 
 #: Meta key: the newest vector id when vectors were last cleaned up (vectors stored after it
@@ -350,15 +353,16 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
 
 
 def _m002_keyword(db: sqlite_utils.Database) -> None:
-    # Terms are made by indexer.keyword (CJK bigrams, words elsewhere), so unicode61 only has
-    # to split on the spaces between them. rowid = sentence id.
+    # Terms are made by indexer.keyword (CJK bigrams, words elsewhere), so the tokenizer only
+    # has to split on the spaces between them (0008 makes that exact). rowid = sentence id.
     db.execute(
         "CREATE VIRTUAL TABLE sentences_fts "
         "USING fts5(own, near, tokenize='unicode61 remove_diacritics 0')"
     )
     db.execute("CREATE VIRTUAL TABLE sentences_vocab USING fts5vocab('sentences_fts', 'row')")
     for (file_id,) in db.execute("SELECT id FROM files").fetchall():
-        _insert_keyword_rows(db, file_id, window=2)  # the window this migration came with
+        # The window this migration came with; 0008 counts the terms of every row.
+        _insert_keyword_rows(db, file_id, window=2, count_terms=False)
 
 
 def _m003_chunks(db: sqlite_utils.Database) -> None:
@@ -403,6 +407,28 @@ def _m007_file_identity(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE files ADD COLUMN inode INTEGER NOT NULL DEFAULT 0")
 
 
+def _m008_term_rows(db: sqlite_utils.Database) -> None:
+    # FTS5's ascii tokenizer splits only on ASCII characters that are not letters or digits,
+    # which no term of indexer.keyword holds: each term is one token, as made. unicode61 also
+    # split terms at marks and punctuation (Thai vowel signs, the Katakana middle dot), so a
+    # Thai character pair was stored and searched as its first letter.
+    db.execute("DROP TABLE sentences_vocab")
+    db.execute("CREATE VIRTUAL TABLE keyword_rows USING fts5(own, near, tokenize='ascii')")
+    db.execute(
+        "INSERT INTO keyword_rows(rowid, own, near) SELECT rowid, own, near FROM sentences_fts"
+    )
+    db.execute("DROP TABLE sentences_fts")
+    db.execute("ALTER TABLE keyword_rows RENAME TO sentences_fts")
+    # How many keyword rows hold each term (Store.term_frequencies). FTS5 keeps no such count:
+    # its vocabulary table finds one by reading the term's whole list of rows, which for the
+    # common character pairs of a Japanese question grew with the index (30 ms at 285,200
+    # rows, scripts/keyword_bench.py). Kept in step by the two writers of keyword rows.
+    db.execute(
+        "CREATE TABLE term_rows (term TEXT PRIMARY KEY, rows INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    _count_terms(db, db.execute("SELECT own, near FROM sentences_fts"), sign=1)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _m001_initial),
     ("0002_keyword", _m002_keyword),
@@ -411,6 +437,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0005_sections", _m005_sections),
     ("0006_passages", _m006_passages),
     ("0007_file_identity", _m007_file_identity),
+    ("0008_term_rows", _m008_term_rows),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -743,10 +770,10 @@ class Store:
 
     def delete_file(self, file_id: int) -> None:
         """Remove a file with its sentences, passages and keyword rows."""
-        self.db.execute(
-            "DELETE FROM sentences_fts WHERE rowid IN (SELECT id FROM sentences WHERE file_id = ?)",
-            [file_id],
-        )
+        held = "rowid IN (SELECT id FROM sentences WHERE file_id = ?)"
+        rows = self.db.execute(f"SELECT own, near FROM sentences_fts WHERE {held}", [file_id])
+        _count_terms(self.db, rows, sign=-1)
+        self.db.execute(f"DELETE FROM sentences_fts WHERE {held}", [file_id])
         self.db.execute("DELETE FROM sentences WHERE file_id = ?", [file_id])
         self.db.execute("DELETE FROM passages WHERE file_id = ?", [file_id])
         self.db.execute("DELETE FROM files WHERE id = ?", [file_id])
@@ -895,7 +922,7 @@ class Store:
         """How many keyword rows hold each term, and how many rows there are."""
         marks = ",".join("?" * len(terms))
         rows = self.db.execute(
-            f"SELECT term, doc FROM sentences_vocab WHERE term IN ({marks})", list(terms)
+            f"SELECT term, rows FROM term_rows WHERE term IN ({marks})", list(terms)
         ).fetchall()
         # Counted at commit time: COUNT(*) on every question would scan a large index.
         total = _meta_value(self.db, "sentence_count")
@@ -1065,7 +1092,18 @@ class Store:
             "(SELECT vector_id FROM sentences UNION SELECT vector_id FROM passages))"
         ).fetchone()
         quick = self.db.execute("PRAGMA quick_check").fetchone()[0]
-        return Integrity(without_vector, without_file, staged, quick)
+        return Integrity(without_vector, without_file, staged, quick, self._miscounted_terms())
+
+    def _miscounted_terms(self) -> int:
+        counted = term_counts(self.db.execute("SELECT own, near FROM sentences_fts"))
+        stored = dict(self.db.execute("SELECT term, rows FROM term_rows").fetchall())
+        return sum(1 for t in counted.keys() | stored.keys() if counted[t] != stored.get(t, 0))
+
+    def recount_terms(self) -> None:
+        """Count every term's keyword rows again (index verify --repair)."""
+        with self.db.atomic():
+            self.db.execute("DELETE FROM term_rows")
+            _count_terms(self.db, self.db.execute("SELECT own, near FROM sentences_fts"), sign=1)
 
     def reclaim_space(self) -> bool:
         """Give free pages back to the file system when they are over a quarter of the file."""
@@ -1120,15 +1158,44 @@ def _sentence_columns(s: SentenceEntry) -> tuple[str, str, int, int, int, int]:
     return (s.text, s.kind, s.line_start, s.line_end, s.char_start, s.char_end)
 
 
-def _insert_keyword_rows(db: sqlite_utils.Database, file_id: int, *, window: int) -> None:
-    """Index one file's stored sentences for keyword search."""
+def _insert_keyword_rows(
+    db: sqlite_utils.Database, file_id: int, *, window: int, count_terms: bool = True
+) -> None:
+    """Index one file's stored sentences for keyword search (and count their terms)."""
     stored = db.execute(
         "SELECT id, text, kind FROM sentences WHERE file_id = ? ORDER BY position", [file_id]
     ).fetchall()
+    rows = list(keyword_rows(stored, window=window))
+    db.conn.executemany("INSERT INTO sentences_fts(rowid, own, near) VALUES (?, ?, ?)", rows)
+    if count_terms:
+        _count_terms(db, ((own, near) for _, own, near in rows), sign=1)
+
+
+def _count_terms(
+    db: sqlite_utils.Database, rows: Iterable[tuple[str, str]], *, sign: Literal[1, -1]
+) -> None:
+    """Add (sign 1) or take away (-1) keyword rows (own, near) in the rows-per-term counts;
+    a term no row holds any more is dropped."""
+    counts = term_counts(rows)
+    if not counts:
+        return
     db.conn.executemany(
-        "INSERT INTO sentences_fts(rowid, own, near) VALUES (?, ?, ?)",
-        keyword_rows(stored, window=window),
+        "INSERT INTO term_rows(term, rows) VALUES (?, ?) "
+        "ON CONFLICT(term) DO UPDATE SET rows = rows + excluded.rows",
+        [(term, sign * n) for term, n in counts.items()],
     )
+    if sign < 0:
+        db.conn.executemany(
+            "DELETE FROM term_rows WHERE term = ? AND rows <= 0", [(t,) for t in counts]
+        )
+
+
+def term_counts(rows: Iterable[tuple[str, str]]) -> Counter[str]:
+    """How many of some keyword rows (own terms, neighbours' terms) hold each term."""
+    counts: Counter[str] = Counter()
+    for own, near in rows:
+        counts.update(set(own.split()).union(near.split()))
+    return counts
 
 
 def keyword_rows(

@@ -279,6 +279,74 @@ def test_verify_repair(index: Index, docs: Path) -> None:
     assert index.verify().ok
 
 
+def fts5_term_rows(index: Index) -> dict[str, int]:
+    """Each term's keyword rows as FTS5 itself counts them (its vocabulary table)."""
+    db = index.store.db
+    db.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.v USING fts5vocab(main, sentences_fts, row)"
+    )
+    return dict(db.execute("SELECT term, doc FROM temp.v").fetchall())
+
+
+def test_term_row_counts_follow_every_change_and_verify_repairs_them(
+    index: Index, docs: Path
+) -> None:
+    index.build(docs)
+    kept = dict(index.store.db.execute("SELECT term, rows FROM term_rows").fetchall())
+    assert kept == fts5_term_rows(index) and kept["npu"] >= 2
+    (docs / "en" / "faq.txt").unlink()
+    (docs / "ja" / "npu.md").write_text("# NPU\n\nNPUは速い。CPUは遅い。\n", encoding="utf-8")
+    (docs / "en" / "new.txt").write_text("The VPN needs a token. Ask IT.\n", encoding="utf-8")
+    index.build(docs)
+    kept = dict(index.store.db.execute("SELECT term, rows FROM term_rows").fetchall())
+    assert kept == fts5_term_rows(index)
+    assert "laptop" not in kept and kept["vpn"] == 1
+    assert index.store.term_frequencies(["vpn", "laptop"]) == (
+        {"vpn": 1},
+        index.status()["sentences"],
+    )
+
+    with index.store.transaction():
+        index.store.db.execute("UPDATE term_rows SET rows = rows + 7 WHERE term = 'vpn'")
+        index.store.db.execute("INSERT INTO term_rows VALUES ('nowhere', 3)")
+    report = index.verify()
+    assert report.problems == ["2 keyword terms have a wrong row count (they weigh words wrongly) "
+                               "— run `index verify --repair`"]  # fmt: skip
+    assert index.verify(repair=True).repaired
+    assert dict(index.store.db.execute("SELECT term, rows FROM term_rows").fetchall()) == kept
+
+
+def test_a_keyword_term_is_stored_and_searched_as_made(index: Index, tmp_path: Path) -> None:
+    # Thai vowel signs are marks and the Katakana middle dot is punctuation: a tokenizer that
+    # splits there stored the pair กั as ก, so ฉันกินข้าว (no กั) matched it too.
+    texts = ["ฉันกันข้าว", "ฉันกินข้าว", "パ・リーグの試合", "パンの話"]
+    docs = write_docs(
+        tmp_path / "th", {f"{n}.txt": f"{t}\n" for n, t in zip("abcd", texts, strict=True)}
+    )
+    index.build(docs)
+    for term, path in (("กั", "a.txt"), ("パ・", "c.txt")):
+        found = index.store.keyword_search(f'"{term}"', 10, (1.0, 0.5))
+        assert [index.store.sentences([i])[i].path for i, _ in found] == [path]
+        assert index.store.term_frequencies([term])[0] == {term: 1}
+
+
+def test_an_index_from_before_term_counts_gains_them_on_the_next_build(
+    index: Index, docs: Path
+) -> None:
+    index.build(docs)
+    counted = fts5_term_rows(index)
+    db = index.store.db
+    with db.atomic():  # back to schema 7
+        db.execute("DROP TABLE term_rows")
+        db.execute("CREATE VIRTUAL TABLE sentences_vocab USING fts5vocab('sentences_fts', 'row')")
+        db.execute("DELETE FROM _migrations WHERE name = '0008_term_rows'")
+    index.close()
+    again = Index(index.path, model=index.embedder.info.path)
+    assert again.build(docs).unchanged == 3
+    assert dict(again.store.db.execute("SELECT term, rows FROM term_rows").fetchall()) == counted
+    assert again.verify().ok
+
+
 def test_status_reports_counts(index: Index, docs: Path) -> None:
     index.build(docs)
     status = index.status()

@@ -28,6 +28,8 @@ def test_keyword_bench_repeats_rows_and_only_reads(tmp_path: Path, tiny_model_di
                 row[side]["matched_rows_p50"]
                 <= row[side.replace("searched", "every")]["matched_rows_p50"]
             )
+        for side in ("en_counts", "en_counts_fts5vocab", "ja_counts", "ja_counts_fts5vocab"):
+            assert row[side]["questions"] == 10 and 0 < row[side]["p50_s"] <= row[side]["p95_s"]
     # The bench's Japanese questions share character pairs with the Japanese documents.
     assert rows[1]["ja_every"]["matched_rows_p50"] == 3 * rows[0]["ja_every"]["matched_rows_p50"]
     assert rows[0]["ja_every"]["matched_rows_p50"] > 0
