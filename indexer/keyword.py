@@ -89,7 +89,16 @@ def query(text: str) -> str | None:
 
 def match_any(made: Iterable[str]) -> str | None:
     """A safe FTS5 MATCH expression for any of these terms, or None when there are none."""
+    return _joined(made, " OR ")
+
+
+def match_all(made: Iterable[str]) -> str | None:
+    """A safe FTS5 MATCH expression for rows holding all of these terms, or None when none."""
+    return _joined(made, " AND ")
+
+
+def _joined(made: Iterable[str], operator: str) -> str | None:
     unique = list(dict.fromkeys(made))
     if not unique:
         return None
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in unique)
+    return operator.join('"' + term.replace('"', '""') + '"' for term in unique)

@@ -310,7 +310,9 @@ class Searcher:
         return self._counted[1], self._counted[2]
 
     def keyword_match(self, question: str) -> str | None:
-        """The keyword search for a question: any of its rarest terms (ranking.searched_terms).
+        """The keyword search for a question: any of its rarest terms (ranking.searched_terms);
+        when even the rarest is held by more rows than Ranking.keyword_rows, the rows holding
+        its rarest terms together (_together).
 
         FTS5 scores every row a search matches. A term held by half the rows or more has an
         IDF of about zero (clamped to 1e-6), so it moves no score, yet found and scored every
@@ -319,7 +321,32 @@ class Searcher:
         index (1.3 s at 1,140,800 rows, scripts/keyword_bench.py).
         """
         counted, total = self._frequencies(question)
-        return keyword.match_any(ranking.searched_terms(counted, total, self.ranking.keyword_rows))
+        budget = self.ranking.keyword_rows
+        searched = ranking.searched_terms(counted, total, budget)
+        if sum(counted[t] for t in searched) <= budget:
+            return keyword.match_any(searched)
+        return keyword.match_all(self._together(counted, budget))
+
+    def _together(self, counted: dict[str, int], budget: int) -> list[str]:
+        """The fewest of a question's rarest terms that rows hold together within `budget`
+        rows (counted by FTS5, which finds them without scoring them); all of them when no
+        number does, and never so many that no row holds them all.
+
+        In a large index a question's rarest term can be held by more rows than the budget
+        (a word of an English question in a few million sentences): searched alone, BM25
+        scored every row holding it, and by that one term, so the rows also holding the
+        question's other words ranked no higher than the rest.
+        """
+        ordered = sorted((t for t, df in counted.items() if df > 0), key=counted.__getitem__)
+        together = ordered[:1]
+        for term in ordered[1:]:
+            rows = self.store.keyword_count(keyword.match_all([*together, term]) or "")
+            if rows == 0:
+                break
+            together.append(term)
+            if rows <= budget:
+                break
+        return together
 
     def _current_vectors(self) -> vectors.GenerationIndex:
         generation = self.store.generation()

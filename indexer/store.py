@@ -918,6 +918,14 @@ class Store:
         ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
+    def keyword_count(self, match: str) -> int:
+        """How many keyword rows a search matches (found, not scored)."""
+        return int(
+            self.db.execute(
+                "SELECT COUNT(*) FROM sentences_fts WHERE sentences_fts MATCH ?", [match]
+            ).fetchone()[0]
+        )
+
     def term_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many keyword rows hold each term, and how many rows there are."""
         marks = ",".join("?" * len(terms))

@@ -539,3 +539,29 @@ def test_keyword_search_leaves_out_terms_bm25_does_not_weigh(tmp_path: Path, ind
         assert hit.keyword_score > 1e-3
     # A question of such terms alone still finds the rows that hold them.
     assert len(index.ask("wiki", k=5, context=0, mode="keyword")) == 5
+
+
+def test_a_rarest_term_held_by_too_many_rows_is_searched_with_the_next_rarest(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from dataclasses import replace
+
+    from indexer.ranking import DEFAULT
+
+    # Budget 3 rows; "deploy" (the rarest term) is in 4 rows, 1 of which also holds "staging"
+    # (in 5 rows) and "tuesday" is in none: the search is for rows holding both.
+    texts = [f"Deploy {w} {n}." for n, w in enumerate(["alpha", "beta", "gamma"])]
+    texts += ["Deploy to staging on friday."] + [f"The staging {n} host." for n in range(4)]
+    texts += [f"Unrelated note {n}." for n in range(20)]
+    docs = write_docs(tmp_path / "docs", {f"{n}.txt": f"{t}\n" for n, t in enumerate(texts)})
+    index = Index(tmp_path / "idx", model=tiny_model_dir, ranking=replace(DEFAULT, keyword_rows=3))
+    index.build(docs)
+    searcher = index.searcher
+    with index.store.snapshot():
+        assert searcher.keyword_match("deploy staging tuesday") == '"deploy" AND "staging"'
+        # No row holds "deploy" with "host" (in 4 rows): the rarest alone.
+        assert searcher.keyword_match("deploy host") == '"deploy"'
+        # Within the budget, the rarest terms as before.
+        assert searcher.keyword_match("alpha beta staging") == '"alpha" OR "beta"'
+    hits = index.ask("deploy staging tuesday", k=5, context=0, mode="keyword")
+    assert [h.text for h in hits] == ["Deploy to staging on friday."]
