@@ -32,7 +32,8 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
 - rows: hybrid and keyword R@1 / MRR@10 with smaller budgets of the rows a keyword search
   reads (Ranking.keyword_rows): in an index of a few thousand sentences, a budget of 100
   stands for the default 5,000 in an index 50 times larger, where a question's rarest word
-  alone can be held by more rows than the budget;
+  alone can be held by more rows than the budget (how many questions are then searched with
+  their rarest terms together: searched_together);
 - misses: hybrid questions whose first passage is wrong, how many of those rank another
   passage with the gold passage's title (same article) first, and how many rank first a
   passage that also holds one of the question's gold answers (word for word).
@@ -284,9 +285,15 @@ def measure_rows(set_dir: Path, index: Index, queries: list) -> None:
     sentences = index.status()["sentences"]
     for budget in ROW_BUDGETS:
         variant = dataclasses.replace(DEFAULT, keyword_rows=budget)
+        asked = Index(index.path, ranking=variant)
+        with asked.store.snapshot():
+            matches = [asked.searcher.keyword_match(x.question) or "" for x in queries]
+        asked.close()
+        together = sum(" AND " in m for m in matches)  # the rarest term alone was too many rows
         for mode in ("hybrid", "keyword"):
             emit({"set": set_dir.name, "measure": "rows", "keyword_rows": budget, "mode": mode,
-                  "sentences": sentences, **hybrid(index, queries, variant, mode)})  # fmt: skip
+                  "sentences": sentences, "searched_together": together,
+                  **hybrid(index, queries, variant, mode)})  # fmt: skip
 
 
 def measure_ramp(set_dir: Path, index: Index, queries: list) -> None:
