@@ -421,7 +421,7 @@ def _m008_term_rows(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE keyword_rows RENAME TO sentences_fts")
     # How many keyword rows hold each term (Store.term_frequencies). FTS5 keeps no such count:
     # its vocabulary table finds one by reading the term's whole list of rows, which for the
-    # common character pairs of a Japanese question grew with the index (30 ms at 285,200
+    # common character pairs of a Japanese question grew with the index (79 ms at 1,140,800
     # rows, scripts/keyword_bench.py). Kept in step by the two writers of keyword rows.
     db.execute(
         "CREATE TABLE term_rows (term TEXT PRIMARY KEY, rows INTEGER NOT NULL) WITHOUT ROWID"
