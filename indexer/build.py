@@ -47,8 +47,9 @@ from indexer.store import (
 
 #: Bump when splitting, windowing, keyword rows or what a passage vector means change: files of
 #: an index built with another version are re-split on the next build (their unchanged
-#: sentences keep their vectors). 8: the index records how its chunk vectors were made.
-SPLIT_VERSION = "8"
+#: sentences keep their vectors). 8: the index records how its chunk vectors were made. 9:
+#: keyword words keep their combining marks (Indic vowel signs; indexer.keyword).
+SPLIT_VERSION = "9"
 
 Progress = Callable[[int], None]
 T = TypeVar("T")

@@ -7,6 +7,7 @@ here, the same way for stored text and for questions, and FTS5 indexes them as w
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -17,8 +18,35 @@ _NO_SPACE = (
     "\uac00-\ud7af\uf900-\ufaff"
 )
 _NO_SPACE_RUN = re.compile(rf"[{_NO_SPACE}]+")
-_SPACED_RUN = re.compile(rf"[^\W_{_NO_SPACE}]+")
-_RUN = re.compile(f"{_NO_SPACE_RUN.pattern}|{_SPACED_RUN.pattern}")
+
+
+@functools.cache
+def _word_runs() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A word (letters and digits, no underscore, with their combining marks), and a word
+    or a run of the scripts without spaces; made on first use (_marks reads Unicode data)."""
+    spaced = re.compile(rf"(?:[^\W_{_NO_SPACE}]|[{_marks()}])+")
+    return spaced, re.compile(f"{_NO_SPACE_RUN.pattern}|{spaced.pattern}")
+
+
+def _marks() -> str:
+    """Character-class ranges of the combining marks (Unicode categories M*) of the Basic
+    Multilingual Plane outside the scripts without spaces: the vowel signs and viramas of
+    Indic scripts, Arabic and Hebrew vowel points. Python's \\w leaves them out, which cut
+    हिन्दी into ह, न and द."""
+    no_space = re.compile(rf"[{_NO_SPACE}]")
+    marks = [
+        c
+        for c in range(0x300, 0x10000)
+        if unicodedata.category(chr(c))[0] == "M" and not no_space.match(chr(c))
+    ]
+    starts = [c for i, c in enumerate(marks) if i == 0 or marks[i - 1] != c - 1]
+    ends = [c for i, c in enumerate(marks) if i == len(marks) - 1 or marks[i + 1] != c + 1]
+    return "".join(
+        re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "")
+        for a, b in zip(starts, ends, strict=True)
+    )
+
+
 #: Very common English words that match everywhere and only add noise to BM25.
 STOPWORDS = frozenset(
     "a an and are as at be by did do does for from had has have how i in is it its of on or "
@@ -30,7 +58,7 @@ def terms(text: str) -> list[str]:
     """Lower-cased words, and overlapping character bigrams inside CJK/Thai runs."""
     normal = unicodedata.normalize("NFKC", text).lower()
     out: list[str] = []
-    for match in _RUN.finditer(normal):
+    for match in _word_runs()[1].finditer(normal):
         run = match.group()
         if _NO_SPACE_RUN.fullmatch(run):
             out.extend(_bigrams(run))
@@ -50,7 +78,7 @@ def held(wanted: Iterable[str], text: str) -> set[str]:
         if len(term) == 2 and _NO_SPACE_RUN.fullmatch(term):
             hit = term in normal
         else:
-            runs = set(_RUN.findall(normal)) if runs is None else runs
+            runs = set(_word_runs()[1].findall(normal)) if runs is None else runs
             hit = term in runs
         if hit:
             found.add(term)
@@ -65,7 +93,7 @@ def writing(text: str) -> str | None:
     runs on every hybrid candidate).
     """
     unspaced = sum(max(len(run) - 1, 1) for run in _NO_SPACE_RUN.findall(text))
-    spaced = len(_SPACED_RUN.findall(text))
+    spaced = len(_word_runs()[0].findall(text))
     if not unspaced and not spaced:
         return None
     return "unspaced" if unspaced > spaced else "spaced"

@@ -328,6 +328,10 @@ def test_a_keyword_term_is_stored_and_searched_as_made(index: Index, tmp_path: P
         found = index.store.keyword_search(f'"{term}"', 10, (1.0, 0.5))
         assert [index.store.sentences([i])[i].path for i, _ in found] == [path]
         assert index.store.term_frequencies([term])[0] == {term: 1}
+    # A Hindi word keeps its vowel signs: परीक्षा is not प र क ष, which पर्यटक also held.
+    hindi = {"e.txt": "कल परीक्षा है।\n", "f.txt": "पर्यटक यहाँ आते हैं।\n"}
+    index.build(write_docs(tmp_path / "hi", hindi))
+    assert [h.path for h in index.ask("परीक्षा", k=5, mode="keyword")] == ["e.txt"]
 
 
 def test_an_index_from_before_term_counts_gains_them_on_the_next_build(

@@ -44,14 +44,27 @@ def test_fuse_adds_the_share_of_names_written_by_sound() -> None:
         "梅雨の期間はふつう1か月から1か月半程度である。",
         "ＮＮＡＰＩ経由でNPUを使うと、CPUより約15倍速い。水 と 火",
         "Rate limits apply to every key; the API returns 429.",
+        "हिन्दी भाषा की परीक्षा कल है।",
         "",
     ],
 )
 def test_held_terms_are_the_terms_the_text_makes(text: str) -> None:
     from indexer import keyword
 
-    wanted = keyword.terms("梅雨の期間は？ nnapi 15倍 水 火 api returns key 雨季")
+    wanted = keyword.terms("梅雨の期間は？ nnapi 15倍 水 火 api returns key 雨季 परीक्षा कब है")
     assert keyword.held(wanted, text) == set(wanted) & set(keyword.terms(text))
+
+
+def test_words_keep_their_combining_marks() -> None:
+    from indexer import keyword
+
+    # Vowel signs and viramas are marks, which Python's \\w leaves out: हिन्दी became ह न द.
+    assert keyword.terms("हिन्दी भाषा की परीक्षा।") == ["हिन्दी", "भाषा", "की", "परीक्षा"]
+    assert keyword.terms("الْمَدْرَسَةُ كبيرة") == ["الْمَدْرَسَةُ", "كبيرة"]
+    assert keyword.terms("தமிழ் மொழி") == ["தமிழ்", "மொழி"]
+    assert keyword.writing("हिन्दी भाषा") == "spaced"
+    # Marks inside the scripts written without spaces stay inside their character pairs.
+    assert keyword.terms("ภาษา") == ["ภา", "าษ", "ษา"]
 
 
 def test_weighted_share_weighs_the_question_terms_a_passage_holds() -> None:
