@@ -2,7 +2,7 @@
 to 1 M (10 M with --huge) sentences, without embedding anything.
 
     python -m scripts.scale_bench [--sizes 100000,1000000] [--huge] [--source INDEX] [--questions N]
-                                  [--commit-size 1000000] [--flat-up-to 2000000]
+                                  [--commit-size 1000000] [--flat-up-to 2000000] [--texts]
 
 An index of N sentences is written through the store's public API and build.commit (the real
 commit path: SQL rows, keyword rows, vector files): files of 20 sentences, each with seven
@@ -10,6 +10,11 @@ chunks and one section, so about 1.4 N vectors. The vectors resemble real ones: 
 stored vector of --source (an existing index, read through Store.iter_vectors and never
 written) plus Gaussian noise of norm 0.5, normalised. Queries are real question vectors: the
 first --questions questions of the eval set beside --source, embedded with its model.
+
+Sentences are text such as "sentence 3 of file 17", which no question's words match, unless
+--texts: then each sentence is a real sentence of --source with its own vector plus the noise
+(chunks and sections get noisy passage vectors of --source), so its keyword rows are real
+text repeated, and one more step times whole hybrid asks (`Index.ask`, the questions' text).
 
 Per size, each step in a child process (scripts.common.run_python reports its peak RSS):
 
@@ -21,6 +26,8 @@ Per size, each step in a child process (scripts.common.run_python reports its pe
     train         a fresh IVF-SQ8 base: training, filling, choosing nprobe
     ask           warm vector search (top 50) p50/p95 at 1 and 2 threads, flat and IVF, and
                   recall@10 of IVF (re-ranked) against exact search on the question vectors
+    ask-hybrid    (--texts) warm `index ask` in the default hybrid mode, k=5, p50/p95: the
+                  question embedded, vector and keyword search, the passage stage
 
 Sizes above --flat-up-to (10 M: 21 GB of float32 vectors) never get a flat base: make writes
 IVF bases from its first commit, and edit-full, compact, the flat asks and train are left out;
@@ -79,14 +86,49 @@ def model_record(source: Path) -> Any:
 
 
 def synthetic(real: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    rows = real[rng.integers(0, len(real), size=count)]
+    return noisy(real[rng.integers(0, len(real), size=count)], rng)
+
+
+def noisy(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Vectors with Gaussian noise of norm about NOISE, normalised."""
     noise = rng.normal(size=rows.shape).astype(np.float32) * (NOISE / np.sqrt(rows.shape[1]))
     out = rows + noise
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def file_plan(number: int, vecs: np.ndarray, tag: str, store: Any, old: Any = None) -> Any:
-    """A FilePlan of SENTENCES_PER_FILE sentences, 7 chunks and a section, its vectors stored."""
+class RealTexts:
+    """The sentences of an existing index with their vectors, and its passage vectors (read
+    only): a file of real sentences drawn at random, each vector with noise."""
+
+    def __init__(self, source: Path) -> None:
+        from indexer.store import Store
+
+        store = Store(source)
+        with store.snapshot():
+            rows = list(store.sentences_with_vectors())
+            passages = [row[-1] for row in store.passages_with_vectors()]
+        self.texts = [row[2] for row in rows]
+        self.sentences = np.stack([row[-1] for row in rows])
+        self.passages = np.stack(passages)
+
+    def file(self, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+        """One file's sentence texts and vectors (sentences, then chunks and the section)."""
+        chosen = rng.integers(0, len(self.texts), size=SENTENCES_PER_FILE)
+        passages = rng.integers(0, len(self.passages), size=vectors_per_file() - len(chosen))
+        rows = np.concatenate([self.sentences[chosen], self.passages[passages]])
+        return [self.texts[i] for i in chosen], noisy(rows, rng)
+
+
+def file_plan(
+    number: int,
+    vecs: np.ndarray,
+    tag: str,
+    store: Any,
+    old: Any = None,
+    texts: list[str] | None = None,
+) -> Any:
+    """A FilePlan of SENTENCES_PER_FILE sentences (synthetic text unless `texts`), 7 chunks
+    and a section, its vectors stored."""
     from indexer.build import FilePlan
     from indexer.passages import Passage, Unit
     from indexer.split import Sentence
@@ -96,13 +138,10 @@ def file_plan(number: int, vecs: np.ndarray, tag: str, store: Any, old: Any = No
     keys = [f"{tag}-{number}-{i}" for i in range(len(vecs))]
     store.add_vectors(keys, vecs)
     units = [
-        Unit(
-            Sentence(f"sentence {i} of file {number} {tag}", "prose", i + 1, i + 1, 0, 1, i),
-            "",
-            keys[i],
-        )
+        Unit(Sentence(f"sentence {i} of file {number} {tag}", "prose", i + 1, i + 1, 0, 1, i),
+             texts[i] if texts else "", keys[i])
         for i in range(n)
-    ]
+    ]  # fmt: skip
     passages = [
         Passage(f, min(f + 2, n - 1), "", keys[n + j]) for j, f in enumerate(range(0, n, 3))
     ]
@@ -125,15 +164,19 @@ def open_store(path: Path) -> Any:
     return store
 
 
-def make(index: Path, source: Path, sentences: int, batch: int, flat_up_to: int) -> dict[str, Any]:
+def make(
+    index: Path, source: Path, sentences: int, batch: int, flat_up_to: int, texts: bool = False
+) -> dict[str, Any]:
     """The index from nothing, in commits of `batch` sentences (as a folder that grew would
     be: one commit's rows are held until it ends). Up to `flat_up_to` sentences a flat base;
-    above, an IVF base from the first commit, rebuilt by the later ones as Policy decides."""
+    above, an IVF base from the first commit, rebuilt by the later ones as Policy decides.
+    With `texts`, real sentences of `source` (RealTexts)."""
     from indexer.build import Plan, commit
     from indexer.vectors import Policy
 
     store = open_store(index)
     real = real_vectors(source)
+    drawn = RealTexts(source) if texts else None
     record = model_record(source)
     policy = Policy(ann="exact") if sentences <= flat_up_to else Policy(ann="always")
     rng = np.random.default_rng(0)
@@ -144,10 +187,15 @@ def make(index: Path, source: Path, sentences: int, batch: int, flat_up_to: int)
     commits = []
     for first in range(0, files, per_commit):
         began = time.perf_counter()
-        plans = [
-            file_plan(number, synthetic(real, vectors_per_file(), rng), "v1", store)
-            for number in range(first, min(files, first + per_commit))
-        ]
+        plans = []
+        for number in range(first, min(files, first + per_commit)):
+            if drawn:
+                made, vecs = drawn.file(rng)
+                plans.append(file_plan(number, vecs, "v1", store, texts=made))
+            else:
+                plans.append(
+                    file_plan(number, synthetic(real, vectors_per_file(), rng), "v1", store)
+                )
         stored += time.perf_counter() - began
         began = time.perf_counter()
         commit(store, Plan(index=plans), record, policy)
@@ -200,21 +248,27 @@ def change(index: Path, source: Path, what: str) -> dict[str, Any]:
     }
 
 
+def question_texts(source: Path, count: int) -> list[str]:
+    """The first `count` questions of the eval set the source index was built for (none when
+    there is no such set)."""
+    name = source.name.rsplit("-", 1)[0]
+    path = SHARED / "eval" / name / "queries.jsonl"
+    return [r["question"] for r in read_jsonl(path)][:count] if path.is_file() else []
+
+
 def question_vectors(source: Path, count: int, scratch: Path) -> np.ndarray:
     """The first `count` questions of the eval set the source index was built for, embedded
     with its model as `index ask` embeds them."""
     from indexer import Index, ranking
 
-    name = source.name.rsplit("-", 1)[0]
-    path = SHARED / "eval" / name / "queries.jsonl"
-    if not path.is_file():
-        log(f"no eval set {name} beside {source}: its stored vectors stand in for questions")
+    questions = question_texts(source, count)
+    if not questions:
+        log(f"no eval set beside {source}: its stored vectors stand in for questions")
         return real_vectors(source)[:count]
-    questions = [r["question"] for r in read_jsonl(path)]
     recorded = model_record(source)
     embedder = Index(scratch / "unused", model=recorded.path or None).embedder
     weight = ranking.DEFAULT.statement_passage_weight
-    return np.stack([embedder.embed_query(q, statement_weight=weight) for q in questions[:count]])
+    return np.stack([embedder.embed_query(q, statement_weight=weight) for q in questions])
 
 
 def ask(index: Path, queries: Path) -> dict[str, Any]:
@@ -232,6 +286,27 @@ def ask(index: Path, queries: Path) -> dict[str, Any]:
             current.search(q, K)
             times.append(time.perf_counter() - started)
     return {"kind": current.kind, **percentiles(times)}
+
+
+def ask_hybrid(index: Path, questions: Path) -> dict[str, Any]:
+    """Warm `index ask` (hybrid, k=5, one line of context) on the questions' text."""
+    from indexer import Index
+
+    asked = Index(index)
+    texts = json.loads(questions.read_text(encoding="utf-8"))
+    asked.ask(texts[0], k=5)  # loads the model and opens the vector files
+    times, found = [], 0
+    for question in texts:
+        started = time.perf_counter()
+        hits = asked.ask(question, k=5, context=1)
+        times.append(time.perf_counter() - started)
+        found += any(hit.keyword_rank for hit in hits)
+    return {
+        "kind": asked.store.meta().vectors.kind,
+        "questions": len(texts),
+        "keyword_found": found,  # asks whose hits include a keyword match
+        **percentiles(times),
+    }
 
 
 def recall(index: Path, queries: Path) -> dict[str, Any]:
@@ -282,13 +357,22 @@ def child(*args: object, threads: int = 2) -> dict[str, Any]:
 
 
 def one_size(
-    sentences: int, source: Path, queries: Path, work: Path, batch: int, flat_up_to: int
+    sentences: int,
+    source: Path,
+    queries: Path,
+    work: Path,
+    batch: int,
+    flat_up_to: int,
+    questions: Path | None = None,
 ) -> dict[str, Any]:
+    """Every step at one size; with `questions` (their text, --texts) real sentences and
+    timed hybrid asks."""
     index = work / f"idx{sentences}"
     shutil.rmtree(index, ignore_errors=True)
-    row: dict[str, Any] = {"sentences": sentences}
+    row: dict[str, Any] = {"sentences": sentences, "texts": questions is not None}
     log(f"{sentences}: make")
-    row["make"] = child("make", index, source, sentences, batch, flat_up_to)
+    texts = ["--texts"] if questions else []
+    row["make"] = child("make", index, source, sentences, batch, flat_up_to, *texts)
     if sentences <= flat_up_to:
         for step in ("no-change", "edit-full", "edit-delta", "compact"):
             log(f"{sentences}: {step}")
@@ -310,6 +394,9 @@ def one_size(
         row[f"ask_ivf_{threads}t"] = child("ask", index, queries, threads=threads)
     log(f"{sentences}: recall")
     row["recall_ivf"] = child("recall", index, queries)
+    if questions:
+        log(f"{sentences}: hybrid asks")
+        row["ask_hybrid_2t"] = child("ask-hybrid", index, questions)
     row["bytes_on_disk"] = row["edit-delta-on-ivf"]["bytes"]
     row["vectors"] = sentences // SENTENCES_PER_FILE * vectors_per_file()
     shutil.rmtree(index, ignore_errors=True)
@@ -329,6 +416,11 @@ def one_size(
 @click.option("--questions", default=200, show_default=True, help="Question vectors to time.")
 @click.option("--work", type=click.Path(path_type=Path), default=None, help="Scratch folder.")
 @click.option(
+    "--texts",
+    is_flag=True,
+    help="Real sentences of --source instead of synthetic text, and timed hybrid asks.",
+)
+@click.option(
     "--commit-size", default=MAKE_BATCH, show_default=True, help="Sentences per commit of make."
 )
 @click.option(
@@ -347,6 +439,7 @@ def main(
     work: Path | None,
     commit_size: int,
     flat_up_to: int,
+    texts: bool,
 ) -> None:
     """Build synthetic indexes of each size and time re-indexing, compaction and search."""
     if ctx.invoked_subcommand:
@@ -359,14 +452,15 @@ def main(
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         queries = Path(tmp) / "queries.npy"
         np.save(queries, question_vectors(source, questions, Path(tmp)))
+        asked = None
+        if texts:
+            asked = Path(tmp) / "questions.json"
+            # Without an eval set beside the source, its first sentences stand in.
+            made = question_texts(source, questions) or RealTexts(source).texts[:questions]
+            asked.write_text(json.dumps(made, ensure_ascii=False), encoding="utf-8")
         for count in counts:
-            emit(
-                {
-                    "source": source.name,
-                    **one_size(count, source, queries, Path(tmp), commit_size, flat_up_to),
-                },
-                readable=True,
-            )
+            row = one_size(count, source, queries, Path(tmp), commit_size, flat_up_to, asked)
+            emit({"source": source.name, **row}, readable=True)
 
 
 @main.command("make")
@@ -375,9 +469,12 @@ def main(
 @click.argument("sentences", type=int)
 @click.argument("batch", type=int)
 @click.argument("flat_up_to", type=int)
-def make_command(index: Path, source: Path, sentences: int, batch: int, flat_up_to: int) -> None:
+@click.option("--texts", is_flag=True)
+def make_command(
+    index: Path, source: Path, sentences: int, batch: int, flat_up_to: int, texts: bool
+) -> None:
     """(child) Write a synthetic index."""
-    print(json.dumps(make(index, source, sentences, batch, flat_up_to)))
+    print(json.dumps(make(index, source, sentences, batch, flat_up_to, texts)))
 
 
 @main.command("change")
@@ -395,6 +492,14 @@ def change_command(index: Path, source: Path, what: str) -> None:
 def ask_command(index: Path, queries: Path) -> None:
     """(child) Warm search timings."""
     print(json.dumps(ask(index, queries)))
+
+
+@main.command("ask-hybrid")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("questions", type=click.Path(path_type=Path))
+def ask_hybrid_command(index: Path, questions: Path) -> None:
+    """(child) Warm hybrid asks."""
+    print(json.dumps(ask_hybrid(index, questions)))
 
 
 @main.command("recall")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer import Index
@@ -52,3 +53,25 @@ def test_sizes_past_flat_run_on_ivf_bases_made_in_several_commits(
     assert "edit-full" not in row and "ask_flat_1t" not in row
     assert row["no-change"]["kind"] == "ivf-sq8" and row["edit-delta-on-ivf-2"]["deltas"] == 2
     assert row["recall_ivf"]["recall_at_10"] > 0.5
+
+
+def test_real_texts_give_real_keyword_rows_and_timed_hybrid_asks(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from scripts.scale_bench import RealTexts, vectors_per_file
+
+    source = source_index(tmp_path, tiny_model_dir)
+    texts, vectors = RealTexts(source).file(np.random.default_rng(0))
+    assert len(texts) == 20 and all("about" in t for t in texts)
+    assert vectors.shape[0] == vectors_per_file()
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    done = run_script(
+        "scale_bench", "--sizes", "2000", "--questions", "5", "--source", source,
+        "--work", tmp_path, "--texts",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    hybrid = row["ask_hybrid_2t"]
+    assert row["texts"] and hybrid["kind"] == "ivf-sq8" and hybrid["p50_ms"] > 0
+    # The source's first sentences stand in for questions: the keyword side finds each.
+    assert hybrid["questions"] == 5 and hybrid["keyword_found"] == 5
