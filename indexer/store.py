@@ -862,6 +862,18 @@ class Store:
             parts.setdefault(int(passage_id), []).append(text)
         return {i: " ".join(texts) for i, texts in parts.items()}
 
+    def passage_terms(self, passage_ids: Sequence[int]) -> dict[int, set[str]]:
+        """The keyword terms of each passage: those of its sentences' own keyword rows (a
+        passage's text is its sentences joined by spaces, so it makes no other terms)."""
+        terms: dict[int, set[str]] = {}
+        sql = (
+            f"SELECT p.id, f.own FROM {_PASSAGE_SENTENCES} "
+            "JOIN sentences_fts f ON f.rowid = s.id WHERE p.id IN ({marks})"
+        )
+        for passage_id, own in self._rows_in(sql, passage_ids):
+            terms.setdefault(int(passage_id), set()).update(own.split())
+        return terms
+
     def sentence_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of some sentences."""
         return self._vectors("sentences", ids)
