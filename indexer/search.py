@@ -236,12 +236,12 @@ class Searcher:
     def _passages(self, ids: list[int], wanted: Collection[str]) -> dict[int, Around]:
         """The passage around each candidate: the section holding it (or the part of a long
         section the model reads), or its chunk when that is the whole section; with the
-        `wanted` terms it holds, read from its sentences' keyword rows (normalising every
-        passage's text to find them took 14 ms of an ask over long sections)."""
+        `wanted` terms it holds, found in its sentences' keyword rows (normalising every
+        passage's text to find them took twice as long)."""
         holders = self.holders(ids)
         around = {i: h.section if h.section is not None else h.chunk for i, h in holders.items()}
-        held = {p: frozenset(t.intersection(wanted)) for p, t in
-                self.store.passage_terms(list(set(around.values()))).items()}  # fmt: skip
+        terms = self.store.passage_terms(list(set(around.values())))
+        held = {p: frozenset(t for t in wanted if f" {t} " in row) for p, row in terms.items()}
         opened = [p for i, p in around.items() if holders[i].kind == "heading"]
         texts = self.store.passage_texts(opened) if opened else {}
         return {
