@@ -27,7 +27,8 @@ Per size, each step in a child process (scripts.common.run_python reports its pe
     ask           warm vector search (top 50) p50/p95 at 1 and 2 threads, flat and IVF, and
                   recall@10 of IVF (re-ranked) against exact search on the question vectors
     ask-hybrid    (--texts) warm `index ask` in the default hybrid mode, k=5, p50/p95: the
-                  question embedded, vector and keyword search, the passage stage
+                  question embedded, vector and keyword search, the passage stage; then
+                  the milliseconds per ask of each step (STAGES)
 
 Sizes above --flat-up-to (10 M: 21 GB of float32 vectors) never get a flat base: make writes
 IVF bases from its first commit, and edit-full, compact, the flat asks and train are left out;
@@ -288,8 +289,25 @@ def ask(index: Path, queries: Path) -> dict[str, Any]:
     return {"kind": current.kind, **percentiles(times)}
 
 
+#: Steps of a hybrid ask timed apart by ask_hybrid (Searcher or Store methods). The times are
+#: inclusive: `dense` holds the vector search and the dense scores of its candidates,
+#: `_hybrid` the dense scores of the keyword side's extra candidates and the passage stage.
+STAGES = (
+    ("Searcher", "question_vector"),
+    ("Searcher", "dense"),
+    ("Searcher", "keyword_match"),
+    ("Store", "keyword_search"),
+    ("Searcher", "_hybrid"),
+    ("Searcher", "dense_scores"),
+    ("Searcher", "_passages"),
+    ("Searcher", "_script_evidence"),
+    ("Searcher", "_hit"),
+)
+
+
 def ask_hybrid(index: Path, questions: Path) -> dict[str, Any]:
-    """Warm `index ask` (hybrid, k=5, one line of context) on the questions' text."""
+    """Warm `index ask` (hybrid, k=5, one line of context) on the questions' text; then the
+    same asks again with each of STAGES timed (mean ms per ask)."""
     from indexer import Index
 
     asked = Index(index)
@@ -306,7 +324,38 @@ def ask_hybrid(index: Path, questions: Path) -> dict[str, Any]:
         "questions": len(texts),
         "keyword_found": found,  # asks whose hits include a keyword match
         **percentiles(times),
+        "stages_ms": stage_times(lambda q: asked.ask(q, k=5, context=1), texts),
     }
+
+
+def stage_times(ask: Any, texts: list[str]) -> dict[str, float]:
+    """Mean milliseconds per ask spent in each of STAGES (the methods wrapped with a timer
+    for these asks, then restored)."""
+    from indexer import search, store
+
+    owners = {"Searcher": search.Searcher, "Store": store.Store}
+    spent = dict.fromkeys((name for _, name in STAGES), 0.0)
+
+    def timed(name: str, method: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+
+        return run
+
+    saved = [(owners[owner], name, getattr(owners[owner], name)) for owner, name in STAGES]
+    for cls, name, method in saved:
+        setattr(cls, name, timed(name, method))
+    try:
+        for question in texts:
+            ask(question)
+    finally:
+        for cls, name, method in saved:
+            setattr(cls, name, method)
+    return {name: round(seconds / len(texts) * 1000, 2) for name, seconds in spent.items()}
 
 
 def recall(index: Path, queries: Path) -> dict[str, Any]:

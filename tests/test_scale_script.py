@@ -58,7 +58,7 @@ def test_sizes_past_flat_run_on_ivf_bases_made_in_several_commits(
 def test_real_texts_give_real_keyword_rows_and_timed_hybrid_asks(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    from scripts.scale_bench import RealTexts, vectors_per_file
+    from scripts.scale_bench import STAGES, RealTexts, vectors_per_file
 
     source = source_index(tmp_path, tiny_model_dir)
     texts, vectors = RealTexts(source).file(np.random.default_rng(0))
@@ -75,3 +75,7 @@ def test_real_texts_give_real_keyword_rows_and_timed_hybrid_asks(
     assert row["texts"] and hybrid["kind"] == "ivf-sq8" and hybrid["p50_ms"] > 0
     # The source's first sentences stand in for questions: the keyword side finds each.
     assert hybrid["questions"] == 5 and hybrid["keyword_found"] == 5
+    stages = hybrid["stages_ms"]
+    assert set(stages) == {name for _, name in STAGES}
+    assert stages["question_vector"] > 0 and stages["keyword_search"] > 0
+    assert stages["dense"] + stages["_hybrid"] < 5 * hybrid["p95_ms"]
