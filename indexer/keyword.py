@@ -67,24 +67,6 @@ def terms(text: str) -> list[str]:
     return out
 
 
-def held(wanted: Iterable[str], text: str) -> set[str]:
-    """The terms among `wanted` that terms(text) holds, found without making every term of a
-    long text: a character pair is a term exactly when it occurs in the text, a word or a lone
-    character when it is a whole run."""
-    normal = unicodedata.normalize("NFKC", text).lower()
-    found: set[str] = set()
-    runs: set[str] | None = None
-    for term in wanted:
-        if len(term) == 2 and _NO_SPACE_RUN.fullmatch(term):
-            hit = term in normal
-        else:
-            runs = set(_word_runs()[1].findall(normal)) if runs is None else runs
-            hit = term in runs
-        if hit:
-            found.add(term)
-    return found
-
-
 def writing(text: str) -> str | None:
     """How most of a text's terms are written: "unspaced" (CJK/Thai bigrams) or "spaced"
     (words); None when it has no terms. Texts written differently share no real words.

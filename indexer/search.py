@@ -54,12 +54,12 @@ class Hit:
 
 @dataclass(frozen=True)
 class Around:
-    """What surrounds a candidate: its passage's text, the question's keyword terms the
-    passage holds, and whether the candidate is the heading that opens it."""
+    """What surrounds a candidate: the question's keyword terms its passage holds, whether
+    the candidate is the heading that opens it, and then the passage's text ("" otherwise)."""
 
-    text: str
     terms: frozenset[str]
     heading: bool
+    text: str = ""
 
 
 class Searcher:
@@ -236,15 +236,18 @@ class Searcher:
     def _passages(self, ids: list[int], wanted: Collection[str]) -> dict[int, Around]:
         """The passage around each candidate: the section holding it (or the part of a long
         section the model reads), or its chunk when that is the whole section; with the
-        `wanted` terms it holds."""
+        `wanted` terms it holds, found in its sentences' keyword rows (normalising every
+        passage's text to find them took twice as long)."""
         holders = self.holders(ids)
         around = {i: h.section if h.section is not None else h.chunk for i, h in holders.items()}
-        texts = self.store.passage_texts(list(set(around.values())))
-        terms = {p: frozenset(keyword.held(wanted, text)) for p, text in texts.items()}
+        terms = self.store.passage_terms(list(set(around.values())))
+        held = {p: frozenset(t for t in wanted if f" {t} " in row) for p, row in terms.items()}
+        opened = [p for i, p in around.items() if holders[i].kind == "heading"]
+        texts = self.store.passage_texts(opened) if opened else {}
         return {
-            i: Around(texts[p], terms[p], holders[i].kind == "heading")
+            i: Around(held[p], holders[i].kind == "heading", texts.get(p, ""))
             for i, p in around.items()
-            if p in texts
+            if p in held
         }
 
     def _script_evidence(

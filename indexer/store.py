@@ -862,6 +862,20 @@ class Store:
             parts.setdefault(int(passage_id), []).append(text)
         return {i: " ".join(texts) for i, texts in parts.items()}
 
+    def passage_terms(self, passage_ids: Sequence[int]) -> dict[int, str]:
+        """The keyword terms of each passage, as " term term … ": those of its sentences' own
+        keyword rows (a passage's text is its sentences joined by spaces, so it makes no
+        other terms). Read from the FTS5 table's content table: looking rows up through the
+        FTS5 table itself took about 40 µs a row."""
+        parts: dict[int, list[str]] = {}
+        sql = (
+            f"SELECT p.id, c.c0 FROM {_PASSAGE_SENTENCES} "
+            "JOIN sentences_fts_content c ON c.id = s.id WHERE p.id IN ({marks})"
+        )
+        for passage_id, own in self._rows_in(sql, passage_ids):
+            parts.setdefault(int(passage_id), []).append(own)
+        return {i: f" {' '.join(owns)} " for i, owns in parts.items()}
+
     def sentence_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of some sentences."""
         return self._vectors("sentences", ids)

@@ -334,6 +334,23 @@ def test_a_keyword_term_is_stored_and_searched_as_made(index: Index, tmp_path: P
     assert [h.path for h in index.ask("परीक्षा", k=5, mode="keyword")] == ["e.txt"]
 
 
+def test_a_passage_holds_the_terms_its_text_makes(index: Index, tmp_path: Path) -> None:
+    from indexer import keyword
+
+    texts = {
+        "ja.md": "# 梅雨\n\n梅雨の期間はふつう1か月から1か月半程度である。ＮＮＡＰＩ経由で速い。\n",
+        "en.md": "# Limits\n\nRate limits apply to every key. The API returns 429.\n\nAsk.\n",
+        "hi.txt": "हिन्दी भाषा की परीक्षा कल है। पर्यटक आते हैं।\n",
+    }
+    index.build(write_docs(tmp_path / "mixed", texts))
+    ids = [r[0] for r in index.store.db.execute("SELECT id FROM passages").fetchall()]
+    made = index.store.passage_terms(ids)
+    assert len(made) == len(ids) >= 3
+    for passage, text in index.store.passage_texts(ids).items():
+        assert set(made[passage].split()) == set(keyword.terms(text))
+        assert made[passage].startswith(" ") and made[passage].endswith(" ")
+
+
 def test_an_index_from_before_term_counts_gains_them_on_the_next_build(
     index: Index, docs: Path
 ) -> None:

@@ -38,23 +38,6 @@ def test_fuse_adds_the_share_of_names_written_by_sound() -> None:
     assert again[1] == pytest.approx(0.75 + 0.5)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "梅雨の期間はふつう1か月から1か月半程度である。",
-        "ＮＮＡＰＩ経由でNPUを使うと、CPUより約15倍速い。水 と 火",
-        "Rate limits apply to every key; the API returns 429.",
-        "हिन्दी भाषा की परीक्षा कल है।",
-        "",
-    ],
-)
-def test_held_terms_are_the_terms_the_text_makes(text: str) -> None:
-    from indexer import keyword
-
-    wanted = keyword.terms("梅雨の期間は？ nnapi 15倍 水 火 api returns key 雨季 परीक्षा कब है")
-    assert keyword.held(wanted, text) == set(wanted) & set(keyword.terms(text))
-
-
 def test_words_keep_their_combining_marks() -> None:
     from indexer import keyword
 
