@@ -467,8 +467,9 @@ def status(
 @click.option(
     "--repair",
     is_flag=True,
-    help="Rebuild SQLite's indexes and the FAISS file from the vectors in SQLite; drop files "
-    "whose vectors a damaged model made (the next build embeds them again).",
+    help="Rebuild SQLite's indexes and the FAISS file from the vectors in SQLite; count the "
+    "keyword rows of every term again; drop files whose vectors a damaged model made (the next "
+    "build embeds them again).",
 )
 @json_option("Print one JSON object.")
 @handle_errors
@@ -481,7 +482,8 @@ def verify(
     as_json: bool,
 ) -> None:
     """Check the index: SQLite's integrity, the FAISS file against it (counts, ids, sampled
-    vectors), vectors that are not numbers, and the model's files by content.
+    vectors), vectors that are not numbers, each term's count of keyword rows, and the model's
+    files by content.
 
     Exits 4 when a problem remains.
     """
