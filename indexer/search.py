@@ -242,10 +242,10 @@ class Searcher:
         around = {i: h.section if h.section is not None else h.chunk for i, h in holders.items()}
         terms = self.store.passage_terms(list(set(around.values())))
         held = {p: frozenset(t for t in wanted if f" {t} " in row) for p, row in terms.items()}
-        opened = [p for i, p in around.items() if holders[i].kind == "heading"]
-        texts = self.store.passage_texts(opened) if opened else {}
+        headings = {i for i, h in holders.items() if h.kind == "heading"}
+        texts = self.store.passage_texts([around[i] for i in headings])
         return {
-            i: Around(held[p], holders[i].kind == "heading", texts.get(p, ""))
+            i: Around(held[p], i in headings, texts.get(p, ""))
             for i, p in around.items()
             if p in held
         }

@@ -426,7 +426,7 @@ def _m008_term_rows(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE TABLE term_rows (term TEXT PRIMARY KEY, rows INTEGER NOT NULL) WITHOUT ROWID"
     )
-    _count_terms(db, db.execute("SELECT own, near FROM sentences_fts"), sign=1)
+    _count_terms(db, _every_keyword_row(db), sign=1)
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
@@ -1119,7 +1119,7 @@ class Store:
         return Integrity(without_vector, without_file, staged, quick, self._miscounted_terms())
 
     def _miscounted_terms(self) -> int:
-        counted = term_counts(self.db.execute("SELECT own, near FROM sentences_fts"))
+        counted = term_counts(_every_keyword_row(self.db))
         stored = dict(self.db.execute("SELECT term, rows FROM term_rows").fetchall())
         return sum(1 for t in counted.keys() | stored.keys() if counted[t] != stored.get(t, 0))
 
@@ -1127,7 +1127,7 @@ class Store:
         """Count every term's keyword rows again (index verify --repair)."""
         with self.db.atomic():
             self.db.execute("DELETE FROM term_rows")
-            _count_terms(self.db, self.db.execute("SELECT own, near FROM sentences_fts"), sign=1)
+            _count_terms(self.db, _every_keyword_row(self.db), sign=1)
 
     def reclaim_space(self) -> bool:
         """Give free pages back to the file system when they are over a quarter of the file."""
@@ -1212,6 +1212,11 @@ def _count_terms(
         db.conn.executemany(
             "DELETE FROM term_rows WHERE term = ? AND rows <= 0", [(t,) for t in counts]
         )
+
+
+def _every_keyword_row(db: sqlite_utils.Database) -> Iterable[tuple[str, str]]:
+    """(own terms, neighbours' terms) of every keyword row, as counted in term_rows."""
+    return db.execute("SELECT own, near FROM sentences_fts")
 
 
 def term_counts(rows: Iterable[tuple[str, str]]) -> Counter[str]:
