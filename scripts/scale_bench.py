@@ -97,6 +97,17 @@ def noisy(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+class Synthetic:
+    """Files of synthetic text whose vectors are real ones with noise."""
+
+    def __init__(self, real: np.ndarray) -> None:
+        self.real = real
+
+    def file(self, rng: np.random.Generator) -> tuple[list[str] | None, np.ndarray]:
+        """No texts (file_plan makes them), and one file's vectors."""
+        return None, synthetic(self.real, vectors_per_file(), rng)
+
+
 class RealTexts:
     """The sentences of an existing index with their vectors, and its passage vectors (read
     only): a file of real sentences drawn at random, each vector with noise."""
@@ -112,7 +123,7 @@ class RealTexts:
         self.sentences = np.stack([row[-1] for row in rows])
         self.passages = np.stack(passages)
 
-    def file(self, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+    def file(self, rng: np.random.Generator) -> tuple[list[str] | None, np.ndarray]:
         """One file's sentence texts and vectors (sentences, then chunks and the section)."""
         chosen = rng.integers(0, len(self.texts), size=SENTENCES_PER_FILE)
         passages = rng.integers(0, len(self.passages), size=vectors_per_file() - len(chosen))
@@ -176,8 +187,7 @@ def make(
     from indexer.vectors import Policy
 
     store = open_store(index)
-    real = real_vectors(source)
-    drawn = RealTexts(source) if texts else None
+    draw = RealTexts(source).file if texts else Synthetic(real_vectors(source)).file
     record = model_record(source)
     policy = Policy(ann="exact") if sentences <= flat_up_to else Policy(ann="always")
     rng = np.random.default_rng(0)
@@ -190,13 +200,8 @@ def make(
         began = time.perf_counter()
         plans = []
         for number in range(first, min(files, first + per_commit)):
-            if drawn:
-                made, vecs = drawn.file(rng)
-                plans.append(file_plan(number, vecs, "v1", store, texts=made))
-            else:
-                plans.append(
-                    file_plan(number, synthetic(real, vectors_per_file(), rng), "v1", store)
-                )
+            made, vecs = draw(rng)
+            plans.append(file_plan(number, vecs, "v1", store, texts=made))
         stored += time.perf_counter() - began
         began = time.perf_counter()
         commit(store, Plan(index=plans), record, policy)
