@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 #: This package is imported by the served ask (indexer.launch), which must start fast: no
 #: typing at run time (the checker takes any name TYPE_CHECKING as true).
 TYPE_CHECKING = False
@@ -31,5 +29,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        import importlib  # not at the top: the served ask does without it
+
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'indexer' has no attribute {name!r}")

@@ -401,9 +401,18 @@ def ask(
     """
     where, chosen = config.index_dir(index_path), config.model_dir(model)
     if question is not None and not client.gave_up(where):
-        served = client.ask(where, question, k=k, context=context, mode=mode, model=chosen)
+        served = client.ask(
+            where,
+            question,
+            k=k,
+            context=context,
+            mode=mode,
+            as_json=as_json,
+            color=config.color(sys.stdout),
+            model=chosen,
+        )
         if served is not None:
-            _print_hits(served, as_json=as_json)
+            click.echo(served, nl=False)
             return
     from indexer.index import Index
 
@@ -436,9 +445,9 @@ def _repl(index: Index, ask_one: Callable[[str], list[Hit]], *, as_json: bool) -
             _echo_err(f"error: {exc}")
 
 
-def _print_hits(hits: Sequence[Hit | client.ServedHit], *, as_json: bool) -> None:
-    """Hits as `display.hit_lines` makes them (styled on a terminal, where click keeps them)."""
-    for line in hit_lines(hits, as_json=as_json, color=True):
+def _print_hits(hits: Sequence[Hit], *, as_json: bool) -> None:
+    """Hits as `display.hit_lines` makes them (styled on a terminal: config.color)."""
+    for line in hit_lines(hits, as_json=as_json, color=config.color(sys.stdout)):
         click.echo(line)
 
 

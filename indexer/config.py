@@ -10,7 +10,7 @@ import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Literal
+    from typing import Literal, TextIO
 
     Mode = Literal["hybrid", "dense", "keyword"]
     ChunkVectors = Literal["embedded", "pooled"]
@@ -85,11 +85,16 @@ MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 #: The file in an index directory that tells `index ask` where a server of that index listens.
-SERVE_FILE = "serve.json"
+SERVE_FILE = "serve.info"
 #: Limits of a served question: its characters, its hits and its sentences of context.
 MAX_QUESTION_CHARS = 2000
 MAX_K = 100
 MAX_CONTEXT = 20
+
+
+def color(stream: TextIO) -> bool:
+    """Whether `index ask` styles its hits: on a terminal, unless $NO_COLOR is set."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
 def index_location(flag: str | os.PathLike[str] | None = None) -> str:

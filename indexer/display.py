@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
-#: The served ask (indexer.launch) prints through this module and must start fast: no typing
-#: at run time (the checker takes any name TYPE_CHECKING as true).
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from typing import Protocol
+    from collections.abc import Sequence
 
-    class Shown(Protocol):
-        """What a hit needs for printing (search.Hit and client.ServedHit both have it)."""
-
-        @property
-        def rank(self) -> int: ...
-        @property
-        def score(self) -> float: ...
-        @property
-        def location(self) -> str: ...
-        @property
-        def text(self) -> str: ...
-        @property
-        def before(self) -> list[str]: ...
-        @property
-        def after(self) -> list[str]: ...
-        @property
-        def dense_score(self) -> float | None: ...
-        def to_dict(self) -> Mapping[str, object]: ...
+    from indexer.search import Hit
 
 
 #: C0 controls but tab, DEL, C1 controls, bidi embeddings/overrides/isolates (which reorder
@@ -66,7 +46,7 @@ _RESET = "\x1b[0m"
 NO_HITS = "no hits — is the index empty? run `index status`"
 
 
-def hit_lines(hits: Sequence[Shown], *, as_json: bool, color: bool) -> list[str]:
+def hit_lines(hits: Sequence[Hit], *, as_json: bool, color: bool) -> list[str]:
     """The lines `index ask` prints: JSON lines with the exact text, or for people the score,
     place, sentence and context with text and names passed through `printable`."""
     if as_json:

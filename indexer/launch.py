@@ -1,9 +1,11 @@
 """The `index` command's entry point.
 
-A question that a running `index serve` of the same index can answer is asked and printed
-with the standard library alone: no click, and none of numpy, onnxruntime or faiss. Anything
-else, or any doubt about the arguments, goes to the click CLI (indexer.cli), which prints the
-same for a served question.
+A question that a running `index serve` of the same index can answer is asked, and the lines
+the server renders are printed, with no more than `os` and the C socket module: no click, and
+none of numpy, onnxruntime or faiss (see indexer.client). Anything else, or any doubt about
+the arguments, goes to the click CLI (indexer.cli), which prints the same for a served
+question. The `index` script that calls main() is a plain file (indexer/bin/index), not a
+generated entry point, which would import `re` first.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 import sys
 
 from indexer import client, config
-from indexer.display import hit_lines
 
 #: The checker takes any name TYPE_CHECKING as true; a served ask imports no typing.
 TYPE_CHECKING = False
@@ -43,20 +44,20 @@ def served_ask(args: Sequence[str]) -> int | None:
         return None
     question, options = parsed
     where = config.index_location(options.get("--index"))
-    hits = client.ask(
+    printed = client.ask(
         where,
         question,
         k=int(options.get("-k", config.DEFAULT_K)),
         context=int(options.get("--context", config.DEFAULT_CONTEXT)),
         mode=options.get("--mode", config.DEFAULT_MODE),
+        as_json="--json" in options,
+        color=config.color(sys.stdout),
         model=config.model_location(None),
     )
-    if hits is None:
+    if printed is None:
         client.give_up(where)
         return None
-    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    for line in hit_lines(hits, as_json="--json" in options, color=color):
-        print(line)
+    sys.stdout.write(printed)
     sys.stdout.flush()
     return 0
 

@@ -5,7 +5,8 @@ Every Index call runs on one worker thread: the Index's SQLite connection may on
 the thread that opened it. A question reads the index's latest generation (Index.ask does, in
 a read snapshot), so builds from cron or a watcher are served without a restart.
 
-    GET /ask?q=…&k=&mode=&context=   the hits, as `index ask --json` prints them
+    GET /ask?q=…&k=&mode=&context=   the hits, as `index ask --json` prints them; with
+        &format=text (&color=1) or &format=jsonl, the lines `index ask` (--json) prints
     GET /doc?path=…                  the stored sentences of one indexed file
     GET /status                      Index.status()
     GET /healthz                     liveness, answered without touching the index
@@ -41,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from indexer import client, config
 from indexer.config import MODES
+from indexer.display import hit_lines
 from indexer.errors import (
     EmptyQuestionError,
     ExitCode,
@@ -62,6 +64,9 @@ MAX_WAITING = 64
 #: Longest request line and headers (h11's limit): room for a question of MAX_QUESTION_CHARS
 #: CJK characters, percent-encoded (9 bytes each).
 MAX_REQUEST_BYTES = 64 * 1024
+#: What /ask answers with: the hits as one JSON list, or the lines `index ask` prints for
+#: people (text) or with --json (jsonl; what a served `index ask` prints, indexer.client).
+FORMATS = ("json", "text", "jsonl")
 #: Longest `path` accepted by /doc.
 MAX_PATH_CHARS = 4096
 #: Security headers on every response: no sniffing, no framing, no referrer (a ?token= URL).
@@ -172,12 +177,17 @@ def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -
     return int(value)
 
 
+def _choice(params: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """The parameter's value, one of `choices` (the first when it is not given)."""
+    value = params.get(name, choices[0])
+    if value not in choices:
+        raise HTTPException(400, f"unknown {name} {value!r} — choose one of {', '.join(choices)}")
+    return value
+
+
 def _mode(params: dict[str, str]) -> config.Mode:
-    value = params.get("mode", config.DEFAULT_MODE)
-    for mode in MODES:
-        if value == mode:
-            return mode
-    raise HTTPException(400, f"unknown mode {value!r} — choose one of {', '.join(MODES)}")
+    value = _choice(params, "mode", (config.DEFAULT_MODE, *MODES))
+    return next(mode for mode in MODES if mode == value)
 
 
 def _json(content: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -211,17 +221,21 @@ class Api:
         self.page = (resources.files("indexer") / "web" / "index.html").read_bytes()
 
     async def ask(self, request: Request) -> Response:
-        params = _params(request, ("q", "k", "mode", "context"))
+        params = _params(request, ("q", "k", "mode", "context", "format", "color"))
         question = _question(params.get("q"))
         k = _int(params, "k", config.DEFAULT_K, 1, config.MAX_K)
         context = _int(params, "context", config.DEFAULT_CONTEXT, 0, config.MAX_CONTEXT)
         mode = _mode(params)
-
-        def job(index: Index) -> list[dict[str, object]]:
-            hits = index.ask(question, k=k, context=context, mode=mode)
-            return [hit.to_dict() for hit in hits]
-
-        return _json(await self.worker.run(job))
+        shape = _choice(params, "format", FORMATS)
+        color = _int(params, "color", 0, 0, 1) == 1
+        hits = await self.worker.run(
+            lambda index: index.ask(question, k=k, context=context, mode=mode)
+        )
+        if shape == "json":
+            return _json([hit.to_dict() for hit in hits])
+        lines = hit_lines(hits, as_json=shape == "jsonl", color=color)
+        text = "".join(f"{line}\n" for line in lines)
+        return Response(text, media_type="text/plain; charset=utf-8", headers=HEADERS)
 
     async def doc(self, request: Request) -> Response:
         path = _params(request, ("path",)).get("path")
@@ -251,7 +265,8 @@ class Api:
 
     async def healthz(self, request: Request) -> Response:
         _params(request, ())
-        return _json({"ok": True, "pid": os.getpid(), **self.served, **self._load()})
+        answer = {"ok": True, "pid": os.getpid(), **self.served, **self._load()}
+        return _json(answer, headers={client.PID_HEADER: str(os.getpid())})
 
     def _load(self) -> dict[str, int]:
         return {"answered": self.worker.answered, "waiting": self.worker.waiting}

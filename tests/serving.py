@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from indexer import Index
+from indexer import Index, client
 from indexer.serve import Server
 
 
@@ -52,14 +52,16 @@ def serve_command(idx: Path, model: Path) -> list[str]:
 
 @contextlib.contextmanager
 def serving_process(idx: Path, model: Path, *extra: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`index serve --port 0` as a child process; yields it and its base URL (from serve.json)."""
+    """`index serve --port 0` as a child process; yields it and its base URL (from the
+    discovery file)."""
     command = [*serve_command(idx, model), "--port", "0", *extra]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    announced = idx / "serve.json"
+    announced = Path(client.discovery_file(idx))
     try:
         wait_for(lambda: announced.exists() or process.poll() is not None)
         assert process.poll() is None, process.communicate()[1]
-        record = json.loads(announced.read_text(encoding="utf-8"))
+        record = client.find(idx)
+        assert record is not None, announced.read_text(encoding="utf-8")
         yield process, f"http://127.0.0.1:{record['port']}"
     finally:
         if process.poll() is None:

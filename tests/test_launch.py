@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import socket
@@ -81,7 +82,9 @@ def test_a_server_that_does_not_answer_is_tried_once_per_ask(
 
 def test_the_served_ask_imports_no_more_than_it_needs() -> None:
     # typing, pathlib and urllib.parse (which pathlib imports, with ipaddress) cost a cold
-    # served ask about a fifth of its start; site hooks may have loaded some already.
+    # served ask about a fifth of its start, and re, json and socket (with the enum,
+    # functools and collections they share) more than the server's answer; site hooks may
+    # have loaded some already.
     code = (
         "import sys; before = set(sys.modules); import indexer.launch; "
         "print(sorted(set(sys.modules) - before))"
@@ -90,4 +93,21 @@ def test_the_served_ask_imports_no_more_than_it_needs() -> None:
     loaded = set(done.stdout.strip().strip("[]").replace("'", "").split(", "))
     assert "indexer.launch" in loaded
     unwanted = {"typing", "pathlib", "urllib.parse", "ipaddress", "contextlib", "click", "numpy"}
+    unwanted |= {"re", "json", "socket", "enum", "functools", "collections", "importlib"}
     assert not loaded & unwanted
+
+
+def test_the_index_script_imports_only_the_launcher() -> None:
+    # pip's wrapper for a [project.scripts] entry imports `re` before anything of ours; the
+    # `index` script (pyproject's script-files) imports sys and the launcher alone.
+    script = Path(__file__).parents[1] / "indexer" / "bin" / "index"
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    imported = [
+        alias.name if isinstance(node, ast.Import) else node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ]
+    assert imported == ["sys", "indexer.launch"]
+    assert script.stat().st_mode & 0o111
+    assert '"indexer/bin/index"' in (script.parents[2] / "pyproject.toml").read_text()

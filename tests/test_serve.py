@@ -15,13 +15,14 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
-from indexer import Index
+from indexer import Index, client
 from indexer.cli import cli
 from indexer.serve import Server, TokenRequiredError
 from tests.files import DOCS, write, write_docs
@@ -57,7 +58,7 @@ def run(*args: object) -> Result:
 
 def local_ask(idx: Path, question: str, *options: object) -> Result:
     """`index ask` with no server announced for idx."""
-    assert not (idx / "serve.json").exists()
+    assert not Path(client.discovery_file(idx)).exists()
     result = run("ask", question, "--index", idx, *options)
     assert result.exit_code == 0, result.output
     return result
@@ -102,14 +103,18 @@ def test_index_ask_through_the_server_prints_what_a_local_ask_prints(
         assert answered(server.url) == before + 2 * len(QUESTIONS) + 1
 
 
+#: The rest of a discovery record (the model filled in by the test).
+SERVES = {"model": "MODEL", "token": ""}
+
+
 @pytest.mark.parametrize(
     "record",
     [
-        "not json",
+        "not a discovery file",
         {"host": "127.0.0.1", "port": 9, "pid": "dead"},
-        {"host": "127.0.0.1", "port": 9, "pid": os.getpid(), "index": "elsewhere"},
-        {"host": "127.0.0.1", "port": 9, "pid": "DEAD", "index": "IDX", "model": "MODEL"},
-        {"host": "127.0.0.1", "port": "CLOSED", "pid": os.getpid(), "index": "IDX"},
+        {"host": "127.0.0.1", "port": 9, "pid": os.getpid(), "index": "elsewhere", **SERVES},
+        {"host": "127.0.0.1", "port": 9, "pid": "DEAD", "index": "IDX", **SERVES},
+        {"host": "127.0.0.1", "port": "CLOSED", "pid": os.getpid(), "index": "IDX", **SERVES},
     ],
     ids=["garbage", "incomplete", "other-index", "dead-pid", "nothing-listening"],
 )
@@ -125,7 +130,8 @@ def test_a_stale_discovery_file_falls_back_to_a_local_ask(
         fill = {"IDX": str(idx_copy.resolve()), "MODEL": str(tiny_model_dir), "DEAD": dead_pid()}
         fill["CLOSED"] = port
         record = {key: fill.get(str(value), value) for key, value in record.items()}
-    write(idx_copy / "serve.json", json.dumps(record))
+    lines = record if isinstance(record, str) else "".join(f"{k}={v}\n" for k, v in record.items())
+    write(Path(client.discovery_file(idx_copy)), lines)
     result = run("ask", "How fast is the NPU?", "--index", idx_copy, "--json")
     assert result.exit_code == 0, result.output
     assert result.stdout == expected
@@ -274,6 +280,32 @@ def test_status_and_healthz(server: Server, served_idx: Path) -> None:
     assert health["index"] == str(served_idx.resolve())
 
 
+def test_ask_renders_the_lines_of_index_ask(server: Server, idx: Path) -> None:
+    # What a served `index ask` prints (indexer.client asks for it): the same bytes as a
+    # local ask, for people (in colour on request) and with --json.
+    for question, mode, k, context in QUESTIONS:
+        options = ("--mode", mode, "-k", k, "--context", context)
+        target = ask_target(question, mode, k, context)
+        for shape, flags in (("text", ()), ("jsonl", ("--json",))):
+            with urllib.request.urlopen(f"{server.url}{target[1:]}&format={shape}") as answer:
+                assert answer.headers["Content-Type"] == "text/plain; charset=utf-8"
+                assert answer.read().decode() == local_ask(idx, question, *options, *flags).stdout
+    with urllib.request.urlopen(f"{server.url}ask?q=NNAPI&format=text&color=1") as answer:
+        styled = answer.read().decode()
+    assert styled.startswith("\x1b[36m1. ") and "\x1b[1m > " in styled
+    status, error = get(server.url, "/ask?q=NNAPI&format=xml")
+    assert status == 400
+    assert error["error"] == "unknown format 'xml' — choose one of json, text, jsonl"
+    status, error = get(server.url, "/ask?q=NNAPI&format=text&color=2")
+    assert status == 400 and "color must be a whole number from 0 to 1" in error["error"]
+
+
+def test_healthz_names_its_process_in_a_header(server: Server) -> None:
+    # A served ask checks it before asking: the port may now belong to another program.
+    with urllib.request.urlopen(f"{server.url}healthz") as answer:
+        assert answer.headers[client.PID_HEADER] == str(os.getpid())
+
+
 def test_the_page_is_one_offline_file(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -288,11 +320,12 @@ def test_the_page_is_one_offline_file(server: Server) -> None:
 
 
 def test_the_discovery_file_is_private_and_removed_on_exit(idx: Path, tiny_model_dir: Path) -> None:
-    announced = idx / "serve.json"
+    announced = Path(client.discovery_file(idx))
     with served(idx, tiny_model_dir, token="s3cret") as server:
         assert announced.stat().st_mode & 0o777 == 0o600
-        record = json.loads(announced.read_text(encoding="utf-8"))
-        assert record["port"] == server.port and record["pid"] == os.getpid()
+        record = client.find(idx)
+        assert record is not None
+        assert record["port"] == str(server.port) and record["pid"] == str(os.getpid())
         assert record["token"] == "s3cret" and record["model"] == str(tiny_model_dir.resolve())
     assert not announced.exists()
 
@@ -372,12 +405,12 @@ def test_index_serve_and_ask_as_processes(idx: Path, tiny_model_dir: Path, tmp_p
         assert_quiet_when_the_reader_leaves(ask_command(copy, "NPUの速度")[3:])
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
-    assert not (copy / "serve.json").exists()
+    assert not Path(client.discovery_file(copy)).exists()
     # Killed outright, the server leaves its file behind: ask falls back to loading.
     with serving_process(copy, tiny_model_dir) as (process, base):
         process.kill()
         process.wait(timeout=60)
-        assert (copy / "serve.json").exists()
+        assert Path(client.discovery_file(copy)).exists()
         again = subprocess.run(command, capture_output=True, text=True, check=True)
         assert again.stdout == local.stdout and "onnxruntime" in again.stderr
 
