@@ -35,6 +35,8 @@ from urllib.parse import urlencode
 import click
 import numpy as np
 
+from indexer.client import discovery_file
+from indexer.client import find as find_server
 from scripts.bench import DONE, QUESTIONS, index_flags
 from scripts.common import CHILD_ENV, copy_index, corpus_option, emit, log, run_python
 
@@ -59,8 +61,7 @@ class Served:
     """`index serve --port 0` of an index, as a child process."""
 
     def __init__(self, flags: list[str]) -> None:
-        index = Path(flags[flags.index("--index") + 1])
-        self.discovery = index / "serve.json"
+        self.index = Path(flags[flags.index("--index") + 1])
         command = [sys.executable, "-m", "indexer", "serve", *flags, "--port", "0"]
         self.process = subprocess.Popen(command, env=CHILD_ENV, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + START_TIMEOUT
@@ -68,13 +69,12 @@ class Served:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise click.ClickException(f"`index serve` did not start: {self._stop()}")
             time.sleep(0.05)
-        self.port = json.loads(self.discovery.read_text(encoding="utf-8"))["port"]
+        self.port = int(self._announced()["port"])
 
-    def _announced(self) -> bool:
-        try:
-            return json.loads(self.discovery.read_text(encoding="utf-8"))["pid"] == self.process.pid
-        except (OSError, ValueError, KeyError):
-            return False
+    def _announced(self) -> dict[str, str]:
+        """The discovery record of this server, or {} before it writes one."""
+        record = find_server(self.index) or {}
+        return record if record.get("pid") == str(self.process.pid) else {}
 
     def rss_mb(self, field: str = "VmRSS") -> float:
         """The server's resident memory now (VmRSS) or at its peak (VmHWM), in MiB."""
@@ -100,7 +100,7 @@ class Served:
     def stop(self) -> None:
         """SIGTERM, then check it ended cleanly (exit 0, discovery file removed)."""
         err = self._stop()
-        if self.process.returncode != 0 or self.discovery.exists():
+        if self.process.returncode != 0 or Path(discovery_file(self.index)).exists():
             raise click.ClickException(f"`index serve` did not stop cleanly: {err}")
 
 
