@@ -278,6 +278,23 @@ def test_recall_counts_rows_tied_with_the_last_exact_hit() -> None:
     assert vectors.recall_at(found, query, truth, better) == 0.9
 
 
+def test_the_recall_sample_moves_along_the_spread_of_the_stored_vectors() -> None:
+    # Stored vectors in a 4-dimensional subspace of 32: noise drawn evenly over all 32
+    # dimensions would leave it, the build's stand-ins for questions stay in it.
+    rng = np.random.default_rng(0)
+    span = np.linalg.qr(rng.normal(size=(32, 4)))[0].T
+    data = (rng.normal(size=(500, 4)) @ span).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    stored = {i: data[i] for i in range(len(data))}
+    ids = np.arange(len(data), dtype=np.int64)
+    queries = vectors.recall_queries(lambda wanted: {i: stored[i] for i in wanted}, ids, rng)
+    assert queries.shape == (vectors.RECALL_QUERIES, 32)
+    assert np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    assert np.abs(queries - queries @ span.T @ span).max() < 1e-5
+    nearest = (queries @ data.T).max(axis=1)
+    assert 0.7 < float(np.median(nearest)) < 1.0
+
+
 def test_nprobe_takes_its_margin_over_the_sample(tmp_path: Path, tiny_model_dir: Path) -> None:
     import faiss
 
