@@ -618,8 +618,9 @@ def serve(
     """Answer questions over HTTP with the model kept loaded, and a search page at /.
 
     GET /ask?q=QUESTION&k=&mode=&context= returns the records of `index ask --json` as one
-    JSON list; /doc?path=PATH, /status and /healthz too. Builds are picked up without a
-    restart. While it runs, `index ask` on the same index asks it instead of loading the model.
+    JSON list (&format=text or jsonl: the lines `index ask` or `index ask --json` prints);
+    /doc?path=PATH, /status and /healthz too. Builds are picked up without a restart. While
+    it runs, `index ask` on the same index asks it instead of loading the model.
     """
     from indexer.serve import serve as run
 
