@@ -85,8 +85,8 @@ class Policy:
     retrain_growth: float = 4.0
     #: nprobe is the smallest power of two reaching this recall@10 against exact search on
     #: the build's sample (recall_queries), times `nprobe_margin`. The sample rates each
-    #: nprobe a little lower than real questions do (140,000 vectors: .957 at nprobe 16,
-    #: questions .977; docs/performance.md), so no margin is added.
+    #: nprobe a little lower than real questions do (1,000,000 sentences: .958 at nprobe 16,
+    #: questions .986; docs/performance.md, Scale), so no margin is added.
     target_recall: float = 0.95
     nprobe_margin: int = 1
     #: Compact on this build whatever the deltas' size.
