@@ -46,7 +46,7 @@ def mark(name):
 import numpy; mark("import numpy")
 import onnxruntime; mark("import onnxruntime")
 import faiss; mark("import faiss")
-import sqlite_utils; mark("import sqlite-utils")
+from indexer.store import load_sqlite_utils; load_sqlite_utils(); mark("import sqlite-utils")
 import click; mark("import click")
 import indexer.cli, indexer.index; mark("import indexer (rest)")
 from indexer import Index, models

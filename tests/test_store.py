@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +159,17 @@ def test_a_files_sentences_are_read_back_in_order(store: Store) -> None:
     assert [r.text for r in rows] == ["First one.", "Second one.", "Third one."]
     assert [r.position for r in rows] == [0, 1, 2] and rows[0].path == "dir/a.md"
     assert store.file_sentences("../etc/passwd") == []
+
+
+def test_opening_an_index_does_not_import_pandas(tmp_path: Path) -> None:
+    # sqlite-utils imports pandas when it is installed (0.5–0.8 s of every process); the
+    # store keeps it out, and pandas still imports afterwards for whatever needs it.
+    pytest.importorskip("pandas")
+    code = (
+        "import sys; from pathlib import Path; from indexer.store import Store; "
+        f"s = Store(Path({str(tmp_path / 'idx')!r})); s.create(); "
+        "print('pandas' in sys.modules); import pandas; print(pandas.DataFrame is not None)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
