@@ -234,7 +234,9 @@ def evaluate_retrieval(
     queries = read_queries(set_dir, limit)
     log(f"building {index.path} from {set_dir / 'docs'}")
     start = time.perf_counter()
-    policy = Policy(ann=cast(AnnMode, ann)) if ann else None
+    # With --ann, a fresh vector base on every run: the copy kept from an earlier run would
+    # keep the lists and nprobe that the earlier code chose.
+    policy = Policy(ann=cast(AnnMode, ann), compact=True) if ann else None
     report = index.build(
         set_dir / "docs",
         progress=build_progress,
