@@ -177,17 +177,17 @@ def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -
     return int(value)
 
 
-def _choice(params: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
-    """The parameter's value, one of `choices` (the first when it is not given)."""
-    value = params.get(name, choices[0])
-    if value not in choices:
-        raise HTTPException(400, f"unknown {name} {value!r} — choose one of {', '.join(choices)}")
-    return value
-
-
-def _mode(params: dict[str, str]) -> config.Mode:
-    value = _choice(params, "mode", (config.DEFAULT_MODE, *MODES))
-    return next(mode for mode in MODES if mode == value)
+def _choice(params: dict[str, str], name: str, choices: tuple[T, ...], default: T) -> T:
+    """The parameter's value, one of `choices` (`default` when it is not given)."""
+    value = params.get(name)
+    if value is None:
+        return default
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise HTTPException(
+        400, f"unknown {name} {value!r} — choose one of {', '.join(map(str, choices))}"
+    )
 
 
 def _json(content: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -225,8 +225,8 @@ class Api:
         question = _question(params.get("q"))
         k = _int(params, "k", config.DEFAULT_K, 1, config.MAX_K)
         context = _int(params, "context", config.DEFAULT_CONTEXT, 0, config.MAX_CONTEXT)
-        mode = _mode(params)
-        shape = _choice(params, "format", FORMATS)
+        mode = _choice(params, "mode", MODES, config.DEFAULT_MODE)
+        shape = _choice(params, "format", FORMATS, FORMATS[0])
         color = _int(params, "color", 0, 0, 1) == 1
         hits = await self.worker.run(
             lambda index: index.ask(question, k=k, context=context, mode=mode)

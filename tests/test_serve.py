@@ -163,7 +163,7 @@ BAD_REQUESTS = [
     ("/ask?q=VPN&k=%EF%BC%95", 400, "k must be a whole number"),
     ("/ask?q=VPN&k=1e3", 400, "k must be a whole number"),
     ("/ask?q=VPN&context=-1", 400, "context must be a whole number from 0 to 20"),
-    ("/ask?q=VPN&mode=fuzzy", 400, "unknown mode 'fuzzy'"),
+    ("/ask?q=VPN&mode=fuzzy", 400, "unknown mode 'fuzzy' — choose one of hybrid, dense, keyword"),
     ("/doc", 400, "no path"),
     ("/doc?path=../../../etc/passwd", 404, "is not an indexed file"),
     ("/doc?path=/etc/passwd", 404, "is not an indexed file"),
