@@ -144,6 +144,14 @@ def _legacy_digest(ids: np.ndarray) -> str:
 # ---------------------------------------------------------------- one file
 
 
+def flat_index(dim: int) -> faiss.Index:
+    """An empty flat FAISS index over int64 ids, as flat files hold it: float16 codes."""
+    codes = faiss.IndexScalarQuantizer(
+        dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
+    return faiss.IndexIDMap2(codes)
+
+
 class VectorIndex:
     """One FAISS file over int64 vector ids: flat (every vector compared; float16 codes, or
     float32 in files written before them), or IVF with 8-bit scalar quantization."""
@@ -157,10 +165,7 @@ class VectorIndex:
         """Build a flat index from (ids, vectors) blocks, its codes float16: an exact search
         reads every vector, and at half the bytes it took 2.7 ms instead of 4.7 ms over the
         shared corpus's 26,189 vectors, with the same top 10 and scores within 5e-5."""
-        quantizer = faiss.ScalarQuantizer.QT_fp16
-        index = faiss.IndexIDMap2(
-            faiss.IndexScalarQuantizer(dim, quantizer, faiss.METRIC_INNER_PRODUCT)
-        )
+        index = flat_index(dim)
         for ids, vecs in blocks:
             index.add_with_ids(np.ascontiguousarray(vecs), ids)
         return cls(index)

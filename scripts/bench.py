@@ -30,7 +30,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from indexer import Index, config, models
+from indexer import Index, config, models, vectors
 from indexer.embed import Embedder
 from indexer.errors import FileSkipped
 from indexer.load import read_document, walk
@@ -496,22 +496,40 @@ def search_latency(
 
 
 def measure_scale(count: int, queries: np.ndarray) -> dict[str, Any]:
-    """Exact inner-product search over count synthetic vectors, one real query at a time."""
-    index = faiss.IndexFlatIP(queries.shape[1])
-    for block in synthetic_blocks(count, queries.shape[1]):
-        index.add(block)
+    """Exact inner-product search over count synthetic vectors, one real query at a time: in
+    the flat file `index ask` searches (float16 codes, vectors.VectorIndex) and, for
+    comparison, in a float32 one (what flat files held before `38858b8`)."""
+    dim = queries.shape[1]
+    blocks = list(synthetic_blocks(count, dim))
+    flat16 = vectors.flat_index(dim)
+    start = 0
+    for block in blocks:
+        flat16.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
+        start += len(block)
+    flat32 = faiss.IndexFlatIP(dim)
+    for block in blocks:
+        flat32.add(block)
+    del blocks
     k = RANKING.pool(config.DEFAULT_K)
     default = faiss.omp_get_max_threads()
-    # faiss's default (all cores) is what `index ask` gets; one thread shows the OpenMP overhead.
-    search = {f"threads_{n}": search_latency(index, queries, k, n) for n in sorted({1, default})}
-    faiss.omp_set_num_threads(default)
+
+    def measured(index: faiss.Index) -> dict[str, Any]:
+        # faiss's default (all cores) is what a large index gets; one thread, a small one.
+        search = {
+            f"threads_{n}": search_latency(index, queries, k, n) for n in sorted({1, default})
+        }
+        faiss.omp_set_num_threads(default)
+        codes = getattr(index, "index", index)  # the flat codes an id map wraps
+        size = index.ntotal * faiss.downcast_index(codes).code_size
+        return {"index_mb": round(size / 2**20, 1), "search": search}
+
     return {
         "vectors": count,
-        "dimension": queries.shape[1],
+        "dimension": dim,
         "k": k,
-        "index_mb": round(index.ntotal * index.code_size / 2**20, 1),
         "default_threads": default,
-        "search": search,
+        **measured(flat16),
+        "float32": measured(flat32),
     }
 
 
@@ -584,9 +602,11 @@ def scale_rows(scale: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:
         for threads, search in flat["search"].items():
             n = int(threads.removeprefix("threads_"))
             label = f"{n} thread" + ("s" if n > 1 else "")
+            before = flat["float32"]["search"][threads]
             yield (
                 f"FAISS flat, {flat['vectors']:,} vectors, {label}",
-                (f"p50 {search['p50_ms']} ms, p95 {search['p95_ms']} ms ({flat['index_mb']} MB)"),
+                f"p50 {search['p50_ms']} ms, p95 {search['p95_ms']} ms ({flat['index_mb']} MB); "
+                f"float32: p50 {before['p50_ms']} ms ({flat['float32']['index_mb']} MB)",
             )
 
 
