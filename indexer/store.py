@@ -2,7 +2,7 @@
 
 Layout of an index directory::
 
-    index.sqlite          files, sentences, passages, vectors (float32 blobs), meta; WAL mode
+    index.sqlite          files, sentences, passages, vectors (float16 blobs), meta; WAL mode
     vectors.<gen>.faiss   a vector base written by generation <gen> (indexer.vectors)
     vectors.<gen>.delta.faiss, vectors.<gen>.removed.npy
                           what generation <gen> added to and removed from the files before it
@@ -71,6 +71,46 @@ _PASSAGE_SENTENCES = """passages p JOIN sentences s
     ON s.file_id = p.file_id AND s.position BETWEEN p.first AND p.last"""
 
 PassageKind = Literal["chunk", "section"]
+
+#: Ends a vector stored as float16: 2 bytes a component and this one, an odd length that no
+#: float32 vector (4 bytes a component, as every vector was stored before) can have.
+_FLOAT16_TAG = b"\x10"
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    """The blob a vector is stored as: float16 (half the bytes; cosines move by about 1e-4),
+    or float32 where float16 cannot hold it (a component past 65504 would become infinite)."""
+    import numpy as np
+
+    exact = np.ascontiguousarray(vector, dtype=np.float32)
+    half = exact.astype(np.float16)
+    if np.array_equal(np.isfinite(half), np.isfinite(exact)):
+        return half.tobytes() + _FLOAT16_TAG
+    return exact.tobytes()
+
+
+def decode_vector(blob: bytes) -> np.ndarray:
+    """A stored vector as float32, whichever way it was stored."""
+    import numpy as np
+
+    if len(blob) % 2:
+        return np.frombuffer(blob, dtype=np.float16, count=len(blob) // 2).astype(np.float32)
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    """Stored vectors as a float32 [n, dim] array (one conversion when all share a width)."""
+    import numpy as np
+
+    widths = {len(blob) for blob in blobs}
+    if widths == {4 * dim}:
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim)
+    if widths == {2 * dim + 1}:
+        rows = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(-1, 2 * dim + 1)
+        return np.ascontiguousarray(rows[:, : 2 * dim]).view(np.float16).astype(np.float32)
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.stack([decode_vector(blob) for blob in blobs]).reshape(-1, dim)
 
 
 # ---------------------------------------------------------------- records
@@ -792,25 +832,23 @@ class Store:
 
     def sentences_with_vectors(self) -> Iterator[tuple[int, int, str, str, np.ndarray]]:
         """(file id, position, text, kind, vector) of every sentence, by file and position."""
-        import numpy as np
 
         rows = self.db.execute(
             "SELECT s.file_id, s.position, s.text, s.kind, v.vector FROM sentences s "
             "JOIN vectors v ON v.id = s.vector_id ORDER BY s.file_id, s.position"
         )
         for file_id, position, text, kind, blob in rows:
-            yield file_id, position, text, kind, np.frombuffer(blob, dtype=np.float32)
+            yield file_id, position, text, kind, decode_vector(blob)
 
     def passages_with_vectors(self) -> Iterator[tuple[int, int, int, PassageKind, np.ndarray]]:
         """(file id, first, last, kind, vector) of every passage."""
-        import numpy as np
 
         rows = self.db.execute(
             "SELECT p.file_id, p.first, p.last, p.kind, v.vector FROM passages p "
             "JOIN vectors v ON v.id = p.vector_id ORDER BY p.file_id, p.first, p.kind"
         )
         for file_id, first, last, kind, blob in rows:
-            yield file_id, first, last, kind, np.frombuffer(blob, dtype=np.float32)
+            yield file_id, first, last, kind, decode_vector(blob)
 
     def neighbours(self, file_id: int, first: int, last: int) -> list[SentenceRow]:
         """Sentences of one file with position in [first, last], in order."""
@@ -901,15 +939,11 @@ class Store:
         return {**sentences, **{i + PASSAGE_ID_BASE: v for i, v in passages.items()}}
 
     def _vectors(self, table: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        import numpy as np
-
         sql = (
             f"SELECT t.id, v.vector FROM {table} t JOIN vectors v ON v.id = t.vector_id "
             "WHERE t.id IN ({marks})"
         )
-        return {
-            int(i): np.frombuffer(blob, dtype=np.float32) for i, blob in self._rows_in(sql, ids)
-        }
+        return {int(i): decode_vector(blob) for i, blob in self._rows_in(sql, ids)}
 
     def _rows_in(self, sql: str, ids: Iterable[object]) -> Iterator[tuple]:
         """Rows of `sql`, whose `{marks}` (each of them) is an IN list, for any number of ids."""
@@ -989,10 +1023,8 @@ class Store:
         return dict(self._rows_in("SELECT key, id FROM vectors WHERE key IN ({marks})", keys))
 
     def add_vectors(self, keys: Sequence[str], vectors: np.ndarray) -> None:
-        """Store new vectors and commit, so an interrupted build keeps them."""
-        import numpy as np
-
-        blobs = [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in vectors]
+        """Store new vectors (encode_vector) and commit, so an interrupted build keeps them."""
+        blobs = [encode_vector(v) for v in vectors]
         with self.db.atomic():
             self.db.conn.executemany(
                 "INSERT OR IGNORE INTO vectors(key, vector) VALUES (?, ?)",
@@ -1007,7 +1039,7 @@ class Store:
         cursor = self.db.execute("SELECT id, vector FROM vectors")
         while rows := cursor.fetchmany(block):
             for vector_id, blob in rows:
-                if not np.isfinite(np.frombuffer(blob, dtype=np.float32)).all():
+                if not np.isfinite(decode_vector(blob)).all():
                     found.append(int(vector_id))
         return found
 
@@ -1075,12 +1107,10 @@ class Store:
 
     def vector_blocks(self, dim: int, block: int = 65536) -> Iterator[np.ndarray]:
         """Every stored vector, used or not, in blocks (any schema version: the vectors table
-        has not changed since the first)."""
-        import numpy as np
-
+        has not changed since the first, and its blobs tell their encoding)."""
         cursor = self.db.execute("SELECT vector FROM vectors ORDER BY id")
         while rows := cursor.fetchmany(block):
-            yield np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(-1, dim)
+            yield decode_vectors([r[0] for r in rows], dim)
 
     def iter_vectors(self, dim: int, block: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(vector ids, vectors) of sentences and passages in id order, in blocks, from this
@@ -1100,8 +1130,7 @@ class Store:
             cursor = self.db.execute(query)
             while rows := cursor.fetchmany(block):
                 ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-                vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-                yield ids, vecs.reshape(len(rows), dim)
+                yield ids, decode_vectors([r[1] for r in rows], dim)
 
     # -- checks and upkeep
 

@@ -17,6 +17,9 @@ from indexer.store import (
     PassageEntry,
     SentenceEntry,
     Store,
+    decode_vector,
+    decode_vectors,
+    encode_vector,
     keyword_rows,
     vector_key,
 )
@@ -122,6 +125,29 @@ def test_unused_vectors_are_found_from_what_the_change_released(store: Store) ->
     with store.transaction():
         store.delete_unused_vectors()
     assert stored_keys(store) == everything - {vector_key("c", "Only in a.")}
+
+
+def test_vectors_are_stored_as_float16_and_float32_blobs_still_read() -> None:
+    rng = np.random.default_rng(5)
+    vecs = rng.normal(size=(6, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    blobs = [encode_vector(v) for v in vecs]
+    assert {len(b) for b in blobs} == {2 * 384 + 1}  # half of float32's 1,536 bytes, and a tag
+    decoded = decode_vectors(blobs, 384)
+    assert decoded.dtype == np.float32
+    np.testing.assert_allclose(decoded, vecs, rtol=1e-3, atol=1e-7)
+    assert np.abs((decoded * vecs).sum(axis=1) - 1).max() < 1e-3  # cosine with itself
+    before = vecs[0].tobytes()  # how every vector was stored before float16
+    assert np.array_equal(decode_vector(before), vecs[0])
+    mixed = decode_vectors([before, blobs[1]], 384)
+    assert np.array_equal(mixed[0], vecs[0]) and np.array_equal(mixed[1], decoded[1])
+    # float16 cannot hold 1e6: kept float32, exactly; a damaged model's NaN stays NaN
+    large = np.full(4, 1e6, dtype=np.float32)
+    assert len(encode_vector(large)) == 16 and np.array_equal(
+        decode_vector(encode_vector(large)), large
+    )
+    assert np.isnan(decode_vector(encode_vector(np.full(4, np.nan, dtype=np.float32)))).all()
+    assert decode_vectors([], 384).shape == (0, 384)
 
 
 def test_integrity_counts_staged_vectors(store: Store) -> None:

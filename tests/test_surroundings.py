@@ -30,6 +30,7 @@ from indexer.errors import (
     NotWritableError,
     from_sqlite,
 )
+from indexer.store import decode_vector, encode_vector
 from tests.files import without_root_privileges, write_docs
 
 pytestmark = pytest.mark.slow
@@ -220,7 +221,7 @@ def test_vectors_stored_by_a_damaged_model_are_found_and_embedded_again(
             "SELECT v.id, v.vector FROM vectors v JOIN sentences s ON s.vector_id = v.id "
             "JOIN files f ON f.id = s.file_id WHERE f.path = 'a.md' LIMIT 1"
         ).fetchone()
-        nan = np.full(len(blob) // 4, np.nan, dtype=np.float32).tobytes()
+        nan = encode_vector(np.full(len(decode_vector(blob)), np.nan, dtype=np.float32))
         db.execute("UPDATE vectors SET vector = ? WHERE id = ?", [nan, vector_id])
         db.commit()
     asked = cli("ask", "backup job", "--index", idx, "--json")

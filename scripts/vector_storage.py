@@ -1,0 +1,134 @@
+"""Vectors stored as float16 against float32: bytes on disk and what asks return.
+
+    python -m scripts.vector_storage --index INDEX [--questions 60] [--k 10]
+
+INDEX is an index whose vectors are stored as float32 (built before float16 storage; nothing
+in it is changed). Two copies are made: one kept as it is, one with every stored vector
+re-encoded as a build now stores it (store.encode_vector) and its vector file written again
+from them (float16 codes, vectors.repair); both are vacuumed, so their sizes compare. The same
+questions are then asked of both in every mode: the bench questions of scripts/bench.py and
+stored sentences of INDEX, chosen with a fixed seed. The row reports the bytes of each copy,
+how many answer lists are the same (ids in order), how many have the same first hit, and the
+largest score difference among hits both lists hold. One stamped JSON row on stdout.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from indexer import Index, vectors
+from indexer.config import MODES
+from indexer.store import Store, decode_vector, encode_vector
+from scripts.bench import QUESTIONS
+from scripts.common import copy_index, emit, log
+
+
+def reencode(index: Path) -> int:
+    """Store every vector of `index` as a build now stores it; how many were rewritten."""
+    with sqlite3.connect(index / "index.sqlite") as db:
+        rows = db.execute("SELECT id, vector FROM vectors").fetchall()
+        db.executemany(
+            "UPDATE vectors SET vector = ? WHERE id = ?",
+            [(encode_vector(decode_vector(blob)), vector_id) for vector_id, blob in rows],
+        )
+    vectors.repair(Store(index))
+    return len(rows)
+
+
+def vacuumed_bytes(index: Path) -> dict[str, int]:
+    """The SQLite file after VACUUM, and the vector files, in bytes."""
+    with sqlite3.connect(index / "index.sqlite") as db:
+        db.execute("VACUUM")
+    faiss_bytes = sum(p.stat().st_size for p in index.glob("vectors.*"))
+    return {"sqlite": (index / "index.sqlite").stat().st_size, "vector_files": faiss_bytes}
+
+
+def questions(index: Path, count: int) -> list[str]:
+    """The bench questions, then stored sentences of the index (fixed seed) up to `count`."""
+    with sqlite3.connect(index / "index.sqlite") as db:
+        texts = [
+            r[0]
+            for r in db.execute(
+                "SELECT text FROM sentences WHERE length(text) BETWEEN 15 AND 200 ORDER BY id"
+            )
+        ]
+    chosen = list(QUESTIONS)[:count]
+    return chosen + random.Random(7).sample(texts, max(0, count - len(chosen)))
+
+
+def answers(
+    index: Path, asked: list[str], k: int
+) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """(question, mode) -> [(sentence id, score)] of each ask."""
+    opened = Index(index)
+    try:
+        return {
+            (q, mode): [(h.sentence_id, h.score) for h in opened.ask(q, k=k, mode=mode)]
+            for q in asked
+            for mode in MODES
+        }
+    finally:
+        opened.close()
+
+
+def compare(
+    before: dict[Any, list[tuple[int, float]]], after: dict[Any, list[tuple[int, float]]]
+) -> dict[str, Any]:
+    """How alike two sets of answers are."""
+    same_lists = same_first = 0
+    largest = 0.0
+    for key, old in before.items():
+        new = after[key]
+        same_lists += [i for i, _ in old] == [i for i, _ in new]
+        same_first += bool(old) and bool(new) and old[0][0] == new[0][0]
+        scores = dict(new)
+        largest = max([largest, *(abs(s - scores[i]) for i, s in old if i in scores)])
+    return {
+        "asks": len(before),
+        "same_lists": same_lists,
+        "same_first_hit": same_first,
+        "largest_score_difference": round(largest, 5),
+    }
+
+
+@click.command()
+@click.option(
+    "--index",
+    "source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+)
+@click.option("--questions", "count", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+def main(source: Path, count: int, k: int) -> None:
+    """Compare float32 and float16 vector storage on copies of an index."""
+    with tempfile.TemporaryDirectory(prefix="vector-storage-") as tmp:
+        kept, halved = Path(tmp) / "float32", Path(tmp) / "float16"
+        copy_index(source, kept)
+        copy_index(source, halved)
+        log("re-encoding the vectors of one copy ...")
+        rewritten = reencode(halved)
+        asked = questions(source, count)
+        log(f"asking {len(asked)} questions in {len(MODES)} modes of each copy ...")
+        before, after = answers(kept, asked, k), answers(halved, asked, k)
+        emit(
+            {
+                "index": str(source),
+                "vectors": rewritten,
+                "k": k,
+                "bytes_float32": vacuumed_bytes(kept),
+                "bytes_float16": vacuumed_bytes(halved),
+                **compare(before, after),
+            },
+            readable=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
