@@ -86,7 +86,7 @@ def compare(
     for key, old in before.items():
         new = after[key]
         same_lists += [i for i, _ in old] == [i for i, _ in new]
-        same_first += bool(old) and bool(new) and old[0][0] == new[0][0]
+        same_first += [i for i, _ in old[:1]] == [i for i, _ in new[:1]]
         scores = dict(new)
         largest = max([largest, *(abs(s - scores[i]) for i, s in old if i in scores)])
     return {

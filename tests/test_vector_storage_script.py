@@ -1,0 +1,39 @@
+"""scripts/vector_storage.py on a real index built with the tiny model."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from indexer import Index
+from indexer.store import decode_vector
+from scripts import vector_storage
+from tests.files import write_docs
+
+
+def test_float32_vectors_are_reencoded_and_asks_compared(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    docs = {
+        "a.md": "# Backups\n\nThe backup job runs nightly. It keeps seven copies.\n",
+        "b.txt": "Reports are written on Fridays. 週報は金曜日に書きます。\n",
+    }
+    Index(tmp_path / "idx", model=tiny_model_dir).build(write_docs(tmp_path / "docs", docs))
+    with sqlite3.connect(tmp_path / "idx" / "index.sqlite") as db:  # as stored before float16
+        rows = db.execute("SELECT id, vector FROM vectors").fetchall()
+        db.executemany(
+            "UPDATE vectors SET vector = ? WHERE id = ?",
+            [(decode_vector(blob).tobytes(), i) for i, blob in rows],
+        )
+    before = vector_storage.vacuumed_bytes(tmp_path / "idx")
+    asked = vector_storage.questions(tmp_path / "idx", 3)
+    old = vector_storage.answers(tmp_path / "idx", asked, 3)
+
+    assert vector_storage.reencode(tmp_path / "idx") == len(rows)
+    with sqlite3.connect(tmp_path / "idx" / "index.sqlite") as db:
+        assert all(len(b) % 2 for (b,) in db.execute("SELECT vector FROM vectors"))
+    after = vector_storage.vacuumed_bytes(tmp_path / "idx")
+    assert after["sqlite"] <= before["sqlite"]
+    compared = vector_storage.compare(old, vector_storage.answers(tmp_path / "idx", asked, 3))
+    assert compared["asks"] == 3 * len(asked) and compared["same_first_hit"] == compared["asks"]
+    assert compared["largest_score_difference"] < 0.01
