@@ -103,9 +103,19 @@ def compare(
     "source",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     required=True,
+    help="An index with float32 vectors (only read: the comparison runs on copies).",
 )
-@click.option("--questions", "count", type=click.IntRange(min=1), default=60, show_default=True)
-@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--questions",
+    "count",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Questions asked: the bench questions, then stored sentences.",
+)
+@click.option(
+    "--k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits per ask."
+)
 def main(source: Path, count: int, k: int) -> None:
     """Compare float32 and float16 vector storage on copies of an index."""
     with tempfile.TemporaryDirectory(prefix="vector-storage-") as tmp:
