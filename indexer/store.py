@@ -470,6 +470,13 @@ def _m008_term_rows(db: sqlite_utils.Database) -> None:
     _count_terms(db, _every_keyword_row(db), sign=1)
 
 
+def _m009_float16_vectors(db: sqlite_utils.Database) -> None:
+    # The vectors table is unchanged: from here on a build stores float16 blobs beside the
+    # float32 ones (encode_vector). Versions before this read every blob as float32; this
+    # marker makes them refuse the index as newer (check_schema) instead of misreading it.
+    pass
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _m001_initial),
     ("0002_keyword", _m002_keyword),
@@ -479,6 +486,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0006_passages", _m006_passages),
     ("0007_file_identity", _m007_file_identity),
     ("0008_term_rows", _m008_term_rows),
+    ("0009_float16_vectors", _m009_float16_vectors),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -368,6 +368,18 @@ def test_an_index_from_before_term_counts_gains_them_on_the_next_build(
     assert again.verify().ok
 
 
+def test_vectors_are_stored_as_float16_under_a_schema_older_versions_refuse(
+    index: Index, docs: Path
+) -> None:
+    index.build(docs)
+    db = index.store.db
+    names = {r[0] for r in db.execute("SELECT name FROM _migrations")}
+    assert "0009_float16_vectors" in names  # a version that reads float32 only says "newer"
+    dim = index.embedder.info.dimension
+    widths = {r[0] for r in db.execute("SELECT DISTINCT length(vector) FROM vectors")}
+    assert widths == {2 * dim + 1}
+
+
 def test_status_reports_counts(index: Index, docs: Path) -> None:
     index.build(docs)
     status = index.status()
