@@ -840,7 +840,6 @@ class Store:
 
     def sentences_with_vectors(self) -> Iterator[tuple[int, int, str, str, np.ndarray]]:
         """(file id, position, text, kind, vector) of every sentence, by file and position."""
-
         rows = self.db.execute(
             "SELECT s.file_id, s.position, s.text, s.kind, v.vector FROM sentences s "
             "JOIN vectors v ON v.id = s.vector_id ORDER BY s.file_id, s.position"
@@ -850,7 +849,6 @@ class Store:
 
     def passages_with_vectors(self) -> Iterator[tuple[int, int, int, PassageKind, np.ndarray]]:
         """(file id, first, last, kind, vector) of every passage."""
-
         rows = self.db.execute(
             "SELECT p.file_id, p.first, p.last, p.kind, v.vector FROM passages p "
             "JOIN vectors v ON v.id = p.vector_id ORDER BY p.file_id, p.first, p.kind"
