@@ -489,6 +489,9 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0009_float16_vectors", _m009_float16_vectors),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+#: Migrations that change nothing a reader relies on: an index without them is still read
+#: (until a build applies them), so upgrading indexer does not stop asks on an older index.
+READABLE_WITHOUT = frozenset({"0009_float16_vectors"})
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
@@ -645,7 +648,7 @@ class Store:
             raise IndexUnusableError(
                 f"{self.path} was written by a newer version of indexer — upgrade indexer"
             )
-        if known - names:
+        if known - names - READABLE_WITHOUT:
             raise IndexUnusableError(
                 f"{self.path} uses an older schema — run `index build DIR` to upgrade it"
             )

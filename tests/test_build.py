@@ -16,6 +16,7 @@ from indexer.errors import (
     ModelMismatchError,
     NoIndexError,
 )
+from indexer.store import decode_vector
 from tests.files import write_docs
 
 DOCS = {
@@ -378,6 +379,26 @@ def test_vectors_are_stored_as_float16_under_a_schema_older_versions_refuse(
     dim = index.embedder.info.dimension
     widths = {r[0] for r in db.execute("SELECT DISTINCT length(vector) FROM vectors")}
     assert widths == {2 * dim + 1}
+
+
+def test_an_index_from_before_float16_vectors_is_still_asked(index: Index, docs: Path) -> None:
+    index.build(docs)
+    with index.store.db.atomic():  # back to schema 8, its vectors float32
+        index.store.db.execute("DELETE FROM _migrations WHERE name = '0009_float16_vectors'")
+        rows = index.store.db.execute("SELECT id, vector FROM vectors").fetchall()
+        for vector_id, blob in rows:
+            index.store.db.execute(
+                "UPDATE vectors SET vector = ? WHERE id = ?",
+                [decode_vector(blob).tobytes(), vector_id],
+            )
+    model = index.embedder.info.path
+    index.close()
+    older = Index(index.path, model=model)
+    assert older.ask("backup", k=2)  # read as it is: no build needed first
+    assert older.verify().ok
+    older.build(docs)
+    names = {r[0] for r in older.store.db.execute("SELECT name FROM _migrations")}
+    assert "0009_float16_vectors" in names
 
 
 def test_status_reports_counts(index: Index, docs: Path) -> None:
