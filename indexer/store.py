@@ -83,7 +83,8 @@ def encode_vector(vector: np.ndarray) -> bytes:
     import numpy as np
 
     exact = np.ascontiguousarray(vector, dtype=np.float32)
-    half = exact.astype(np.float16)
+    with np.errstate(over="ignore"):  # an overflow is checked below, not warned about
+        half = exact.astype(np.float16)
     if np.array_equal(np.isfinite(half), np.isfinite(exact)):
         return half.tobytes() + _FLOAT16_TAG
     return exact.tobytes()

@@ -127,6 +127,7 @@ def test_unused_vectors_are_found_from_what_the_change_released(store: Store) ->
     assert stored_keys(store) == everything - {vector_key("c", "Only in a.")}
 
 
+@pytest.mark.filterwarnings("error")
 def test_vectors_are_stored_as_float16_and_float32_blobs_still_read() -> None:
     rng = np.random.default_rng(5)
     vecs = rng.normal(size=(6, 384)).astype(np.float32)
