@@ -500,16 +500,10 @@ def measure_scale(count: int, queries: np.ndarray) -> dict[str, Any]:
     the flat file `index ask` searches (float16 codes, vectors.VectorIndex) and, for
     comparison, in a float32 one (what flat files held before `38858b8`)."""
     dim = queries.shape[1]
-    blocks = list(synthetic_blocks(count, dim))
-    flat16 = vectors.flat_index(dim)
-    start = 0
-    for block in blocks:
-        flat16.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
-        start += len(block)
-    flat32 = faiss.IndexFlatIP(dim)
-    for block in blocks:
+    flat16, flat32 = vectors.flat_index(dim), faiss.IndexFlatIP(dim)
+    for block in synthetic_blocks(count, dim):
+        flat16.add_with_ids(block, np.arange(flat32.ntotal, flat32.ntotal + len(block)))
         flat32.add(block)
-    del blocks
     k = RANKING.pool(config.DEFAULT_K)
     default = faiss.omp_get_max_threads()
 
