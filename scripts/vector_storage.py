@@ -14,6 +14,7 @@ largest score difference among hits both lists hold. One stamped JSON row on std
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 import tempfile
@@ -31,7 +32,7 @@ from scripts.common import copy_index, emit, log
 
 def reencode(index: Path) -> int:
     """Store every vector of `index` as a build now stores it; how many were rewritten."""
-    with sqlite3.connect(index / "index.sqlite") as db:
+    with contextlib.closing(sqlite3.connect(index / "index.sqlite")) as db, db:
         rows = db.execute("SELECT id, vector FROM vectors").fetchall()
         db.executemany(
             "UPDATE vectors SET vector = ? WHERE id = ?",
@@ -42,11 +43,15 @@ def reencode(index: Path) -> int:
 
 
 def vacuumed_bytes(index: Path) -> dict[str, int]:
-    """The SQLite file after VACUUM, and the vector files, in bytes."""
-    with sqlite3.connect(index / "index.sqlite") as db:
+    """The SQLite database after VACUUM (its file and what is left in its WAL, which the
+    checkpoint empties when no other connection holds it), and the vector files, in bytes."""
+    with contextlib.closing(sqlite3.connect(index / "index.sqlite")) as db:
         db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    files = (index / "index.sqlite", index / "index.sqlite-wal")
+    sqlite_bytes = sum(p.stat().st_size for p in files if p.is_file())
     faiss_bytes = sum(p.stat().st_size for p in index.glob("vectors.*"))
-    return {"sqlite": (index / "index.sqlite").stat().st_size, "vector_files": faiss_bytes}
+    return {"sqlite": sqlite_bytes, "vector_files": faiss_bytes}
 
 
 def questions(index: Path, count: int) -> list[str]:

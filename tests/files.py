@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +34,20 @@ def write(path: Path, data: bytes | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return path
+
+
+def store_vectors_as_float32(index_dir: Path) -> int:
+    """Write every stored vector of an index back as float32, as indexes stored them before
+    float16 (store.encode_vector); how many there are."""
+    from indexer.store import decode_vector
+
+    with contextlib.closing(sqlite3.connect(index_dir / "index.sqlite")) as db, db:
+        rows = db.execute("SELECT id, vector FROM vectors").fetchall()
+        db.executemany(
+            "UPDATE vectors SET vector = ? WHERE id = ?",
+            [(decode_vector(blob).tobytes(), vector_id) for vector_id, blob in rows],
+        )
+    return len(rows)
 
 
 def write_docs(root: Path, docs: dict[str, str]) -> Path:

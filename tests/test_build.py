@@ -16,8 +16,7 @@ from indexer.errors import (
     ModelMismatchError,
     NoIndexError,
 )
-from indexer.store import decode_vector
-from tests.files import write_docs
+from tests.files import store_vectors_as_float32, write_docs
 
 DOCS = {
     "ja/npu.md": "# NPUの測定\n\nNNAPI経由でNPUを使うと、CPUより約15倍速くなりました。\n"
@@ -385,14 +384,9 @@ def test_an_index_from_before_float16_vectors_is_still_asked(index: Index, docs:
     index.build(docs)
     with index.store.db.atomic():  # back to schema 8, its vectors float32
         index.store.db.execute("DELETE FROM _migrations WHERE name = '0009_float16_vectors'")
-        rows = index.store.db.execute("SELECT id, vector FROM vectors").fetchall()
-        for vector_id, blob in rows:
-            index.store.db.execute(
-                "UPDATE vectors SET vector = ? WHERE id = ?",
-                [decode_vector(blob).tobytes(), vector_id],
-            )
     model = index.embedder.info.path
     index.close()
+    store_vectors_as_float32(index.path)
     older = Index(index.path, model=model)
     assert older.ask("backup", k=2)  # read as it is: no build needed first
     assert older.verify().ok

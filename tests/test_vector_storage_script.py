@@ -6,9 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from indexer import Index
-from indexer.store import decode_vector
 from scripts import vector_storage
-from tests.files import write_docs
+from tests.files import store_vectors_as_float32, write_docs
 
 
 def test_float32_vectors_are_reencoded_and_asks_compared(
@@ -19,17 +18,12 @@ def test_float32_vectors_are_reencoded_and_asks_compared(
         "b.txt": "Reports are written on Fridays. 週報は金曜日に書きます。\n",
     }
     Index(tmp_path / "idx", model=tiny_model_dir).build(write_docs(tmp_path / "docs", docs))
-    with sqlite3.connect(tmp_path / "idx" / "index.sqlite") as db:  # as stored before float16
-        rows = db.execute("SELECT id, vector FROM vectors").fetchall()
-        db.executemany(
-            "UPDATE vectors SET vector = ? WHERE id = ?",
-            [(decode_vector(blob).tobytes(), i) for i, blob in rows],
-        )
+    stored = store_vectors_as_float32(tmp_path / "idx")
     before = vector_storage.vacuumed_bytes(tmp_path / "idx")
     asked = vector_storage.questions(tmp_path / "idx", 3)
     old = vector_storage.answers(tmp_path / "idx", asked, 3)
 
-    assert vector_storage.reencode(tmp_path / "idx") == len(rows)
+    assert vector_storage.reencode(tmp_path / "idx") == stored
     with sqlite3.connect(tmp_path / "idx" / "index.sqlite") as db:
         assert all(len(b) % 2 for (b,) in db.execute("SELECT vector FROM vectors"))
     after = vector_storage.vacuumed_bytes(tmp_path / "idx")
