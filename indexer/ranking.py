@@ -48,6 +48,14 @@ class Ranking:
     #: topic words, and the one a question was asked about holds more of its other words
     #: (--measure passage).
     passage_words_weight: float = 1.0
+    #: Whether the passage's share weighs each term also by its IDF among the candidates'
+    #: passages: paragraphs of one article all hold its topic words, which then say nothing
+    #: about which of them answers, while the question's other words do (--measure pool).
+    pool_idf: bool = True
+    #: Whether the passage's share counts relative to the best candidate's, as the own BM25
+    #: counts relative to the question's best: the evidence that separates the candidates,
+    #: not how much of the question any passage could hold (--measure pool).
+    share_relative: bool = True
     #: Which candidates take keyword evidence: those written like the question, or every one.
     #: A folder mixing English and Japanese puts an English question's word matches only in
     #: English passages, pushing a Japanese answer down (--measure alike).
@@ -170,6 +178,15 @@ def weighted_share(weights: Mapping[K, float], held: AbstractSet[K]) -> float:
     return sum(w for t, w in weights.items() if t in held) / total if total > 0 else 0.0
 
 
+def pool_weighted(
+    weights: Mapping[str, float], passages: Sequence[AbstractSet[str]]
+) -> dict[str, float]:
+    """The question's term weights, each times its IDF among the candidates' distinct
+    `passages` (the terms each holds): a term every candidate passage holds weighs least."""
+    held = {t: sum(t in terms for terms in passages) for t in weights}
+    return {t: w * idf(held[t], len(passages)) for t, w in weights.items()}
+
+
 def keyword_weight(trust: float, ranking: Ranking = DEFAULT) -> float:
     """The keyword side's weight for a question whose terms the index knows this well."""
     low, high = ranking.trust_ramp
@@ -190,8 +207,9 @@ def fuse(
     """Hybrid scores: min-max normalised cosine and keyword evidence mixed by `weight`. The
     keyword evidence is BM25 divided by `keyword_top` (the best BM25 score of the question),
     averaged, with passage_words_weight, with `passage_share`: the share of the question's
-    words the candidate's passage holds. It stays within 0–1, so candidates written unlike the
-    question, which have none, lose no more ground than before.
+    words the candidate's passage holds (divided by the best candidate's with share_relative).
+    It stays within 0–1, so candidates written unlike the question, which have none, lose no
+    more ground than before.
 
     Candidates not `alike` (written unlike the question) cannot share its words, so the dense
     side alone scores them rather than a keyword score of zero; they gain name_weight × the
@@ -203,6 +221,9 @@ def fuse(
     dense = (cosines - low) / (high - low) if high > low else np.ones_like(cosines)
     kw = bm25 / keyword_top if keyword_top > 0 else np.zeros_like(bm25)
     if passage_share is not None:
+        top = passage_share.max(initial=0.0)
+        if ranking.share_relative and top > 0:
+            passage_share = passage_share / top
         weight_ = ranking.passage_words_weight
         kw = (kw + weight_ * passage_share) / (1 + weight_)
     share = np.full(len(cosines), weight) if alike is None else np.where(alike, weight, 0.0)

@@ -54,9 +54,11 @@ class Hit:
 
 @dataclass(frozen=True)
 class Around:
-    """What surrounds a candidate: the question's keyword terms its passage holds, whether
-    the candidate is the heading that opens it, and then the passage's text ("" otherwise)."""
+    """What surrounds a candidate: its passage, the question's keyword terms the passage
+    holds, whether the candidate is the heading that opens it, and then the passage's text
+    ("" otherwise)."""
 
+    passage: int
     terms: frozenset[str]
     heading: bool
     text: str = ""
@@ -206,7 +208,7 @@ class Searcher:
         weight = ranking.keyword_weight(trust, self.ranking)
         passages = self._passages(ids, terms) if weight > 0 else {}
         alike, sounds = self._script_evidence(question, ids, weight, passages)
-        shares = {i: ranking.weighted_share(terms, a.terms) for i, a in passages.items()}
+        shares = self._passage_shares(terms, passages)
         scores = ranking.fuse(
             np.array([cosines[i] for i in ids]),
             np.array([bm25.get(i, 0.0) for i in ids]),
@@ -225,6 +227,16 @@ class Searcher:
                    sounds.get(i))
             for i in ordered
         ]  # fmt: skip
+
+    def _passage_shares(
+        self, terms: dict[str, float], passages: dict[int, Around]
+    ) -> dict[int, float]:
+        """The share of the question's terms each candidate's passage holds, the terms weighted
+        by their IDF in the index and (Ranking.pool_idf) among the candidates' passages."""
+        if self.ranking.pool_idf:
+            held = {a.passage: a.terms for a in passages.values()}
+            terms = ranking.pool_weighted(terms, list(held.values()))
+        return {i: ranking.weighted_share(terms, a.terms) for i, a in passages.items()}
 
     def holders(self, ids: list[int]) -> dict[int, Holders]:
         """The chunk and section holding each sentence (store.holders), read once per question."""
@@ -245,7 +257,7 @@ class Searcher:
         headings = {i for i, h in holders.items() if h.kind == "heading"}
         texts = self.store.passage_texts([around[i] for i in headings])
         return {
-            i: Around(held[p], i in headings, texts.get(p, ""))
+            i: Around(p, held[p], i in headings, texts.get(p, ""))
             for i, p in around.items()
             if p in held
         }

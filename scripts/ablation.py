@@ -26,6 +26,9 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
   question writes by sound (Ranking.name_weight; run it on NTREX and its mixed set);
 - passage: hybrid R@1 / MRR@10 with several weights of the share of the question's words the
   passage around a candidate holds (Ranking.passage_words_weight);
+- pool: hybrid R@1 / MRR@10 with the passage's share weighing terms by their IDF in the index
+  alone or also among the candidates' passages (Ranking.pool_idf), absolute or relative to the
+  best candidate's (Ranking.share_relative);
 - passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms;
 - words: the same with a morphological analyser's words (SudachiPy, jieba; measured only when
   installed), and with words and bigrams together;
@@ -67,7 +70,7 @@ PASSAGE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 ROW_BUDGETS = (DEFAULT.keyword_rows, 500, 100)
 MEASURES = (
     "mix", "statement", "headings", "trust", "ramp", "alike", "names", "passage_bm25", "misses",
-    "passage", "words", "rows",
+    "passage", "pool", "words", "rows",
 )  # fmt: skip
 
 
@@ -328,6 +331,16 @@ def measure_passage(set_dir: Path, index: Index, queries: list) -> None:
               **hybrid(index, queries, variant)})  # fmt: skip
 
 
+def measure_pool(set_dir: Path, index: Index, queries: list) -> None:
+    """Hybrid with the passage's share weighted by IDF in the index alone or also among the
+    candidates' passages (Ranking.pool_idf), absolute or relative (Ranking.share_relative)."""
+    for pool_idf in (False, True):
+        for relative in (False, True):
+            variant = dataclasses.replace(DEFAULT, pool_idf=pool_idf, share_relative=relative)
+            emit({"set": set_dir.name, "measure": "pool", "pool_idf": pool_idf,
+                  "share_relative": relative, **hybrid(index, queries, variant)})  # fmt: skip
+
+
 def measure_passage_bm25(set_dir: Path, queries: list) -> None:
     recall = passage_bm25_recall(set_dir, queries, keyword.terms)
     emit({"set": set_dir.name, "measure": "passage_bm25", "recall@1": recall})
@@ -500,6 +513,8 @@ def main(
             measure_names(set_dir, index, queries)
         if "passage" in chosen:
             measure_passage(set_dir, index, queries)
+        if "pool" in chosen:
+            measure_pool(set_dir, index, queries)
         if "passage_bm25" in chosen:
             measure_passage_bm25(set_dir, queries)
         if "words" in chosen:

@@ -73,6 +73,38 @@ def test_fuse_adds_the_passage_share_to_the_keyword_side_of_alike_candidates() -
     assert off[0] == off[1]
 
 
+def test_pool_weighted_weighs_down_the_terms_every_candidate_passage_holds() -> None:
+    # Two paragraphs of one article both hold its title; only one holds the question's
+    # other word, which then decides between them.
+    weights = {"title": 2.0, "brothers": 2.0, "nowhere": 2.0}
+    passages = [frozenset({"title", "brothers"}), frozenset({"title"}), frozenset({"title"})]
+    pooled = ranking.pool_weighted(weights, passages)
+    assert pooled["title"] < pooled["brothers"] < pooled["nowhere"]
+    assert pooled["brothers"] == pytest.approx(2.0 * ranking.idf(1, 3))
+    share = [ranking.weighted_share(pooled, p) for p in passages]
+    plain = [ranking.weighted_share(weights, p) for p in passages]
+    assert share[0] / share[1] > 4 * plain[0] / plain[1], (
+        "relative to each other, the paragraph holding the distinctive word stands further apart"
+    )
+    assert ranking.pool_weighted(weights, []) == {t: 2.0 * ranking.idf(0, 0) for t in weights}
+
+
+def test_fuse_counts_the_passage_share_relative_to_the_best_candidates() -> None:
+    cosines, bm25 = np.full(3, 0.5), np.array([2.0, 2.0, 2.0])
+    share = np.array([0.4, 0.2, 0.0])
+    fused = ranking.fuse(cosines, bm25, 0.5, keyword_top=2.0, passage_share=share)
+    weight = DEFAULT.passage_words_weight
+    expected = [0.5 + 0.5 * (1 + weight * s) / (1 + weight) for s in (1.0, 0.5, 0.0)]
+    assert fused.tolist() == pytest.approx(expected)
+    absolute = ranking.fuse(
+        cosines, bm25, 0.5, keyword_top=2.0, passage_share=share,
+        ranking=Ranking(share_relative=False),
+    )  # fmt: skip
+    assert absolute[0] == pytest.approx(0.5 + 0.5 * (1 + weight * 0.4) / (1 + weight))
+    nothing = ranking.fuse(cosines, bm25, 0.5, keyword_top=2.0, passage_share=np.zeros(3))
+    assert nothing.tolist() == pytest.approx([0.5 + 0.5 / (1 + weight)] * 3)
+
+
 def test_fuse_of_no_candidates_is_empty() -> None:
     assert ranking.fuse(np.zeros(0), np.zeros(0), 0.5, keyword_top=0.0).shape == (0,)
 
