@@ -233,10 +233,11 @@ class Searcher:
     ) -> dict[int, float]:
         """The share of the question's terms each candidate's passage holds, the terms weighted
         by their IDF in the index and (Ranking.pool_idf) among the candidates' passages."""
+        held = {a.passage: a.terms for a in passages.values()}
         if self.ranking.pool_idf:
-            held = {a.passage: a.terms for a in passages.values()}
             terms = ranking.pool_weighted(terms, list(held.values()))
-        return {i: ranking.weighted_share(terms, a.terms) for i, a in passages.items()}
+        shares = {p: ranking.weighted_share(terms, t) for p, t in held.items()}
+        return {i: shares[a.passage] for i, a in passages.items()}
 
     def holders(self, ids: list[int]) -> dict[int, Holders]:
         """The chunk and section holding each sentence (store.holders), read once per question."""
