@@ -116,6 +116,8 @@ class BuildReport:
     reused: int = 0
     windowed: int = 0
     generation: int = 0
+    #: Vectors an older version stored as float32, stored as float16 by a compacting build.
+    narrowed: int = 0
     seconds: float = 0.0
     dry_run: bool = False
     #: How a distributed embed step ran (workers, per-worker throughput); empty when local.
@@ -183,6 +185,7 @@ class BuildReport:
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "skipped_by_reason": dict(Counter(s.reason for s in self.skipped)),
             "kept_unreadable": self.kept,
+            "narrowed": self.narrowed,
             "truncated": self.truncated,
             "generation": self.generation,
             "seconds": round(self.seconds, 3),
@@ -281,7 +284,8 @@ def build(
             step = embed or embed_locally
             report.embedding = step(store, model, missing, batch_size=batch_size, progress=progress)
         record = model_record(model.info, model_path)
-        report.generation = _commit_confirmed(store, plan, record, vector_policy)
+        committed = _commit_confirmed(store, plan, record, vector_policy)
+        report.generation, report.narrowed = committed.generation, committed.narrowed
     report.seconds = time.perf_counter() - started
     return report
 
@@ -315,15 +319,17 @@ def _planned(
     return plan, len(old)
 
 
-def _commit_confirmed(store: Store, plan: Plan, model: ModelRecord, policy: vectors.Policy) -> int:
+def _commit_confirmed(
+    store: Store, plan: Plan, model: ModelRecord, policy: vectors.Policy
+) -> Committed:
     """commit, then check from a new connection that the generation really was committed."""
-    generation = commit(store, plan, model, policy)
-    if not store.confirm_generation(generation):
+    committed = commit(store, plan, model, policy)
+    if not store.confirm_generation(committed.generation):
         raise IndexerError(
             f"the build could not confirm its commit to {store.path} (was a file of the "
             "index removed while it ran?) — run `index verify`, then build again"
         )
-    return generation
+    return committed
 
 
 #: A build that would drop more than this share of the indexed files, and at least
@@ -509,12 +515,23 @@ def embed_missing(
 # ---------------------------------------------------------------- commit
 
 
+@dataclass(frozen=True)
+class Committed:
+    """What commit wrote: the generation, and how many vectors of an older version it
+    stored as float16."""
+
+    generation: int
+    narrowed: int = 0
+
+
 def commit(
     store: Store, plan: Plan, model: ModelRecord, policy: vectors.Policy = vectors.DEFAULT_POLICY
-) -> int:
+) -> Committed:
     """Apply the plan in one transaction, writing the matching vector files first (a delta,
-    or a fresh base when the policy says to compact)."""
+    or a fresh base when the policy says to compact). Compacting on request (policy.compact)
+    also stores the float32 vectors of older versions as float16, and gives the space back."""
     generation = store.generation()
+    narrowed = 0
     before = vectors.layout_of(store.meta())
     with store.transaction():
         replaced = [row.id for row in plan.delete] + [fp.old.id for fp in plan.index if fp.old]
@@ -529,6 +546,8 @@ def commit(
         written_files = [_write_file(store, file_plan) for file_plan in plan.index]
         if plan.changes_rows or generation == 0 or vectors.base_outdated(store.meta(), policy):
             store.delete_unused_vectors(released)
+            if policy.compact:
+                narrowed = store.narrow_vectors()
             generation += 1
             change = vectors.Change(removed, store.file_vector_ids(written_files))
             meta = store.meta()
@@ -550,9 +569,9 @@ def commit(
     checkpoint("commit")
     referenced = vectors.file_names(before) + vectors.file_names(vectors.layout_of(store.meta()))
     vectors.remove_old(store.path, keep=generation, referenced=referenced)
-    if plan.delete or plan.index:
+    if plan.delete or plan.index or narrowed:
         store.reclaim_space()
-    return generation
+    return Committed(generation, narrowed)
 
 
 def _sentences_after(meta: IndexMeta, change: vectors.Change) -> int:

@@ -196,8 +196,9 @@ def cli() -> None:
 @click.option(
     "--compact",
     is_flag=True,
-    help="Write a fresh vector base now instead of a delta (builds compact on their own when "
-    "the deltas pass 10 % of the base).",
+    help="Write a fresh vector base now instead of a delta, and store the vectors an older "
+    "version kept as float32 as float16 (builds compact on their own when the deltas pass "
+    "10 % of the base, without the float16 step).",
 )
 @click.option(
     "--chunks",
@@ -332,6 +333,8 @@ def _print_build(report: BuildReport, path: Path, *, quiet: bool) -> None:
         f"({report.embedded} embedded, {report.reused} reused) in {report.seconds:.1f} s"
         + ("" if report.dry_run else f" → {printable(str(path))}")
     )
+    if report.narrowed:
+        click.echo(f"stored {report.narrowed} vectors of an older version as float16")
 
 
 @contextlib.contextmanager

@@ -1041,6 +1041,27 @@ class Store:
                 zip(keys, blobs, strict=True),
             )
 
+    def narrow_vectors(self, block: int = 4096) -> int:
+        """Store the float32 vectors older versions wrote as float16 (encode_vector: those
+        float16 can hold), inside the caller's transaction; how many were rewritten. A float16
+        blob has an odd length, a float32 one an even length, which SQLite reads without
+        loading the blob."""
+        narrowed, after = 0, 0
+        select = (
+            "SELECT id, vector FROM vectors WHERE id > ? AND length(vector) % 2 = 0 "
+            "ORDER BY id LIMIT ?"
+        )
+        while rows := self.db.execute(select, [after, block]).fetchall():
+            after = rows[-1][0]
+            smaller = [
+                (blob, vector_id)
+                for vector_id, old in rows
+                if len(blob := encode_vector(decode_vector(old))) < len(old)
+            ]
+            self.db.conn.executemany("UPDATE vectors SET vector = ? WHERE id = ?", smaller)
+            narrowed += len(smaller)
+        return narrowed
+
     def nonfinite_vectors(self, block: int = 4096) -> list[int]:
         """Ids of stored vectors holding NaN or infinity (written by a damaged model)."""
         import numpy as np

@@ -3,9 +3,11 @@
     python -m scripts.vector_storage --index INDEX [--questions 60] [--k 10]
 
 INDEX is an index whose vectors are stored as float32 (built before float16 storage; nothing
-in it is changed). Two copies are made: one kept as it is, one with every stored vector
-re-encoded as a build now stores it (store.encode_vector) and its vector file written again
-from them (float16 codes, vectors.repair); both are vacuumed, so their sizes compare. The same
+in it is changed). Two copies are made: one kept as it is, one with its stored vectors made
+float16 as `index build --compact` makes them (store.narrow_vectors, then the free pages given
+back: the seconds this takes and the bytes left are reported as `narrowed`) and its vector file
+written again from them (float16 codes, vectors.repair); both are then vacuumed, so their
+sizes compare. The same
 questions are then asked of both in every mode: the bench questions of scripts/bench.py and
 stored sentences of INDEX, chosen with a fixed seed. The row reports the bytes of each copy,
 how many answer lists are the same (ids in order), how many have the same first hit, and the
@@ -18,6 +20,7 @@ import contextlib
 import random
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +28,28 @@ import click
 
 from indexer import Index, vectors
 from indexer.config import MODES
-from indexer.store import Store, decode_vector, encode_vector
+from indexer.store import Store
 from scripts.bench import QUESTIONS
 from scripts.common import copy_index, emit, log
 
 
-def reencode(index: Path) -> int:
-    """Store every vector of `index` as a build now stores it; how many were rewritten."""
-    with contextlib.closing(sqlite3.connect(index / "index.sqlite")) as db, db:
-        rows = db.execute("SELECT id, vector FROM vectors").fetchall()
-        db.executemany(
-            "UPDATE vectors SET vector = ? WHERE id = ?",
-            [(encode_vector(decode_vector(blob)), vector_id) for vector_id, blob in rows],
-        )
-    vectors.repair(Store(index))
-    return len(rows)
+def narrow(index: Path) -> dict[str, Any]:
+    """Store the vectors of `index` as float16 as `index build --compact` does (the vectors,
+    then the free pages given back), then write its vector file again from them: how many
+    were rewritten, the seconds it took and the database's bytes after it."""
+    store = Store(index)
+    try:
+        started = time.perf_counter()
+        with store.transaction():
+            rewritten = store.narrow_vectors()
+        store.reclaim_space()
+        seconds = time.perf_counter() - started
+        vectors.repair(store)
+    finally:
+        store.close()
+    files = (index / "index.sqlite", index / "index.sqlite-wal")
+    left = sum(p.stat().st_size for p in files if p.is_file())
+    return {"vectors": rewritten, "seconds": round(seconds, 2), "sqlite_bytes": left}
 
 
 def vacuumed_bytes(index: Path) -> dict[str, int]:
@@ -127,15 +137,16 @@ def main(source: Path, count: int, k: int) -> None:
         kept, halved = Path(tmp) / "float32", Path(tmp) / "float16"
         copy_index(source, kept)
         copy_index(source, halved)
-        log("re-encoding the vectors of one copy ...")
-        rewritten = reencode(halved)
+        log("storing the vectors of one copy as float16 ...")
+        narrowed = narrow(halved)
         asked = questions(source, count)
         log(f"asking {len(asked)} questions in {len(MODES)} modes of each copy ...")
         before, after = answers(kept, asked, k), answers(halved, asked, k)
         emit(
             {
                 "index": str(source),
-                "vectors": rewritten,
+                "vectors": narrowed["vectors"],
+                "narrowed": narrowed,
                 "k": k,
                 "bytes_float32": vacuumed_bytes(kept),
                 "bytes_float16": vacuumed_bytes(halved),

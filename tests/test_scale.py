@@ -3,10 +3,12 @@ model: every layout answers as a fresh flat build of the same folder does."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ from click.testing import CliRunner
 from indexer import Index, vectors
 from indexer.cli import cli
 from indexer.vectors import Policy
-from tests.files import write_docs
+from tests.files import store_vectors_as_float32, write_docs
 
 WORDS = (
     "river stone cloud engine battery latency window garden paper signal market orange violet "
@@ -390,3 +392,28 @@ def test_a_delta_build_killed_at_each_step_still_opens_and_answers(
         assert mine == theirs
     else:
         assert [h[0] for h in mine] == [h[0] for h in theirs]
+
+
+def test_compacting_on_request_stores_an_older_versions_float32_vectors_as_float16(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    docs = corpus(12)
+    folder = write_docs(tmp_path / "docs", docs)
+    index = fresh(tmp_path, tiny_model_dir, folder)
+    questions = questions_of(docs)
+    before = hits(index, questions)
+    index.close()
+    count = store_vectors_as_float32(index.path)  # as an index written before float16 holds them
+
+    args = ["build", str(folder), "--index", str(index.path), "--model", str(tiny_model_dir)]
+    result = CliRunner().invoke(cli, [*args, "--compact"])
+    assert result.exit_code == 0, result.output
+    assert f"stored {count} vectors of an older version as float16" in result.output
+    with contextlib.closing(sqlite3.connect(index.path / "index.sqlite")) as db:
+        widths = {n for (n,) in db.execute("SELECT length(vector) % 2 FROM vectors")}
+    assert widths == {1}, "every vector is float16 (an odd length)"
+    again = Index(index.path, model=tiny_model_dir)
+    assert hits(again, questions) == before, "float16 values written as float32 and back"
+    assert again.verify().ok
+    result = CliRunner().invoke(cli, [*args, "--compact"])
+    assert result.exit_code == 0 and "float16" not in result.output, result.output

@@ -151,6 +151,24 @@ def test_vectors_are_stored_as_float16_and_float32_blobs_still_read() -> None:
     assert decode_vectors([], 384).shape == (0, 384)
 
 
+def test_narrow_vectors_stores_float32_blobs_as_float16_where_float16_holds_them(
+    store: Store,
+) -> None:
+    vecs = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float16).astype(np.float32)
+    large = np.full(4, 1e6, dtype=np.float32)  # float16 cannot hold it: stays float32
+    store.add_vectors(["a", "b", "c", "large"], np.vstack([vecs, large]))
+    with store.db.atomic():  # as an older version stored them
+        for key, vector in zip("abc", vecs, strict=True):
+            store.db.execute("UPDATE vectors SET vector = ? WHERE key = ?", [vector.tobytes(), key])
+    with store.db.atomic():
+        assert store.narrow_vectors(block=2) == 3
+        assert store.narrow_vectors() == 0, "nothing left to narrow; the large one stays"
+    stored = dict(store.db.execute("SELECT key, vector FROM vectors").fetchall())
+    assert {k: len(b) for k, b in stored.items()} == {"a": 9, "b": 9, "c": 9, "large": 16}
+    for key, vector in zip("abc", vecs, strict=True):
+        assert np.array_equal(decode_vector(stored[key]), vector)
+
+
 def test_integrity_counts_staged_vectors(store: Store) -> None:
     written(store, ["One sentence here."])
     store.add_vectors(["staged"], np.ones((1, 4), dtype=np.float32))

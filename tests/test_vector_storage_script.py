@@ -10,7 +10,7 @@ from scripts import vector_storage
 from tests.files import store_vectors_as_float32, write_docs
 
 
-def test_float32_vectors_are_reencoded_and_asks_compared(
+def test_float32_vectors_are_narrowed_and_asks_compared(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     docs = {
@@ -23,7 +23,8 @@ def test_float32_vectors_are_reencoded_and_asks_compared(
     asked = vector_storage.questions(tmp_path / "idx", 3)
     old = vector_storage.answers(tmp_path / "idx", asked, 3)
 
-    assert vector_storage.reencode(tmp_path / "idx") == stored
+    narrowed = vector_storage.narrow(tmp_path / "idx")
+    assert narrowed["vectors"] == stored and narrowed["sqlite_bytes"] > 0
     with sqlite3.connect(tmp_path / "idx" / "index.sqlite") as db:
         assert all(len(b) % 2 for (b,) in db.execute("SELECT vector FROM vectors"))
     after = vector_storage.vacuumed_bytes(tmp_path / "idx")
