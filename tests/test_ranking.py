@@ -89,20 +89,26 @@ def test_pool_weighted_weighs_down_the_terms_every_candidate_passage_holds() -> 
     assert ranking.pool_weighted(weights, []) == {t: 2.0 * ranking.idf(0, 0) for t in weights}
 
 
-def test_fuse_counts_the_passage_share_relative_to_the_best_candidates() -> None:
+def test_fuse_counts_the_passage_share_as_it_is_or_relative_to_the_best_candidates() -> None:
     cosines, bm25 = np.full(3, 0.5), np.array([2.0, 2.0, 2.0])
     share = np.array([0.4, 0.2, 0.0])
-    fused = ranking.fuse(cosines, bm25, 0.5, keyword_top=2.0, passage_share=share)
     weight = DEFAULT.passage_words_weight
-    expected = [0.5 + 0.5 * (1 + weight * s) / (1 + weight) for s in (1.0, 0.5, 0.0)]
-    assert fused.tolist() == pytest.approx(expected)
-    absolute = ranking.fuse(
+
+    def expected(shares: tuple[float, ...]) -> list[float]:
+        return [0.5 + 0.5 * (1 + weight * s) / (1 + weight) for s in shares]
+
+    fused = ranking.fuse(cosines, bm25, 0.5, keyword_top=2.0, passage_share=share)
+    assert fused.tolist() == pytest.approx(expected((0.4, 0.2, 0.0))), "how much it holds"
+    relative = ranking.fuse(
         cosines, bm25, 0.5, keyword_top=2.0, passage_share=share,
-        ranking=Ranking(share_relative=False),
+        ranking=Ranking(share_relative=True),
     )  # fmt: skip
-    assert absolute[0] == pytest.approx(0.5 + 0.5 * (1 + weight * 0.4) / (1 + weight))
-    nothing = ranking.fuse(cosines, bm25, 0.5, keyword_top=2.0, passage_share=np.zeros(3))
-    assert nothing.tolist() == pytest.approx([0.5 + 0.5 / (1 + weight)] * 3)
+    assert relative.tolist() == pytest.approx(expected((1.0, 0.5, 0.0)))
+    nothing = ranking.fuse(
+        cosines, bm25, 0.5, keyword_top=2.0, passage_share=np.zeros(3),
+        ranking=Ranking(share_relative=True),
+    )  # fmt: skip
+    assert nothing.tolist() == pytest.approx(expected((0.0, 0.0, 0.0)))
 
 
 def test_fuse_of_no_candidates_is_empty() -> None:
