@@ -352,7 +352,9 @@ class Index:
             report.problems.append(f"model file {name} in {path} differs from model.json — {fix}")
 
     def close(self) -> None:
-        """Release the database."""
+        """Release the database (and the searcher's thread)."""
+        if self._searcher is not None:
+            self._searcher.close()
         self.store.close()
 
     @contextlib.contextmanager

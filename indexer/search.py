@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -84,8 +85,16 @@ class Searcher:
         #: both need it); cleared by rank().
         self._holders: dict[int, Holders] = {}
         #: The last question's terms with their row counts, and the row count (_frequencies);
-        #: cleared by rank().
+        #: cleared for each question asked (ask(), rank()).
         self._counted: tuple[str, dict[str, int], int] | None = None
+        #: Embeds a question while its keyword search runs (made on the first ask; close()).
+        self._embedding: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the question-embedding thread, if one was started."""
+        if self._embedding is not None:
+            self._embedding.shutdown()
+            self._embedding = None
 
     def ask(
         self, question: str, *, k: int = 5, context: int = 1, mode: Mode = config.DEFAULT_MODE
@@ -96,9 +105,13 @@ class Searcher:
             raise EmptyQuestionError()
         if mode not in MODES:
             raise IndexerError(f"unknown mode {mode!r} — choose one of {', '.join(MODES)}")
-        vector = None if mode == "keyword" else self.question_vector(question)
+        embedding = None if mode == "keyword" else self._embed_beside(question)
         with self.store.snapshot():
-            ranked = self.rank(question, vector, mode=mode, pool=self.ranking.pool(k))
+            pool = self.ranking.pool(k)
+            self._counted = None
+            found = self.keyword_found(question, mode=mode, pool=pool)
+            vector = None if embedding is None else embedding.result()
+            ranked = self.rank(question, vector, mode=mode, pool=pool, found=found)
             wanted = ranked[: self.ranking.pool(k) * self.ranking.place_rows]
             rows = self.store.sentences([s.id for s in wanted])
             chosen = ranking.distinct_places(ranked, rows, k=k, context=context)
@@ -124,15 +137,39 @@ class Searcher:
             )
         return vector
 
-    def rank(
-        self, question: str, vector: np.ndarray | None, *, mode: Mode, pool: int
-    ) -> list[Scored]:
-        """Every candidate of a question, best first (inside a read snapshot)."""
-        self._holders, self._counted = {}, None
-        dense = self.dense(vector, pool) if vector is not None else []
-        match = self.keyword_match(question) if mode != "dense" else None
+    def _embed_beside(self, question: str) -> Future[np.ndarray]:
+        """The question's vector, made on another thread while this one searches its words:
+        onnxruntime and SQLite both let go of the interpreter while they work."""
+        if self._embedding is None:
+            self._embedding = ThreadPoolExecutor(1, thread_name_prefix="indexer-embed")
+        return self._embedding.submit(self.question_vector, question)
+
+    def keyword_found(self, question: str, *, mode: Mode, pool: int) -> list[tuple[int, float]]:
+        """The keyword rows of a question with their BM25 scores, best first (inside a read
+        snapshot): `pool` of them in keyword mode, Ranking.keyword_depth in hybrid mode, none
+        in dense mode."""
+        if mode == "dense":
+            return []
+        match = self.keyword_match(question)
         depth = pool if mode == "keyword" else self.ranking.keyword_depth
-        found = self.store.keyword_search(match, depth, self.ranking.bm25_weights) if match else []
+        return self.store.keyword_search(match, depth, self.ranking.bm25_weights) if match else []
+
+    def rank(
+        self,
+        question: str,
+        vector: np.ndarray | None,
+        *,
+        mode: Mode,
+        pool: int,
+        found: list[tuple[int, float]] | None = None,
+    ) -> list[Scored]:
+        """Every candidate of a question, best first (inside a read snapshot); `found`: its
+        keyword_found rows when already searched."""
+        if found is None:
+            self._counted = None
+            found = self.keyword_found(question, mode=mode, pool=pool)
+        self._holders = {}
+        dense = self.dense(vector, pool) if vector is not None else []
         if mode == "dense":
             return [Scored(i, s, dense_rank=r, dense_score=s) for r, (i, s) in enumerate(dense, 1)]
         if mode == "keyword":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from indexer import Index
+from indexer import Index, ranking
 from indexer.config import ChunkVectors
 from indexer.errors import (
     EmptyFolderError,
@@ -66,6 +67,24 @@ def test_hybrid_reports_both_sides(index: Index, docs: Path) -> None:
     hit = index.ask("Reviewers check tests first.", k=1)[0]
     assert hit.dense_rank == 1 and hit.keyword_rank == 1
     assert hit.dense_score is not None and hit.keyword_score is not None
+
+
+def test_a_question_is_embedded_beside_its_keyword_search_and_ranked_the_same(
+    index: Index, docs: Path
+) -> None:
+    index.build(docs)
+    question = "Reviewers check tests first."
+    hits = index.ask(question, k=3)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("indexer-embed")]
+    searcher = index.searcher
+    with index.store.snapshot():  # the same ranking, done one step after the other
+        vector = searcher.question_vector(question)
+        ranked = searcher.rank(question, vector, mode="hybrid", pool=searcher.ranking.pool(3))
+        rows = index.store.sentences([s.id for s in ranked])
+    chosen = ranking.distinct_places(ranked, rows, k=3, context=1)
+    assert [(h.sentence_id, h.score) for h in hits] == [(s.id, round(s.score, 4)) for s in chosen]
+    index.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("indexer-embed")]
 
 
 def test_how_a_text_is_written() -> None:
