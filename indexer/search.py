@@ -169,7 +169,9 @@ class Searcher:
             self._counted = None
             found = self.keyword_found(question, mode=mode, pool=pool)
         self._holders = {}
-        dense = self.dense(vector, pool) if vector is not None else []
+        # Hybrid scores the keyword candidates' meaning in the same pass as the dense ones.
+        also = [i for i, _ in found[:pool]] if mode == "hybrid" else []
+        dense = self.dense(vector, pool, also=also) if vector is not None else []
         if mode == "dense":
             return [Scored(i, s, dense_rank=r, dense_score=s) for r, (i, s) in enumerate(dense, 1)]
         if mode == "keyword":
@@ -177,11 +179,13 @@ class Searcher:
                 Scored(i, s, keyword_rank=r, keyword_score=s)
                 for r, (i, s) in enumerate(found[:pool], 1)
             ]
-        assert vector is not None
-        return self._hybrid(question, vector, dense, found[:pool], dict(found))
+        return self._hybrid(question, dense, dict(found))
 
-    def dense(self, vector: np.ndarray, pool: int) -> list[tuple[int, float]]:
-        """Sentences by dense score, from sentence and passage vectors alike."""
+    def dense(
+        self, vector: np.ndarray, pool: int, *, also: Collection[int] = ()
+    ) -> list[tuple[int, float]]:
+        """Sentences by dense score, from sentence and passage vectors alike, and the dense
+        scores of the sentences `also` names."""
         own: dict[int, float] = {}
         passages: dict[int, float] = {}
         for i, s in self._current_vectors().search(vector, pool):
@@ -190,7 +194,7 @@ class Searcher:
             else:
                 own[i] = s
         members = self.store.passage_members(list(passages))
-        candidates = list(dict.fromkeys([*own, *(j for js in members.values() for j in js)]))
+        candidates = list(dict.fromkeys([*own, *(j for js in members.values() for j in js), *also]))
         combined = self.dense_scores(vector, candidates, own, passages)
         return sorted(combined.items(), key=lambda item: -item[1])
 
@@ -230,16 +234,10 @@ class Searcher:
         return dict(zip(kept, scores.tolist(), strict=True))
 
     def _hybrid(
-        self,
-        question: str,
-        vector: np.ndarray,
-        dense: list[tuple[int, float]],
-        found: list[tuple[int, float]],
-        bm25: dict[int, float],
+        self, question: str, dense: list[tuple[int, float]], bm25: dict[int, float]
     ) -> list[Scored]:
-        known = dict(dense)
-        extra = [i for i, _ in found if i not in known]
-        cosines = {**known, **self.dense_scores(vector, extra, {})}
+        """Dense candidates and the best keyword ones (all dense-scored), fused."""
+        cosines = dict(dense)
         ids = list(cosines)
         terms, trust = self.term_weights(question)
         weight = ranking.keyword_weight(trust, self.ranking)
