@@ -1045,21 +1045,32 @@ class Store:
         """Store the float32 vectors older versions wrote as float16 (encode_vector: those
         float16 can hold), inside the caller's transaction; how many were rewritten. A float16
         blob has an odd length, a float32 one an even length, which SQLite reads without
-        loading the blob."""
+        loading the blob.
+
+        Each row is deleted and written again rather than updated: a row updated in place
+        leaves its page half empty, so the file would not shrink. The sentences and passages
+        using a row are checked once it is back (deferred foreign keys)."""
         narrowed, after = 0, 0
         select = (
-            "SELECT id, vector FROM vectors WHERE id > ? AND length(vector) % 2 = 0 "
+            "SELECT id, key, vector FROM vectors WHERE id > ? AND length(vector) % 2 = 0 "
             "ORDER BY id LIMIT ?"
         )
-        while rows := self.db.execute(select, [after, block]).fetchall():
-            after = rows[-1][0]
-            smaller = [
-                (blob, vector_id)
-                for vector_id, old in rows
-                if len(blob := encode_vector(decode_vector(old))) < len(old)
-            ]
-            self.db.conn.executemany("UPDATE vectors SET vector = ? WHERE id = ?", smaller)
-            narrowed += len(smaller)
+        self.db.execute("PRAGMA defer_foreign_keys = ON")
+        try:
+            while rows := self.db.execute(select, [after, block]).fetchall():
+                after = rows[-1][0]
+                smaller = [
+                    (vector_id, key, blob)
+                    for vector_id, key, old in rows
+                    if len(blob := encode_vector(decode_vector(old))) < len(old)
+                ]
+                ids = [(vector_id,) for vector_id, _, _ in smaller]
+                self.db.conn.executemany("DELETE FROM vectors WHERE id = ?", ids)
+                insert = "INSERT INTO vectors(id, key, vector) VALUES (?, ?, ?)"
+                self.db.conn.executemany(insert, smaller)
+                narrowed += len(smaller)
+        finally:
+            self.db.execute("PRAGMA defer_foreign_keys = OFF")
         return narrowed
 
     def nonfinite_vectors(self, block: int = 4096) -> list[int]:

@@ -169,6 +169,24 @@ def test_narrow_vectors_stores_float32_blobs_as_float16_where_float16_holds_them
         assert np.array_equal(decode_vector(stored[key]), vector)
 
 
+def test_narrowed_vectors_leave_whole_pages_free(store: Store) -> None:
+    vecs = np.random.default_rng(3).normal(size=(300, 384)).astype(np.float16).astype(np.float32)
+    keys = [f"k{i}" for i in range(len(vecs))]
+    store.add_vectors(keys, vecs)
+    with store.db.atomic():  # as an older version stored them: 1,536 bytes, two to a page
+        rows = [(v.tobytes(), k) for k, v in zip(keys, vecs, strict=True)]
+        store.db.conn.executemany("UPDATE vectors SET vector = ? WHERE key = ?", rows)
+
+    def used_pages() -> int:
+        pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+        return pages - store.db.execute("PRAGMA freelist_count").fetchone()[0]
+
+    before = used_pages()
+    with store.db.atomic():
+        assert store.narrow_vectors(block=64) == len(vecs)
+    assert used_pages() < 0.6 * before, "rows rewritten, not updated in place, fill their pages"
+
+
 def test_integrity_counts_staged_vectors(store: Store) -> None:
     written(store, ["One sentence here."])
     store.add_vectors(["staged"], np.ones((1, 4), dtype=np.float32))
