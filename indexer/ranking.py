@@ -223,8 +223,7 @@ def fuse(
     dense = (cosines - low) / (high - low) if high > low else np.ones_like(cosines)
     kw = bm25 / keyword_top if keyword_top > 0 else np.zeros_like(bm25)
     if passage_share is not None:
-        top = passage_share.max(initial=0.0)
-        if ranking.share_relative and top > 0:
+        if ranking.share_relative and (top := passage_share.max(initial=0.0)) > 0:
             passage_share = passage_share / top
         weight_ = ranking.passage_words_weight
         kw = (kw + weight_ * passage_share) / (1 + weight_)

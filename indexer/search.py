@@ -85,7 +85,7 @@ class Searcher:
         #: both need it); cleared by rank().
         self._holders: dict[int, Holders] = {}
         #: The last question's terms with their row counts, and the row count (_frequencies);
-        #: cleared for each question asked (ask(), rank()).
+        #: cleared for each question (keyword_found).
         self._counted: tuple[str, dict[str, int], int] | None = None
         #: Embeds a question while its keyword search runs (made on the first ask; close()).
         self._embedding: ThreadPoolExecutor | None = None
@@ -108,11 +108,10 @@ class Searcher:
         embedding = None if mode == "keyword" else self._embed_beside(question)
         with self.store.snapshot():
             pool = self.ranking.pool(k)
-            self._counted = None
             found = self.keyword_found(question, mode=mode, pool=pool)
             vector = None if embedding is None else embedding.result()
             ranked = self.rank(question, vector, mode=mode, pool=pool, found=found)
-            wanted = ranked[: self.ranking.pool(k) * self.ranking.place_rows]
+            wanted = ranked[: pool * self.ranking.place_rows]
             rows = self.store.sentences([s.id for s in wanted])
             chosen = ranking.distinct_places(ranked, rows, k=k, context=context)
             return [self._hit(rank, rows[s.id], s, context) for rank, s in enumerate(chosen, 1)]
@@ -147,7 +146,8 @@ class Searcher:
     def keyword_found(self, question: str, *, mode: Mode, pool: int) -> list[tuple[int, float]]:
         """The keyword rows of a question with their BM25 scores, best first (inside a read
         snapshot): `pool` of them in keyword mode, Ranking.keyword_depth in hybrid mode, none
-        in dense mode."""
+        in dense mode. The first step of every question: forgets the last one's terms."""
+        self._counted = None
         if mode == "dense":
             return []
         match = self.keyword_match(question)
@@ -166,7 +166,6 @@ class Searcher:
         """Every candidate of a question, best first (inside a read snapshot); `found`: its
         keyword_found rows when already searched."""
         if found is None:
-            self._counted = None
             found = self.keyword_found(question, mode=mode, pool=pool)
         self._holders = {}
         # Hybrid scores the keyword candidates' meaning in the same pass as the dense ones.

@@ -47,9 +47,13 @@ def narrow(index: Path) -> dict[str, Any]:
         vectors.repair(store)
     finally:
         store.close()
+    return {"vectors": rewritten, "seconds": round(seconds, 2), "sqlite_bytes": sqlite_bytes(index)}
+
+
+def sqlite_bytes(index: Path) -> int:
+    """The bytes of the index's SQLite database and of what is left in its WAL."""
     files = (index / "index.sqlite", index / "index.sqlite-wal")
-    left = sum(p.stat().st_size for p in files if p.is_file())
-    return {"vectors": rewritten, "seconds": round(seconds, 2), "sqlite_bytes": left}
+    return sum(p.stat().st_size for p in files if p.is_file())
 
 
 def vacuumed_bytes(index: Path) -> dict[str, int]:
@@ -58,10 +62,8 @@ def vacuumed_bytes(index: Path) -> dict[str, int]:
     with contextlib.closing(sqlite3.connect(index / "index.sqlite")) as db:
         db.execute("VACUUM")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    files = (index / "index.sqlite", index / "index.sqlite-wal")
-    sqlite_bytes = sum(p.stat().st_size for p in files if p.is_file())
     faiss_bytes = sum(p.stat().st_size for p in index.glob("vectors.*"))
-    return {"sqlite": sqlite_bytes, "vector_files": faiss_bytes}
+    return {"sqlite": sqlite_bytes(index), "vector_files": faiss_bytes}
 
 
 def questions(index: Path, count: int) -> list[str]:
