@@ -80,6 +80,11 @@ class Ranking:
     #: over a paragraph still meet (scripts/eval.py). Applied when rows are written: changing it
     #: needs a re-split (indexer.build.SPLIT_VERSION).
     keyword_window: int = 2
+    #: Whether the sentences of a section the vector search finds become candidates, as those
+    #: of a chunk it finds do. Off: a section's sentences were 40 % of a question's candidates
+    #: and none of them won that its chunks and sentences did not already bring; the section's
+    #: cosine still counts in the dense score of every candidate it holds (--measure expand).
+    expand_sections: bool = False
     #: Candidates fetched per requested hit, so dropping overlapping places still leaves k.
     overfetch: int = 4
     #: Fewest candidates fetched whatever k is.

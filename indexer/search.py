@@ -192,7 +192,8 @@ class Searcher:
                 passages[i - PASSAGE_ID_BASE] = s
             else:
                 own[i] = s
-        members = self.store.passage_members(list(passages))
+        kind = None if self.ranking.expand_sections else "chunk"
+        members = self.store.passage_members(list(passages), kind=kind)
         candidates = list(dict.fromkeys([*own, *(j for js in members.values() for j in js), *also]))
         combined = self.dense_scores(vector, candidates, own, passages)
         return sorted(combined.items(), key=lambda item: -item[1])

@@ -897,10 +897,13 @@ class Store:
             if chunk is not None
         }
 
-    def passage_members(self, passage_ids: Sequence[int]) -> dict[int, list[int]]:
-        """The sentence ids of each passage."""
+    def passage_members(
+        self, passage_ids: Sequence[int], *, kind: PassageKind | None = None
+    ) -> dict[int, list[int]]:
+        """The sentence ids of each passage (only of the passages of one kind, when given)."""
         found: dict[int, list[int]] = {}
-        sql = f"SELECT p.id, s.id FROM {_PASSAGE_SENTENCES} WHERE p.id IN ({{marks}})"
+        only = f" AND p.kind = '{kind}'" if kind else ""
+        sql = f"SELECT p.id, s.id FROM {_PASSAGE_SENTENCES} WHERE p.id IN ({{marks}}){only}"
         for passage_id, sentence_id in self._rows_in(sql, passage_ids):
             found.setdefault(int(passage_id), []).append(int(sentence_id))
         return found

@@ -29,6 +29,9 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
 - pool: hybrid R@1 / MRR@10 with the passage's share weighing terms by their IDF in the index
   alone or also among the candidates' passages (Ranking.pool_idf), absolute or relative to the
   best candidate's (Ranking.share_relative);
+- expand: hybrid and dense R@1 / MRR@10 with the sentences of the sections the vector search
+  finds made candidates or not (Ranking.expand_sections), and the median number of candidates
+  a question's dense side scores either way;
 - passage_bm25: R@1 of BM25 over whole passages with indexer's keyword terms;
 - words: the same with a morphological analyser's words (SudachiPy, jieba; measured only when
   installed), and with words and bigrams together;
@@ -70,7 +73,7 @@ PASSAGE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 ROW_BUDGETS = (DEFAULT.keyword_rows, 500, 100)
 MEASURES = (
     "mix", "statement", "headings", "trust", "ramp", "alike", "names", "passage_bm25", "misses",
-    "passage", "pool", "words", "rows",
+    "passage", "pool", "expand", "words", "rows",
 )  # fmt: skip
 
 
@@ -341,6 +344,23 @@ def measure_pool(set_dir: Path, index: Index, queries: list) -> None:
                   "share_relative": relative, **hybrid(index, queries, variant)})  # fmt: skip
 
 
+def measure_expand(set_dir: Path, index: Index, queries: list) -> None:
+    """Hybrid and dense with the sentences of the sections the vector search finds made
+    candidates or not (Ranking.expand_sections)."""
+    for expand in (True, False):
+        variant = dataclasses.replace(DEFAULT, expand_sections=expand)
+        asked = Index(index.path, ranking=variant)
+        pool = variant.pool(10)
+        with asked.store.snapshot():
+            counts = [len(asked.searcher.dense(asked.searcher.question_vector(x.question), pool))
+                      for x in queries]  # fmt: skip
+        asked.close()
+        for mode in ("hybrid", "dense"):
+            emit({"set": set_dir.name, "measure": "expand", "expand_sections": expand,
+                  "mode": mode, "median_dense_candidates": int(np.median(counts)),
+                  **hybrid(index, queries, variant, mode)})  # fmt: skip
+
+
 def measure_passage_bm25(set_dir: Path, queries: list) -> None:
     recall = passage_bm25_recall(set_dir, queries, keyword.terms)
     emit({"set": set_dir.name, "measure": "passage_bm25", "recall@1": recall})
@@ -515,6 +535,8 @@ def main(
             measure_passage(set_dir, index, queries)
         if "pool" in chosen:
             measure_pool(set_dir, index, queries)
+        if "expand" in chosen:
+            measure_expand(set_dir, index, queries)
         if "passage_bm25" in chosen:
             measure_passage_bm25(set_dir, queries)
         if "words" in chosen:
