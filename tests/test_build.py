@@ -632,3 +632,33 @@ def test_a_rarest_term_held_by_too_many_rows_is_searched_with_the_next_rarest(
         assert searcher.keyword_match("alpha beta staging") == '"alpha" OR "beta"'
     hits = index.ask("deploy staging tuesday", k=5, context=0, mode="keyword")
     assert [h.text for h in hits] == ["Deploy to staging on friday."]
+
+
+def test_a_section_the_vector_search_finds_lends_its_score_not_its_sentences(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from dataclasses import replace
+
+    from indexer.ranking import DEFAULT
+
+    body = "The cat sat down. The dog ran off. A bird sang loudly. The sun came up. Rain fell."
+    docs = write_docs(tmp_path / "docs", {"a.md": f"# Title\n\n{body}\n"})
+    Index(tmp_path / "idx", model=tiny_model_dir).build(docs)
+    found: dict[bool, set[int]] = {}
+    for expand in (True, False):
+        index = Index(tmp_path / "idx", ranking=replace(DEFAULT, expand_sections=expand))
+        store = index.store
+        with store.snapshot():
+            sql = "SELECT id FROM passages WHERE kind = 'section' ORDER BY first LIMIT 1"
+            (section,) = store.db.execute(sql).fetchone()
+            members = store.passage_members([section])[section]
+            # The section's own vector: the vector search's first hit is the section.
+            vector = store.passage_vectors([section])[section]
+            found[expand] = {i for i, _ in index.searcher.dense(vector, 2)}
+        index.close()
+    # The tiny model reads 64 tokens: the heading and four sentences make the first section.
+    assert len(members) >= 4
+    # Expanded, the section brings every sentence it holds; otherwise only the second hit
+    # does (a chunk: at most three sentences).
+    assert set(members) <= found[True]
+    assert found[False] < found[True] and len(found[False]) <= 3
