@@ -19,7 +19,7 @@ from indexer.config import MODES, Mode
 from indexer.embed import Embedder
 from indexer.errors import EmptyQuestionError, IndexerError, ModelDamagedError
 from indexer.ranking import Ranking, Scored
-from indexer.store import PASSAGE_ID_BASE, Holders, SentenceRow, Store
+from indexer.store import PASSAGE_ID_BASE, Holders, PassageKind, SentenceRow, Store
 
 
 @dataclass
@@ -192,7 +192,7 @@ class Searcher:
                 passages[i - PASSAGE_ID_BASE] = s
             else:
                 own[i] = s
-        kind = None if self.ranking.expand_sections else "chunk"
+        kind: PassageKind | None = None if self.ranking.expand_sections else "chunk"
         members = self.store.passage_members(list(passages), kind=kind)
         candidates = list(dict.fromkeys([*own, *(j for js in members.values() for j in js), *also]))
         combined = self.dense_scores(vector, candidates, own, passages)
