@@ -77,9 +77,9 @@ PassageKind = Literal["chunk", "section"]
 _FLOAT16_TAG = b"\x10"
 
 #: Rows read at a time when every stored vector is read (a first build writing its vector
-#: file, compaction, retraining). A block's row tuples, its joined bytes and its float32 array
-#: are alive together, about 4 KB a row at 384 dimensions: blocks of 65,536 rows put about
-#: 150 MB on top of a first build's peak; at this size reading stays as fast.
+#: file, compaction, retraining, verify --repair). A block's row tuples, its joined bytes and
+#: its float32 array are alive together, about 4 KB a row at 384 dimensions: blocks of 65,536
+#: rows put about 140 MB on top of a first build's peak (docs/performance.md).
 VECTOR_BLOCK = 8192
 
 
