@@ -347,13 +347,12 @@ def measure_pool(set_dir: Path, index: Index, queries: list) -> None:
 def measure_expand(set_dir: Path, index: Index, queries: list) -> None:
     """Hybrid and dense with the sentences of the sections the vector search finds made
     candidates or not (Ranking.expand_sections)."""
+    vectors = [index.searcher.question_vector(x.question) for x in queries]
     for expand in (True, False):
         variant = dataclasses.replace(DEFAULT, expand_sections=expand)
         asked = Index(index.path, ranking=variant)
-        pool = variant.pool(10)
         with asked.store.snapshot():
-            counts = [len(asked.searcher.dense(asked.searcher.question_vector(x.question), pool))
-                      for x in queries]  # fmt: skip
+            counts = [len(asked.searcher.dense(v, variant.pool(10))) for v in vectors]
         asked.close()
         for mode in ("hybrid", "dense"):
             emit({"set": set_dir.name, "measure": "expand", "expand_sections": expand,
