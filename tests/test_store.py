@@ -23,6 +23,7 @@ from indexer.store import (
     keyword_rows,
     vector_key,
 )
+from tests.files import store_vectors_as_float32
 
 MODEL = ModelRecord(name="m", checksum="c" * 64, path="", dimension=4, pooling="mean")
 
@@ -157,9 +158,7 @@ def test_narrow_vectors_stores_float32_blobs_as_float16_where_float16_holds_them
     vecs = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float16).astype(np.float32)
     large = np.full(4, 1e6, dtype=np.float32)  # float16 cannot hold it: stays float32
     store.add_vectors(["a", "b", "c", "large"], np.vstack([vecs, large]))
-    with store.db.atomic():  # as an older version stored them
-        for key, vector in zip("abc", vecs, strict=True):
-            store.db.execute("UPDATE vectors SET vector = ? WHERE key = ?", [vector.tobytes(), key])
+    store_vectors_as_float32(store.path)  # as an older version stored them
     with store.db.atomic():
         assert store.narrow_vectors(block=2) == 3
         assert store.narrow_vectors() == 0, "nothing left to narrow; the large one stays"
@@ -173,9 +172,8 @@ def test_narrowed_vectors_leave_whole_pages_free(store: Store) -> None:
     vecs = np.random.default_rng(3).normal(size=(300, 384)).astype(np.float16).astype(np.float32)
     keys = [f"k{i}" for i in range(len(vecs))]
     store.add_vectors(keys, vecs)
-    with store.db.atomic():  # as an older version stored them: 1,536 bytes, two to a page
-        rows = [(v.tobytes(), k) for k, v in zip(keys, vecs, strict=True)]
-        store.db.conn.executemany("UPDATE vectors SET vector = ? WHERE key = ?", rows)
+    # As an older version stored them: 1,536 bytes, two to a page.
+    store_vectors_as_float32(store.path)
 
     def used_pages() -> int:
         pages = store.db.execute("PRAGMA page_count").fetchone()[0]
