@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar, cast
 import numpy as np
 
 from indexer import config, ranking, vectors
-from indexer.config import ChunkVectors
+from indexer.config import ChunkVectors, PassagePrecision
 from indexer.embed import Embedder, Model
 from indexer.errors import (
     EmptyFolderError,
@@ -90,6 +90,9 @@ class Plan:
     kept: list[str] = field(default_factory=list)
     #: How the plan's chunk vectors are made (config.ChunkVectors), recorded at commit.
     chunk_vectors: ChunkVectors = config.DEFAULT_CHUNK_VECTORS
+    #: Which copy of the model makes its passage vectors (config.PassagePrecision), recorded
+    #: at commit.
+    passage_precision: PassagePrecision = config.DEFAULT_PASSAGE_PRECISION
 
     @property
     def changes_rows(self) -> bool:
@@ -258,21 +261,23 @@ def build(
     confirm_delete: bool = False,
     vector_policy: vectors.Policy = vectors.DEFAULT_POLICY,
     chunks: ChunkVectors | None = None,
+    passages: PassagePrecision | None = None,
 ) -> BuildReport:
     """Index new and changed files under root, drop deleted ones, re-path moved ones.
 
     A build that would drop most of a large index (an emptied or unmounted folder) stops with
     FolderVanishedError unless `confirm_delete`.
 
-    `chunks` chooses how chunk vectors are made (default: what the index recorded, else
-    config.DEFAULT_CHUNK_VECTORS); choosing another re-splits every file.
+    `chunks` chooses how chunk vectors are made and `passages` which copy of the model makes
+    chunk and section vectors (default: what the index recorded, else config's default);
+    choosing another re-splits every file.
 
     `embed` runs the embed step elsewhere (indexer.distributed.RayEmbedding: a Ray cluster)
     instead of embed_missing.
     """
     started = time.perf_counter()
     plan, indexed = _planned(
-        store, model, root, dry_run=dry_run, selection=selection, chunks=chunks
+        store, model, root, dry_run=dry_run, selection=selection, chunks=chunks, passages=passages
     )
     if not dry_run and not confirm_delete:
         _refuse_mass_delete(plan, indexed, root)
@@ -298,6 +303,7 @@ def _planned(
     dry_run: bool,
     selection: Selection | None,
     chunks: ChunkVectors | None = None,
+    passages: PassagePrecision | None = None,
 ) -> tuple[Plan, int]:
     """The plan for root against the index, and how many files the index holds."""
     if store.exists() and not dry_run:
@@ -307,10 +313,16 @@ def _planned(
     old = store.files() if store.exists() else {}
     recorded = meta.chunk_vectors if meta.chunk_vectors in config.CHUNK_VECTORS else None
     chosen = chunks or cast(ChunkVectors | None, recorded) or config.DEFAULT_CHUNK_VECTORS
-    resplit = store.exists() and (
-        meta.split_version != SPLIT_VERSION or (bool(old) and chosen != recorded)
+    # An index that recorded no precision was built before int8 passages existed: fp32.
+    precision_was = meta.passage_precision or "fp32"
+    precision = passages or cast(PassagePrecision, precision_was)
+    if precision not in config.PASSAGE_PRECISIONS:  # recorded by a newer version
+        precision = config.DEFAULT_PASSAGE_PRECISION
+    changed = chosen != recorded or precision != precision_was
+    resplit = store.exists() and (meta.split_version != SPLIT_VERSION or (bool(old) and changed))
+    plan = make_plan(
+        root, old, model, resplit=resplit, selection=selection, chunks=chosen, passages=precision
     )
-    plan = make_plan(root, old, model, resplit=resplit, selection=selection, chunks=chosen)
     if not old and not plan.index and not plan.skipped:
         raise EmptyFolderError(
             f"no documents found in {root} (looked for {', '.join(sorted(config.TEXT_SUFFIXES))})"
@@ -359,9 +371,10 @@ def make_plan(
     resplit: bool = False,
     selection: Selection | None = None,
     chunks: ChunkVectors = config.DEFAULT_CHUNK_VECTORS,
+    passages: PassagePrecision = config.DEFAULT_PASSAGE_PRECISION,
 ) -> Plan:
     """Compare the folder with the index: stat first, content hash only when stat differs."""
-    plan = Plan(chunk_vectors=chunks)
+    plan = Plan(chunk_vectors=chunks, passage_precision=passages)
     unlisted: list[Skip] = []
     listing = {
         info.path: info for info in walk(root, selection or Selection(), on_skip=unlisted.append)
@@ -423,7 +436,12 @@ def _classify(
         plan.rename.append((moved, info))
         return
     units = make_units(doc.text, doc.format, model.tokenizer)
-    passages = make_passages(units, model.tokenizer, pooled=plan.chunk_vectors == "pooled")
+    passages = make_passages(
+        units,
+        model.tokenizer,
+        pooled=plan.chunk_vectors == "pooled",
+        precision=plan.passage_precision,
+    )
     plan.index.append(FilePlan(_entry(doc), units, passages, old=row))
 
 
@@ -465,7 +483,7 @@ def missing_passes(store: Store, plan: Plan, prefix: str) -> list[Pass]:
     yet (a section whose chunks are pooled from it runs again for them), each run once."""
     wanted: dict[tuple[str, ...], Pass] = {}
     for file_plan in plan.index:
-        for run in make_passes(file_plan.units, file_plan.passages, prefix):
+        for run in make_passes(file_plan.units, file_plan.passages, prefix, plan.passage_precision):
             wanted.setdefault(tuple(run.keys), run)
     keys = {key for run in wanted.values() for key in run.keys}
     known = store.vector_ids(keys) if store.exists() else {}
@@ -481,21 +499,38 @@ def embed_locally(
     progress: Callable[[int], Progress] | None,
 ) -> dict[str, object]:
     """The embed step in this process (an EmbedStep); the run report adds nothing for it."""
-    embed_missing(store, model.embedder, texts, batch_size=batch_size, progress=progress)
+    embed_missing(store, model, texts, batch_size=batch_size, progress=progress)
     return {}
 
 
 def embed_missing(
     store: Store,
-    embedder: Embedder,
+    model: Model,
     passes: list[Pass],
     *,
     batch_size: int,
     progress: Callable[[int], Progress] | None,
 ) -> None:
     """Run the passes in commit batches, committing each batch's vectors so an interruption
-    loses little."""
+    loses little: those of each precision on the model's copy for it, an int8 copy's first
+    (it is made, or found, before anything runs) and then dropped, so a first build never
+    holds two onnxruntime sessions."""
     tick = progress(sum(len(run.outputs) for run in passes)) if progress else None
+    for precision in sorted({run.precision for run in passes}, key=lambda p: p == "fp32"):
+        chosen = [run for run in passes if run.precision == precision]
+        embedder = model.embedder_for(precision)
+        _embed_runs(store, embedder, chosen, batch_size=batch_size, tick=tick)
+        del embedder
+
+
+def _embed_runs(
+    store: Store,
+    embedder: Embedder,
+    passes: list[Pass],
+    *,
+    batch_size: int,
+    tick: Progress | None,
+) -> None:
     # Sorting the whole build by token count (not each commit batch) keeps padding near zero
     # (corpus: 52 % padded tokens sorted per batch, 11 % by bytes, 2 % by tokens).
     runs = sorted((embedder.tokenize_pass(run) for run in passes), key=lambda r: len(r.ids))
@@ -564,6 +599,7 @@ def commit(
                 layout=written.layout,
                 sentence_count=_sentences_after(meta, change) if meta.generation else None,
                 chunk_vectors=plan.chunk_vectors,
+                passage_precision=plan.passage_precision,
             )
         store.record_last_build(_now())
     checkpoint("commit")

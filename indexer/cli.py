@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from indexer import client, config
-from indexer.config import MODES, AnnMode, ChunkVectors, Mode
+from indexer.config import MODES, AnnMode, ChunkVectors, Mode, PassagePrecision
 from indexer.display import hit_lines, printable
 from indexer.errors import ExitCode, IndexerError, from_sqlite
 
@@ -210,6 +210,16 @@ def cli() -> None:
     "re-splits every file [default: the index's choice, else embedded].",
 )
 @click.option(
+    "--passage-precision",
+    "passages",
+    type=click.Choice(config.PASSAGE_PRECISIONS),
+    default=None,
+    help="How chunk and section vectors are computed: fp32 (the model as it is), or int8 (an "
+    "8-bit copy of the model, made once into the cache: faster first builds; see "
+    "docs/performance.md). Sentence vectors are always fp32. Recorded in the index; changing "
+    "it re-splits every file [default: the index's choice, else fp32].",
+)
+@click.option(
     "--ray",
     "ray_address",
     is_flag=False,
@@ -252,6 +262,7 @@ def build(
     ann: AnnMode,
     compact: bool,
     chunks: ChunkVectors | None,
+    passages: PassagePrecision | None,
     ray_address: str | None,
     workers: int | None,
     ray_model_path: Path | None,
@@ -288,6 +299,7 @@ def build(
             vector_policy=Policy(ann=ann, compact=compact),
             embed=embed,
             chunks=chunks,
+            passages=passages,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -470,8 +482,9 @@ def status(
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False))
         return
+    width = max(map(len, info)) + 1
     for key, value in info.items():
-        click.echo(f"{key:15} {value}")
+        click.echo(f"{key:{width}}{value}")
 
 
 @cli.command()

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     Mode = Literal["hybrid", "dense", "keyword"]
     ChunkVectors = Literal["embedded", "pooled"]
     AnnMode = Literal["exact", "auto", "always"]
+    PassagePrecision = Literal["fp32", "int8"]
 else:
-    Mode = ChunkVectors = AnnMode = str
+    Mode = ChunkVectors = AnnMode = PassagePrecision = str
 
 #: Environment variables users can set instead of flags.
 ENV_INDEX = "INDEXER_INDEX"
@@ -48,6 +49,12 @@ CHUNK_SENTENCES = 3
 #: builds, measured cost in docs/performance.md; type ChunkVectors).
 CHUNK_VECTORS: tuple[ChunkVectors, ...] = ("embedded", "pooled")
 DEFAULT_CHUNK_VECTORS: ChunkVectors = "embedded"
+#: How chunk and section vectors are computed (`index build --passage-precision`, recorded per
+#: index): "fp32", by the model as it is, like sentences; "int8", by a copy of the model with
+#: int8 linear layers (indexer.models.quantize: faster first builds, measured cost in
+#: docs/performance.md). Sentence vectors are always fp32 (type PassagePrecision).
+PASSAGE_PRECISIONS: tuple[PassagePrecision, ...] = ("fp32", "int8")
+DEFAULT_PASSAGE_PRECISION: PassagePrecision = "fp32"
 #: Vector search (`index build --ann`): exact, always a flat base; always, an approximate
 #: (IVF) base; auto, approximate from vectors.Policy.ann_from vectors (type AnnMode).
 ANN_MODES: tuple[AnnMode, ...] = ("exact", "auto", "always")

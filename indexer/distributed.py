@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexer import config, errors, models
-from indexer.embed import Embedder, usable_threads
+from indexer.embed import Model, usable_threads
 from indexer.errors import IndexerError, MissingExtraError, ModelMismatchError
 from indexer.passages import Pass
 
 if TYPE_CHECKING:
     from indexer.build import Progress
-    from indexer.embed import Model
     from indexer.store import Store
 
 #: `--ray ADDRESS`'s value for a Ray instance started by the build on this machine.
@@ -241,7 +240,8 @@ def sorted_items(model: Model, passes: list[Pass]) -> list[dict[str, object]]:
         (sum(model.tokenizer.count(text) for text in run.texts), i) for i, run in enumerate(passes)
     )
     return [
-        {"run": json.dumps([passes[i].texts, passes[i].outputs]), "tokens": n} for n, i in counted
+        {"run": json.dumps([passes[i].texts, passes[i].outputs, passes[i].precision]), "tokens": n}
+        for n, i in counted
     ]
 
 
@@ -293,11 +293,26 @@ class Encoder:
     def __init__(self, source: ModelSource, threads: int, batch_size: int, fault: str = "") -> None:
         path = model_dir(source)
         check_model_dir(path, source.checksum)
-        self.embedder = Embedder.load(path, threads=threads)
+        self.model = Model(path, threads=threads)
+        # Loaded now; an int8 copy (--passage-precision int8) on its first pass, then kept.
+        self.embedders = {"fp32": self.model.embedder_for("fp32")}
         self.batch_size = batch_size
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.calls = 0
         self.fault = fault
+
+    def _embed(self, runs: list[Pass]) -> list[np.ndarray]:
+        """Each run's vectors, in order; the runs of each precision batched on its embedder."""
+        made: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(runs)
+        for precision in {run.precision for run in runs}:
+            at = [i for i, run in enumerate(runs) if run.precision == precision]
+            if precision not in self.embedders:
+                self.embedders[precision] = self.model.embedder_for(precision)
+            embedder = self.embedders[precision]
+            vectors = embedder.embed_passes([runs[i] for i in at], batch_size=self.batch_size)
+            for i, v in zip(at, vectors, strict=True):
+                made[i] = v
+        return made
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.calls += 1
@@ -306,7 +321,7 @@ class Encoder:
         runs = [Pass(*json.loads(str(run))) for run in batch["run"]]
         for run in runs:  # JSON made the spans lists
             run.outputs = [(key, (span[0], span[1]) if span else None) for key, span in run.outputs]
-        made = self.embedder.embed_passes(runs, batch_size=self.batch_size)
+        made = self._embed(runs)
         keys = [key for run in runs for key in run.keys]
         share = (time.perf_counter() - started) / max(1, len(keys))
         return {

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from indexer.config import PassagePrecision
 from indexer.errors import ModelDirError, TextTooLongError
 from indexer.models import ModelInfo, load_info
 from indexer.passages import Pass
@@ -47,19 +48,23 @@ def usable_threads(threads: int | None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def make_session(info: ModelInfo, threads: int) -> ort.InferenceSession:
-    """An onnxruntime CPU session with every graph optimisation (attention, LayerNorm, GELU)."""
+def make_session(
+    info: ModelInfo, threads: int, onnx_path: Path | None = None
+) -> ort.InferenceSession:
+    """An onnxruntime CPU session with every graph optimisation (attention, LayerNorm, GELU),
+    on the model's graph or on `onnx_path` (a copy of it, e.g. its int8 one)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(info.onnx_path), options, ["CPUExecutionProvider"])
+        path = onnx_path or info.onnx_path
+        return ort.InferenceSession(str(path), options, ["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises several unrelated types for bad files
         raise ModelDirError(
             f"model directory {info.path}: onnxruntime cannot load "
-            f"model.onnx ({e}) — re-export or re-prepare the model"
+            f"{path.name} ({e}) — re-export or re-prepare the model"
         ) from e
 
 
@@ -231,10 +236,13 @@ class Model:
     tokenizer and onnxruntime session only when first used, so an unchanged re-run from cron
     costs stat calls rather than a model load."""
 
-    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, *, threads: int | None = None, cache: Path | None = None
+    ) -> None:
         self.path = Path(path)
         self.info = load_info(self.path)
         self._threads = threads
+        self._cache = cache  # where an int8 copy is made (config.cache_dir)
         self._tokenizer: Tokenizer | None = None
         self._embedder: Embedder | None = None
 
@@ -256,6 +264,18 @@ class Model:
                 session = make_session(self.info, usable_threads(self._threads))
                 self._embedder = Embedder(self.info, session, self._tokenizer)
         return self._embedder
+
+    def embedder_for(self, precision: PassagePrecision) -> Embedder:
+        """The embedder that runs passes of this precision: the model as it is (kept), or a
+        new one on its int8 copy (made once into the cache). The int8 one is not kept: a
+        build drops it after its passes, so it never holds both sessions for long."""
+        if precision == "fp32":
+            return self.embedder
+        from indexer.models import quantize
+
+        path = quantize.int8_model(self.info, self._cache)
+        session = make_session(self.info, usable_threads(self._threads), path)
+        return Embedder(self.info, session, self.tokenizer)
 
 
 def lean(query: np.ndarray, passage: np.ndarray, weight: float | np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from indexer import config, models, tokenize
-from indexer.config import ChunkVectors, Mode
+from indexer.config import ChunkVectors, Mode, PassagePrecision
 from indexer.errors import (
     IndexerError,
     NoSuchDocumentError,
@@ -122,7 +122,7 @@ class Index:
         if self._model is None:
             from indexer.embed import Model
 
-            self._model = Model(self._model_path(), threads=self._threads)
+            self._model = Model(self._model_path(), threads=self._threads, cache=self._cache)
         return self._model
 
     @property
@@ -153,6 +153,7 @@ class Index:
         vector_policy: VectorPolicy | None = None,
         embed: EmbedStep | None = None,
         chunks: ChunkVectors | None = None,
+        passages: PassagePrecision | None = None,
     ) -> BuildReport:
         """Bring the index in line with a folder (incremental; one writer at a time).
 
@@ -161,7 +162,8 @@ class Index:
         go ahead when the build would drop most of the index (see FolderVanishedError);
         vector_policy: when to write deltas, compact and go approximate (vectors.Policy);
         embed: run the embed step elsewhere (indexer.distributed.RayEmbedding on a Ray cluster);
-        chunks: how chunk vectors are made, "embedded" or "pooled" (recorded in the index;
+        chunks: how chunk vectors are made, "embedded" or "pooled"; passages: which copy of the
+        model makes chunk and section vectors, "fp32" or "int8" (both recorded in the index;
         default: what it recorded).
         """
         from indexer import vectors
@@ -174,7 +176,13 @@ class Index:
         with self._surroundings():
             if dry_run:
                 return build(
-                    self.store, self.model, folder, dry_run=True, selection=selection, chunks=chunks
+                    self.store,
+                    self.model,
+                    folder,
+                    dry_run=True,
+                    selection=selection,
+                    chunks=chunks,
+                    passages=passages,
                 )
             with self.store.writer_lock(wait=wait):
                 return build(
@@ -189,6 +197,7 @@ class Index:
                     vector_policy=vector_policy or vectors.DEFAULT_POLICY,
                     embed=embed,
                     chunks=chunks,
+                    passages=passages,
                 )
 
     def ask(
@@ -251,6 +260,7 @@ class Index:
             "generation": meta.generation,
             "vector_index": _describe_vectors(meta.vectors),
             "chunk_vectors": meta.chunk_vectors or None,
+            "passage_precision": meta.passage_precision or "fp32",
             "last_build": meta.last_build,
             "size_bytes": self.store.size_on_disk(),
         }

@@ -11,6 +11,10 @@ passage is a pass of its own. With pooled chunks (`index build --chunks pooled`)
 inside a longer section is not embedded as a text of its own but pooled from the section's
 pass over its units' tokens ("late chunking"): each token then goes through the model once
 for its sentence and once for its section.
+
+With int8 passages (`index build --passage-precision int8`) every passage pass runs on an int8
+copy of the model (indexer.models.quantize), and its vectors' keys name that copy
+(passage_checksum); units always run on the model as it is.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from indexer import config
+from indexer.config import PassagePrecision
 from indexer.models import ModelInfo
 from indexer.split import Sentence, split_document
 from indexer.store import PassageKind, vector_key
@@ -63,6 +68,8 @@ class Pass:
 
     texts: list[str]
     outputs: list[tuple[str, tuple[int, int] | None]] = field(default_factory=list)
+    #: Which copy of the model runs it: units always "fp32", passages as the index chose.
+    precision: PassagePrecision = "fp32"
 
     @property
     def keys(self) -> list[str]:
@@ -88,22 +95,37 @@ def make_units(text: str, fmt: str, tokenizer: Tokenizer) -> list[Unit]:
     return units
 
 
+def passage_checksum(checksum: str, precision: PassagePrecision) -> str:
+    """What names the model behind a passage vector in its key: the model's checksum, marked
+    when an int8 copy of it makes the vector."""
+    return checksum if precision == "fp32" else f"{checksum} {precision}"
+
+
 def make_passages(
-    units: list[Unit], tokenizer: Tokenizer, *, pooled: bool = False
+    units: list[Unit],
+    tokenizer: Tokenizer,
+    *,
+    pooled: bool = False,
+    precision: PassagePrecision = "fp32",
 ) -> list[Passage]:
     """A document's chunks, then its sections that are not also a chunk. With `pooled`, a
-    chunk inside a longer section is pooled from that section's pass (Passage.within)."""
-    chunks = make_chunks(units, tokenizer)
-    sections = make_sections(units, tokenizer, chunks)
+    chunk inside a longer section is pooled from that section's pass (Passage.within).
+    `precision`: which copy of the model makes them (a one-unit chunk keeps its unit's
+    vector)."""
+    checksum = passage_checksum(tokenizer.model.checksum, precision)
+    chunks = make_chunks(units, tokenizer, checksum=checksum)
+    sections = make_sections(units, tokenizer, chunks, checksum=checksum)
     info = tokenizer.model
     if not pooled or info.pooling != "mean":
         return chunks + sections
     # Joined token by token, a section may come out a token or two longer than counted whole.
     whole = [s for s in sections if pass_tokens(s, units, tokenizer) <= info.max_tokens]
-    return [_pooled(c, whole, units, info) for c in chunks] + sections
+    return [_pooled(c, whole, units, info, checksum) for c in chunks] + sections
 
 
-def _pooled(chunk: Passage, sections: list[Passage], units: list[Unit], info: ModelInfo) -> Passage:
+def _pooled(
+    chunk: Passage, sections: list[Passage], units: list[Unit], info: ModelInfo, checksum: str
+) -> Passage:
     """The chunk pooled from the section holding it, if any; else the chunk as it is. A
     one-unit chunk keeps its unit's vector."""
     if chunk.key == units[chunk.first].key:
@@ -112,7 +134,7 @@ def _pooled(chunk: Passage, sections: list[Passage], units: list[Unit], info: Mo
         if section.first <= chunk.first and chunk.last <= section.last:
             span = f"{chunk.first - section.first}-{chunk.last - section.first}"
             text = f"{LATE}{span}\n{info.passage_prefix}{section.text}"
-            return replace(chunk, key=vector_key(info.checksum, text), within=section.key)
+            return replace(chunk, key=vector_key(checksum, text), within=section.key)
     return chunk
 
 
@@ -135,10 +157,17 @@ def pass_tokens(section: Passage, units: list[Unit], tokenizer: Tokenizer) -> in
     return sum(len(tokenizer.encode(t)) for t in texts) + 2
 
 
-def make_passes(units: list[Unit], passages: list[Passage], prefix: str) -> list[Pass]:
+def make_passes(
+    units: list[Unit],
+    passages: list[Passage],
+    prefix: str,
+    precision: PassagePrecision = "fp32",
+) -> list[Pass]:
     """The runs of the model a document needs: each unit and each passage embedded alone,
-    except chunks pooled from their section, which ride on that section's pass."""
+    except chunks pooled from their section, which ride on that section's pass. Passages
+    run on the `precision` copy of the model (make_passages keyed them for it)."""
     passes = [Pass([prefix + u.text], [(u.key, None)]) for u in units]
+    unit_keys = {u.key for u in units}
     pooled: dict[str, list[Passage]] = {}
     for p in passages:
         if p.within:
@@ -146,21 +175,25 @@ def make_passes(units: list[Unit], passages: list[Passage], prefix: str) -> list
     for p in passages:
         if p.within:
             continue
+        if p.key in unit_keys:  # a one-unit chunk: its unit's pass makes its vector
+            continue
         inside = pooled.get(p.key, [])
         if not inside:
-            passes.append(Pass([prefix + p.text], [(p.key, None)]))
+            passes.append(Pass([prefix + p.text], [(p.key, None)], precision))
             continue
         texts = _pass_texts(p, units, prefix)
         spans = [(c.key, (c.first - p.first + 1, c.last - p.first + 1)) for c in inside]
-        passes.append(Pass(texts, [(p.key, None), *spans]))
+        passes.append(Pass(texts, [(p.key, None), *spans], precision))
     return passes
 
 
-def make_sections(units: list[Unit], tokenizer: Tokenizer, chunks: list[Passage]) -> list[Passage]:
+def make_sections(
+    units: list[Unit], tokenizer: Tokenizer, chunks: list[Passage], *, checksum: str = ""
+) -> list[Passage]:
     """The runs of units under one heading, each as long as the model takes (a long section
     is cut into several); a run that is also a chunk is left out, the chunk stands for it."""
     known = {(c.first, c.last) for c in chunks}
-    sections = make_chunks(units, tokenizer, size=None, kind="section")
+    sections = make_chunks(units, tokenizer, size=None, kind="section", checksum=checksum)
     return [s for s in sections if (s.first, s.last) not in known]
 
 
@@ -170,6 +203,7 @@ def make_chunks(
     *,
     size: int | None = config.CHUNK_SENTENCES,
     kind: PassageKind = "chunk",
+    checksum: str = "",
 ) -> list[Passage]:
     """Group consecutive units into runs of up to `size` units (None: no limit) that fit the
     model.
@@ -177,9 +211,10 @@ def make_chunks(
     A heading starts a new run, and the runs after it under the same heading carry the
     heading's text in front, so a passage says what it is about. A run of one unit with no
     heading in front has the unit's own text and key, so it costs no extra embedding.
+    `checksum` names the model that makes the others' vectors (default: the tokenizer's).
     """
     prefix = tokenizer.model.passage_prefix
-    checksum = tokenizer.model.checksum
+    checksum = checksum or tokenizer.model.checksum
     limit = tokenizer.max_content_tokens
 
     def fits(context: str, first: int, last: int) -> bool:
@@ -205,7 +240,9 @@ def make_chunks(
         ):
             last += 1
         text = context + _joined(units[first : last + 1])
-        passages.append(Passage(first, last, text, vector_key(checksum, prefix + text), kind))
+        alone = first == last and text == units[first].text
+        key = units[first].key if alone else vector_key(checksum, prefix + text)
+        passages.append(Passage(first, last, text, key, kind))
         first = last + 1
     return passages
 

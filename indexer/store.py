@@ -262,6 +262,9 @@ class IndexMeta:
     vectors: VectorLayout = VectorLayout()
     #: How the index's chunk vectors were made (config.ChunkVectors); "" before it was recorded.
     chunk_vectors: str = ""
+    #: Which copy of the model made its chunk and section vectors (config.PassagePrecision);
+    #: "" before it was recorded, when it was always "fp32".
+    passage_precision: str = ""
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,7 @@ def _meta_from_rows(rows: dict[str, str]) -> IndexMeta:
         last_build=rows.get("last_build"),
         vectors=_layout_from_rows(rows),
         chunk_vectors=rows.get("chunk_vectors", ""),
+        passage_precision=rows.get("passage_precision", ""),
     )
 
 
@@ -732,6 +736,7 @@ class Store:
         layout: VectorLayout | None = None,
         sentence_count: int | None = None,
         chunk_vectors: str = "",
+        passage_precision: str = "",
     ) -> None:
         """Record a changed build's model and generation (inside the build's transaction);
         the sentence count is counted when not given."""
@@ -744,6 +749,8 @@ class Store:
         values.update(split_version=split_version, generation=generation, sentence_count=sentences)
         if chunk_vectors:
             values.update(chunk_vectors=chunk_vectors)
+        if passage_precision:
+            values.update(passage_precision=passage_precision)
         self._set_meta(values)
         self.record_vectors(
             vector_count=vector_count, vector_ids_digest=vector_ids_digest, layout=layout

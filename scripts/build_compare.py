@@ -2,13 +2,15 @@
 
     python -m scripts.build_compare BEFORE AFTER [--corpus DIR] [--rounds 1] [--batch-size 32]
                                     [--threads N] [--model DIR]
+                                    [--before-args "..."] [--after-args "..."]
 
 Each commit is checked out in a temporary git worktree and `python -m indexer build` runs
 from there: its own code, with the installed dependencies and the default model. Per round,
 the two commits take turns (the order flips every round, so a machine that slows down or
 speeds up during the run favours neither): a first build of a fresh copy of the corpus into a
-fresh index, then a re-run after appending a paragraph to one file. Each build runs in its own
-process, which reports its peak RSS.
+fresh index, then a re-run after appending a paragraph to one file. BEFORE and AFTER may be the
+same commit with different `index build` options (--after-args "--passage-precision int8").
+Each build runs in its own process, which reports its peak RSS.
 
 One stamped JSON row per commit and round on stdout, then a summary row: the median first
 build and one-file edit of each commit and their ratio (after / before). Progress on stderr.
@@ -16,6 +18,7 @@ build and one-file edit of each commit and their ratio (after / before). Progres
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -86,6 +89,8 @@ def median_of(rows: list[dict[str, Any]], step: str) -> float:
 @click.option(
     "--model", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None
 )
+@click.option("--before-args", default="", help="More `index build` options for BEFORE.")
+@click.option("--after-args", default="", help="More `index build` options for AFTER.")
 def main(
     before: str,
     after: str,
@@ -94,11 +99,17 @@ def main(
     batch_size: int,
     threads: int | None,
     model: Path | None,
+    before_args: str,
+    after_args: str,
 ) -> None:
     """Time first builds of CORPUS by commits BEFORE and AFTER, taking turns."""
     commits = {"before": resolve(before), "after": resolve(after)}
-    flags = ["--threads", str(threads)] if threads else []
-    flags += ["--model", str(model.resolve())] if model else []
+    common = ["--threads", str(threads)] if threads else []
+    common += ["--model", str(model.resolve())] if model else []
+    flags = {
+        "before": [*common, *shlex.split(before_args)],
+        "after": [*common, *shlex.split(after_args)],
+    }
     rows: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory(prefix="build-compare-") as tmp:
         scratch = Path(tmp)
@@ -111,9 +122,10 @@ def main(
                 for side in order:
                     log(f"round {number + 1}: {side} ({commits[side][:7]})")
                     measured = one_round(
-                        scratch / side, corpus, scratch / "work", batch_size, flags
+                        scratch / side, corpus, scratch / "work", batch_size, flags[side]
                     )
                     row = {"side": side, "built_by": commits[side][:7], "round": number + 1}
+                    row["args"] = flags[side]
                     emit({**row, **measured})
                     rows[side].append(measured)
     summary: dict[str, Any] = {"summary": True, "corpus": str(corpus), "rounds": rounds}
@@ -124,6 +136,7 @@ def main(
         side: max(row["first"]["peak_rss_mb"] or 0 for row in rows[side]) for side in rows
     }
     summary["commits"] = {side: commit[:7] for side, commit in commits.items()}
+    summary["args"] = flags
     emit(summary, readable=True)
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import click
 
+from indexer.models.quantize import has_vnni
+
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
 #: What the team provides beside the repository: eval sets and a document corpus.
@@ -133,11 +135,6 @@ def _cpuinfo(field: str) -> str | None:
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo."""
     return _cpuinfo("model name") or platform.processor() or "unknown"
-
-
-def has_vnni() -> bool:
-    """Whether the CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
-    return bool({"avx512_vnni", "avx_vnni"} & set((_cpuinfo("flags") or "").split()))
 
 
 def ram_gb() -> float:

