@@ -2,6 +2,7 @@
 
     python -m scripts.eval SET_DIR [--mode MODE|all] [--limit N] [--k 10] [--index-dir DIR]
                                    [--model DIR] [--ann always] [--chunks pooled]
+                                   [--passages int8]
     python -m scripts.eval --table scripts/eval_results.jsonl
 
 Progress goes to stderr; each result is one JSON line on stdout (the last line is the result),
@@ -23,7 +24,7 @@ import click
 import numpy as np
 
 from indexer import Hit, Index, IndexerError, config, search
-from indexer.config import AnnMode, ChunkVectors
+from indexer.config import AnnMode, ChunkVectors, PassagePrecision
 from indexer.vectors import Policy
 from scripts.common import SetError, copy_index, emit, log, read_jsonl
 
@@ -151,9 +152,9 @@ def default_index_dir(set_dir: Path, model: Path | None) -> Path:
 
 
 def variant_index_dir(index_dir: Path, variant: str) -> Path:
-    """The index evaluated with `--ann` or `--chunks`: a sibling of the default one, first
-    copied from it, so the variant's build re-embeds only what the variant changes (nothing
-    for --ann, the chunks for --chunks)."""
+    """The index evaluated with `--ann`, `--chunks` or `--passages`: a sibling of the default
+    one, first copied from it, so the variant's build re-embeds only what the variant changes
+    (nothing for --ann, the chunks for --chunks, chunks and sections for --passages)."""
     copy = index_dir.with_name(f"{index_dir.name}-{variant}")
     if not (copy / config.DB_NAME).exists() and (index_dir / config.DB_NAME).exists():
         log(f"copying {index_dir} to {copy}")
@@ -228,6 +229,7 @@ def evaluate_retrieval(
     k: int,
     ann: str | None = None,
     chunks: str | None = None,
+    passages: str | None = None,
 ) -> Iterator[dict[str, object]]:
     """Build (incrementally) the set's docs, then one result per mode."""
     modes = modes_to_run(index, mode)
@@ -242,11 +244,13 @@ def evaluate_retrieval(
         progress=build_progress,
         vector_policy=policy,
         chunks=cast(ChunkVectors | None, chunks),
+        passages=cast(PassagePrecision | None, passages),
     )
     build_seconds = time.perf_counter() - start
     status = index.status()
     vector_index = {"vector_index": status["vector_index"]} if ann else {}
     vector_index |= {"chunk_vectors": status["chunk_vectors"]} if chunks else {}
+    vector_index |= {"passage_precision": status["passage_precision"]} if passages else {}
     log(
         f"index ready: {len(report.added)} added, {len(report.changed)} changed, "
         f"{report.unchanged} unchanged files; {report.embedded} sentences embedded "
@@ -362,6 +366,14 @@ def results_table(results: Sequence[dict]) -> str:
     "Default: the index as the tool builds it.",
 )
 @click.option(
+    "--passages",
+    type=click.Choice(config.PASSAGE_PRECISIONS),
+    default=None,
+    help="Which copy of the model makes chunk and section vectors (index build "
+    "--passage-precision), in a copy of the index beside it. Default: the index as the tool "
+    "builds it.",
+)
+@click.option(
     "--table",
     "table",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -376,6 +388,7 @@ def main(
     model: Path | None,
     ann: str | None,
     chunks: str | None,
+    passages: str | None,
     table: Path | None,
 ) -> None:
     """Evaluate SET_DIR: a retrieval set (recall@1/5/10, MRR@10 at passage level, hits mapped
@@ -397,6 +410,7 @@ def main(
             model=model,
             ann=ann,
             chunks=chunks,
+            passages=passages,
         ):
             emit(rounded(result))
     except IndexerError as exc:
@@ -413,11 +427,12 @@ def evaluate(
     model: Path | None,
     ann: str | None = None,
     chunks: str | None = None,
+    passages: str | None = None,
 ) -> Iterator[dict[str, object]]:
     """Results for one set: one per mode for retrieval, one for STS."""
     kind = set_kind(set_dir)
     path = index_dir or default_index_dir(set_dir, model)
-    named = {"ann": ann, "chunks": chunks}
+    named = {"ann": ann, "chunks": chunks, "passages": passages}
     variant = "-".join(f"{name}-{value}" for name, value in named.items() if value)
     if variant and kind != "sts":
         path = variant_index_dir(path, variant)
@@ -427,7 +442,14 @@ def evaluate(
             yield evaluate_sts(set_dir, index, limit=limit)
         else:
             yield from evaluate_retrieval(
-                set_dir, index, mode=mode, limit=limit, k=k, ann=ann, chunks=chunks
+                set_dir,
+                index,
+                mode=mode,
+                limit=limit,
+                k=k,
+                ann=ann,
+                chunks=chunks,
+                passages=passages,
             )
     finally:
         index.close()

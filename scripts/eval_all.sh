@@ -15,6 +15,9 @@
 #   CHUNKS=pooled scripts/eval_all.sh   # chunks pooled from their section (index build
 #                                       # --chunks pooled), in copies of every index; results
 #                                       # in scripts/eval_chunks-pooled_results.jsonl
+#   PASSAGES=int8 scripts/eval_all.sh   # chunk and section vectors from the model's int8 copy
+#                                       # (index build --passage-precision int8), in copies of
+#                                       # every index; results in scripts/eval_passages-int8_results.jsonl
 #
 # Limits keep a run tractable on 2 cores; the table's "queries" column shows what was used.
 set -euo pipefail
@@ -24,6 +27,7 @@ EVAL_DIR="${EVAL_DIR:-../shared/eval}"
 MODES="${MODES:-all}"
 ANN="${ANN:-}"
 CHUNKS="${CHUNKS:-}"
+PASSAGES="${PASSAGES:-}"
 OUT="scripts/eval_results.jsonl"
 variant_args=()
 if [ -n "$ANN" ]; then
@@ -33,6 +37,10 @@ fi
 if [ -n "$CHUNKS" ]; then
   OUT="${OUT%_results.jsonl}_chunks-${CHUNKS}_results.jsonl"
   variant_args+=(--chunks "$CHUNKS")
+fi
+if [ -n "$PASSAGES" ]; then
+  OUT="${OUT%_results.jsonl}_passages-${PASSAGES}_results.jsonl"
+  variant_args+=(--passages "$PASSAGES")
 fi
 
 # "--limit N" for a set by name, or nothing (the limits live in scripts/common.py).
