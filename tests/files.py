@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,15 @@ def store_vectors_as_float32(index_dir: Path) -> int:
             [(decode_vector(blob).tobytes(), vector_id) for vector_id, blob in rows],
         )
     return len(rows)
+
+
+def stored_vectors(index_dir: Path) -> dict[str, np.ndarray]:
+    """Every stored vector of an index by key, as float32."""
+    from indexer.store import decode_vector
+
+    with contextlib.closing(sqlite3.connect(index_dir / "index.sqlite")) as db:
+        rows = db.execute("SELECT key, vector FROM vectors").fetchall()
+    return {key: decode_vector(blob) for key, blob in rows}
 
 
 def write_docs(root: Path, docs: dict[str, str]) -> Path:

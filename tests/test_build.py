@@ -6,6 +6,7 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer import Index, ranking
@@ -17,7 +18,7 @@ from indexer.errors import (
     ModelMismatchError,
     NoIndexError,
 )
-from tests.files import store_vectors_as_float32, write_docs
+from tests.files import store_vectors_as_float32, stored_vectors, write_docs
 
 DOCS = {
     "ja/npu.md": "# NPUの測定\n\nNNAPI経由でNPUを使うと、CPUより約15倍速くなりました。\n"
@@ -531,6 +532,36 @@ def test_changing_how_chunks_are_made_resplits_once_and_is_remembered(
     again = index.build(folder)  # no flag: the index's choice stands, nothing to do
     assert again.changed == [] and again.passages_embedded == 0
     assert index.status()["chunk_vectors"] == "pooled"
+
+
+def test_int8_passages_change_only_passage_vectors_and_switch_back(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    folder = write_docs(
+        tmp_path / "s",
+        {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n", "b.md": "Just one short line.\n"},
+    )
+    fp32 = Index(tmp_path / "fp32", model=tiny_model_dir, cache_dir=tmp_path / "cache")
+    int8 = Index(tmp_path / "int8", model=tiny_model_dir, cache_dir=tmp_path / "cache")
+    fp32.build(folder)
+    first = int8.build(folder, passages="int8")
+    assert int8.status()["passage_precision"] == "int8"
+    assert fp32.status()["passage_precision"] == "fp32"
+    before, after = stored_vectors(fp32.path), stored_vectors(int8.path)
+    sentences = set(fp32.store.db.execute("SELECT DISTINCT key FROM vectors v JOIN sentences s "
+                                          "ON s.vector_id = v.id").fetchall())  # fmt: skip
+    shared = before.keys() & after.keys()
+    assert {k for (k,) in sentences} == shared  # sentence vectors alone are the same keys ...
+    for key in shared:
+        np.testing.assert_array_equal(after[key], before[key])  # ... and the same vectors
+    assert len(after) == len(before) and first.passages_embedded == len(after) - len(shared)
+    assert int8.ask(STEPS[2], k=1)[0].text == STEPS[2]
+    back = int8.build(folder, passages="fp32")  # re-split; sentences keep their vectors
+    assert back.changed == ["a.md", "b.md"] and back.embedded == 0
+    assert int8.status()["passage_precision"] == "fp32"
+    assert stored_vectors(int8.path).keys() == before.keys()
+    again = int8.build(folder)  # the index's choice stands
+    assert again.changed == [] and again.passages_embedded == 0
 
 
 def test_a_heading_scores_as_the_chunk_it_opens(index: Index, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,9 +23,9 @@ from click.testing import CliRunner, Result
 
 from indexer import Index, distributed
 from indexer.cli import cli
-from indexer.config import ChunkVectors
+from indexer.config import ChunkVectors, PassagePrecision
 from indexer.errors import ModelMismatchError
-from indexer.store import decode_vector
+from tests.files import stored_vectors
 
 WORDS = (
     "river stone cloud engine battery latency window garden paper signal market orange violet "
@@ -54,12 +53,6 @@ def run(*args: object) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def stored_vectors(index: Path) -> dict[str, np.ndarray]:
-    with sqlite3.connect(index / "index.sqlite") as db:
-        rows = db.execute("SELECT key, vector FROM vectors").fetchall()
-    return {key: decode_vector(blob) for key, blob in rows}
-
-
 def answers(index: Path, model: Path) -> list[list[tuple[str, str]]]:
     idx = Index(index, model=model)
     try:
@@ -68,21 +61,32 @@ def answers(index: Path, model: Path) -> list[list[tuple[str, str]]]:
         idx.close()
 
 
-def build_local(folder: Path, index: Path, model: Path, chunks: ChunkVectors | None = None) -> None:
-    idx = Index(index, model=model, threads=1)
+def build_local(
+    folder: Path,
+    index: Path,
+    model: Path,
+    chunks: ChunkVectors | None = None,
+    passages: PassagePrecision | None = None,
+) -> None:
+    idx = Index(index, model=model, threads=1, cache_dir=index.parent / "cache")
     try:
-        idx.build(folder, chunks=chunks)
+        idx.build(folder, chunks=chunks, passages=passages)
     finally:
         idx.close()
 
 
 def build_on_ray(
-    folder: Path, index: Path, model: Path, chunks: ChunkVectors | None = None, **options: Any
+    folder: Path,
+    index: Path,
+    model: Path,
+    chunks: ChunkVectors | None = None,
+    passages: PassagePrecision | None = None,
+    **options: Any,
 ) -> dict[str, object]:
     idx = Index(index, model=model)
     try:
         step = distributed.RayEmbedding(workers=2, rows_per_call=32, **options)
-        return idx.build(folder, embed=step, chunks=chunks).embedding
+        return idx.build(folder, embed=step, chunks=chunks, passages=passages).embedding
     finally:
         idx.close()
 
@@ -121,10 +125,14 @@ def test_an_unreachable_cluster_fails_in_one_line(tmp_path: Path, tiny_model_dir
 
 
 @pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
-    """A local Ray instance for the module; yields its address for child processes."""
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local Ray instance for the module; yields its address for child processes. Its
+    workers make int8 copies of models in a cache of their own."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    cache = {"INDEXER_CACHE_DIR": str(tmp_path_factory.mktemp("ray-cache"))}
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": cache}
+    )
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -177,6 +185,19 @@ def test_chunks_pooled_on_ray_equal_those_pooled_here(
     assert local.keys() == remote.keys() != stored_vectors(tmp_path / "embedded").keys()
     for key, vector in local.items():
         np.testing.assert_allclose(remote[key], vector, rtol=1e-3, atol=1e-5)  # float16
+
+
+@pytest.mark.slow
+def test_int8_passages_on_ray_equal_those_made_here(
+    ray_address: str, folder: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    build_local(folder, tmp_path / "local", tiny_model_dir, passages="int8")
+    build_on_ray(folder, tmp_path / "idx", tiny_model_dir, passages="int8")
+    local, remote = stored_vectors(tmp_path / "local"), stored_vectors(tmp_path / "idx")
+    assert local.keys() == remote.keys()
+    for key, vector in local.items():
+        np.testing.assert_allclose(remote[key], vector, rtol=1e-3, atol=1e-5)  # float16
+    assert Index(tmp_path / "idx").status()["passage_precision"] == "int8"
 
 
 @pytest.mark.slow

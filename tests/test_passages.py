@@ -107,3 +107,26 @@ def test_a_sentence_longer_than_the_model_is_windowed(tiny_model_dir: Path) -> N
     prefix = tokenizer.model.passage_prefix
     assert all(tokenizer.count(prefix + u.text) <= tokenizer.max_content_tokens for u in units)
     assert len({u.key for u in units}) == len(units)
+
+
+def test_int8_passages_are_keyed_for_the_copy_and_run_on_it(tiny_model_dir: Path) -> None:
+    # The opening line is a chunk of one unit; "Setup" has two chunks and a section.
+    text = "Just one opening line.\n\n# Setup\n\n" + " ".join(STEPS) + "\n"
+    units, tokenizer = markdown_units(text, tiny_model_dir)
+    fp32 = make_passages(units, tokenizer)
+    int8 = make_passages(units, tokenizer, precision="int8")
+    unit_keys = {u.key for u in units}
+    assert [(p.first, p.last, p.kind) for p in int8] == [(p.first, p.last, p.kind) for p in fp32]
+    for a, b in zip(fp32, int8, strict=True):
+        # A passage of one unit keeps its unit's (fp32) vector; the others get keys of their own.
+        assert (a.key == b.key) == (b.key in unit_keys)
+    assert any(p.key in unit_keys for p in int8), "no one-unit passage in the document"
+    prefix = tokenizer.model.passage_prefix
+    passes = make_passes(units, int8, prefix, "int8")
+    assert [r.precision for r in passes[: len(units)]] == ["fp32"] * len(units)
+    extra = passes[len(units) :]
+    assert {r.precision for r in extra} == {"int8"}
+    # Units run once: no pass for a passage that is its unit.
+    assert sorted(k for r in extra for k in r.keys) == sorted(
+        p.key for p in int8 if p.key not in unit_keys
+    )

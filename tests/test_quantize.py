@@ -1,0 +1,54 @@
+"""The int8 copy of a model (indexer.models.quantize) made from the tiny real ONNX model."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from indexer.embed import Model
+from indexer.errors import ModelPrepareError
+from indexer.models import load_info, sha256_file
+from indexer.models.quantize import SIDECAR, int8_model
+from tests.tiny_model import CORPUS
+
+
+def test_the_int8_copy_is_made_once_and_made_again_when_damaged(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    info = load_info(tiny_model_dir)
+    path = int8_model(info, tmp_path)
+    assert path.is_relative_to(tmp_path)
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert "MatMul" not in ops and ops & {"DynamicQuantizeMatMul", "MatMulInteger"}
+    made = path.stat().st_mtime_ns
+    assert int8_model(info, tmp_path) == path and path.stat().st_mtime_ns == made  # reused
+    path.write_bytes(b"bit rot")
+    assert int8_model(info, tmp_path) == path
+    assert '"sha256": "' + sha256_file(path) in path.with_suffix(SIDECAR).read_text()
+    assert {n.op_type for n in onnx.load(path).graph.node} == ops
+
+
+def test_int8_vectors_stay_close_to_the_models(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = Model(tiny_model_dir, threads=1, cache=tmp_path)
+    texts = [model.embedder.passage_text(t) for t in CORPUS]
+    fp32 = model.embedder_for("fp32").embed(texts)
+    int8 = model.embedder_for("int8").embed(texts)
+    cosines = (fp32 * int8).sum(axis=1)
+    assert cosines.min() > 0.95 and not np.array_equal(fp32, int8)
+
+
+def test_a_model_the_quantiser_cannot_read_is_a_prepare_error(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.onnx").write_bytes(b"not a graph")
+    info = dataclasses.replace(load_info(tiny_model_dir), path=broken)
+    with pytest.raises(ModelPrepareError, match="--passage-precision fp32"):
+        int8_model(info, tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.onnx"))  # nothing half-made left behind
