@@ -24,6 +24,7 @@ from indexer.errors import (
     from_sqlite,
 )
 from indexer.load import Selection, Symlinks
+from indexer.models import ModelInfo
 from indexer.store import ModelRecord, SentenceRow, Store, VectorLayout, recorded_model_path
 
 if TYPE_CHECKING:
@@ -303,6 +304,10 @@ class Index:
                 )
         vectors.repair(self.store)
         report.notes.append("rebuilt the FAISS file from the vectors stored in SQLite")
+        with contextlib.suppress(IndexerError):
+            if copy := self._damaged_int8_copy(models.load_info(self._model_path())):
+                copy.unlink()
+                report.notes.append(f"removed the damaged int8 copy {copy}")
         after = self._check()
         self._verify_model(after)
         report.repaired = not after.problems
@@ -360,6 +365,18 @@ class Index:
                 else f"restore {path} from a good copy"
             )
             report.problems.append(f"model file {name} in {path} differs from model.json — {fix}")
+        if copy := self._damaged_int8_copy(info):
+            report.problems.append(
+                f"the int8 copy of the model that makes this index's passage vectors ({copy}) is "
+                "damaged — run `index verify --repair` (the next build makes it again)"
+            )
+
+    def _damaged_int8_copy(self, info: ModelInfo) -> Path | None:
+        if self.store.meta().passage_precision != "int8":
+            return None
+        from indexer.models import quantize
+
+        return quantize.damaged_copy(info, self._cache)
 
     def close(self) -> None:
         """Release the database (and the searcher's thread)."""

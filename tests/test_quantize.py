@@ -10,10 +10,12 @@ import numpy as np
 import onnx
 import pytest
 
+from indexer import Index
 from indexer.embed import Model
 from indexer.errors import ModelPrepareError
 from indexer.models import load_info, sha256_file
 from indexer.models.quantize import SIDECAR, int8_model
+from tests.files import write_docs
 from tests.tiny_model import CORPUS
 
 
@@ -52,3 +54,22 @@ def test_a_model_the_quantiser_cannot_read_is_a_prepare_error(
     with pytest.raises(ModelPrepareError, match="--passage-precision fp32"):
         int8_model(info, tmp_path / "cache")
     assert not list((tmp_path / "cache").rglob("*.onnx"))  # nothing half-made left behind
+
+
+def test_verify_finds_a_damaged_int8_copy_and_repair_removes_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    folder = write_docs(tmp_path / "docs", {"a.md": "# Setup\n\n" + " ".join(CORPUS[:4]) + "\n"})
+    index = Index(tmp_path / "idx", model=tiny_model_dir, cache_dir=tmp_path / "cache")
+    index.build(folder, passages="int8")
+    assert not index.verify().problems
+    copy = int8_model(load_info(tiny_model_dir), tmp_path / "cache")
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # bit rot: same size, same mtime class of damage
+    copy.write_bytes(bytes(data))
+    assert any("int8 copy" in p for p in index.verify().problems)
+    repaired = index.verify(repair=True)
+    assert repaired.repaired and not copy.exists()
+    more = {"b.md": "# More\n\n" + " ".join(CORPUS[4:8]) + "\n"}
+    index.build(write_docs(folder, more))  # its passages make the copy again
+    assert copy.exists() and not index.verify().problems

@@ -53,6 +53,13 @@ def int8_model(info: ModelInfo, cache: Path | None = None) -> Path:
     return dest
 
 
+def damaged_copy(info: ModelInfo, cache: Path | None = None) -> Path | None:
+    """The int8 copy of a model when it is there but no longer what was made (bit rot, a
+    partial copy): `index verify` reports it, `--repair` removes it for the next build."""
+    dest = int8_path(info, cache)
+    return dest if dest.exists() and not _intact(dest, info, hash_it=True) else None
+
+
 def _intact(dest: Path, info: ModelInfo, *, hash_it: bool = False) -> bool:
     """Whether the copy exists for this model with its recorded size (and sha256 when
     `hash_it`: the look under the lock, before deciding to make it again)."""
