@@ -90,7 +90,8 @@ def _make(info: ModelInfo, dest: Path) -> None:
                 "--passage-precision fp32, or check free space in the cache"
             )
         tmp.chmod(0o644)  # mkstemp makes 0600; the cache's other model files are readable
-        sidecar = {"source": info.checksum, "recipe": RECIPE, "size": tmp.stat().st_size}
+        sidecar: dict[str, object] = {"source": info.checksum, "recipe": RECIPE}
+        sidecar.update(reduce_range=not has_vnni(), size=tmp.stat().st_size)
         sidecar["sha256"] = sha256_file(tmp)
         dest.with_suffix(SIDECAR).write_text(json.dumps(sidecar), encoding="utf-8")
         tmp.replace(dest)
