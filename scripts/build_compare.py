@@ -125,7 +125,7 @@ def main(
                         scratch / side, corpus, scratch / "work", batch_size, flags[side]
                     )
                     row = {"side": side, "built_by": commits[side][:7], "round": number + 1}
-                    row["args"] = flags[side]
+                    row["build_args"] = flags[side]
                     emit({**row, **measured})
                     rows[side].append(measured)
     summary: dict[str, Any] = {"summary": True, "corpus": str(corpus), "rounds": rounds}
@@ -136,7 +136,7 @@ def main(
         side: max(row["first"]["peak_rss_mb"] or 0 for row in rows[side]) for side in rows
     }
     summary["commits"] = {side: commit[:7] for side, commit in commits.items()}
-    summary["args"] = flags
+    summary["build_args"] = flags
     emit(summary, readable=True)
 
 
