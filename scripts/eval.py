@@ -16,7 +16,7 @@ import inspect
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import cast
 
@@ -151,6 +151,22 @@ def default_index_dir(set_dir: Path, model: Path | None) -> Path:
     return config.cache_dir() / "eval" / f"{set_dir.resolve().name}-{digest}"
 
 
+@dataclass(frozen=True)
+class Variant:
+    """How the evaluated index is built unlike the tool's default (`index build` options),
+    in a copy beside the cached one (variant_index_dir); all None: the index as it is."""
+
+    ann: str | None = None
+    chunks: str | None = None
+    passages: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The copy's suffix, e.g. "chunks-pooled-passages-int8"; "" for none."""
+        chosen = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return "-".join(f"{name}-{value}" for name, value in chosen if value)
+
+
 def variant_index_dir(index_dir: Path, variant: str) -> Path:
     """The index evaluated with `--ann`, `--chunks` or `--passages`: a sibling of the default
     one, first copied from it, so the variant's build re-embeds only what the variant changes
@@ -227,11 +243,11 @@ def evaluate_retrieval(
     mode: str | None,
     limit: int | None,
     k: int,
-    ann: str | None = None,
-    chunks: str | None = None,
-    passages: str | None = None,
+    variant: Variant | None = None,
 ) -> Iterator[dict[str, object]]:
     """Build (incrementally) the set's docs, then one result per mode."""
+    variant = variant or Variant()
+    ann, chunks, passages = variant.ann, variant.chunks, variant.passages
     modes = modes_to_run(index, mode)
     queries = read_queries(set_dir, limit)
     log(f"building {index.path} from {set_dir / 'docs'}")
@@ -400,17 +416,10 @@ def main(
         return
     if set_dir is None:
         raise click.UsageError("give SET_DIR (or --table FILE)")
+    variant = Variant(ann, chunks, passages)
     try:
         for result in evaluate(
-            set_dir,
-            mode=mode,
-            limit=limit,
-            k=k,
-            index_dir=index_dir,
-            model=model,
-            ann=ann,
-            chunks=chunks,
-            passages=passages,
+            set_dir, mode=mode, limit=limit, k=k, index_dir=index_dir, model=model, variant=variant
         ):
             emit(rounded(result))
     except IndexerError as exc:
@@ -425,31 +434,21 @@ def evaluate(
     k: int,
     index_dir: Path | None,
     model: Path | None,
-    ann: str | None = None,
-    chunks: str | None = None,
-    passages: str | None = None,
+    variant: Variant | None = None,
 ) -> Iterator[dict[str, object]]:
     """Results for one set: one per mode for retrieval, one for STS."""
     kind = set_kind(set_dir)
     path = index_dir or default_index_dir(set_dir, model)
-    named = {"ann": ann, "chunks": chunks, "passages": passages}
-    variant = "-".join(f"{name}-{value}" for name, value in named.items() if value)
-    if variant and kind != "sts":
-        path = variant_index_dir(path, variant)
+    variant = variant or Variant()
+    if variant.name and kind != "sts":
+        path = variant_index_dir(path, variant.name)
     index = Index(path, model=model, echo=log)
     try:
         if kind == "sts":
             yield evaluate_sts(set_dir, index, limit=limit)
         else:
             yield from evaluate_retrieval(
-                set_dir,
-                index,
-                mode=mode,
-                limit=limit,
-                k=k,
-                ann=ann,
-                chunks=chunks,
-                passages=passages,
+                set_dir, index, mode=mode, limit=limit, k=k, variant=variant
             )
     finally:
         index.close()

@@ -186,15 +186,20 @@ def test_ann_always_scores_a_copy_with_an_approximate_base(
 
 
 @pytest.mark.slow
-def test_chunks_pooled_scores_a_copy_built_that_way(
-    retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path
+def test_chunks_pooled_and_int8_passages_score_a_copy_built_that_way(
+    retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("INDEXER_CACHE_DIR", str(tmp_path / "cache"))  # the int8 copy goes here
     args = (retrieval_set, "--model", tiny_model_dir, "--index-dir", tmp_path / "i")
     last_json(run(*args))
     pooled = last_json(run(*args, "--chunks", "pooled"))
     assert pooled["chunk_vectors"] == "pooled"
     assert Index(tmp_path / "i").status()["chunk_vectors"] == "embedded"
     assert Index(tmp_path / "i-chunks-pooled").status()["chunk_vectors"] == "pooled"
+    both = last_json(run(*args, "--chunks", "pooled", "--passages", "int8"))
+    assert both["chunk_vectors"] == "pooled" and both["passage_precision"] == "int8"
+    copy = Index(tmp_path / "i-chunks-pooled-passages-int8").status()
+    assert (copy["chunk_vectors"], copy["passage_precision"]) == ("pooled", "int8")
 
 
 @pytest.mark.slow
