@@ -1,14 +1,14 @@
 """int8 copies of a model for passage vectors (`index build --passage-precision int8`).
 
 onnxruntime's dynamic quantisation stores every linear layer's weights as int8 (one scale per
-output column) and quantises activations per run: about 1.7× faster on this project's
-machines, with cosines to the fp32 vectors of about 0.997 (docs/performance.md). Sentence
+output column) and quantises activations per run: faster, at a measured cost in retrieval
+(docs/performance.md, "int8 passage vectors"). Sentence
 vectors, the main evidence of a hit, stay fp32; chunks and sections, which add context to a
 sentence's score, may come from the int8 copy.
 
 The copy is made once per model from its model.onnx into the cache, in a child process (the
-quantiser holds about four copies of the graph: 670 MB for the default model, more than a
-build itself needs), and written atomically under a lock so concurrent builds make it once.
+quantiser holds several copies of the graph, more memory than a build itself needs), and
+written atomically under a lock so concurrent builds make it once.
 
     python -m indexer.models.quantize SOURCE.onnx DEST.onnx   (what the child runs)
 """
