@@ -313,12 +313,10 @@ def _planned(
     old = store.files() if store.exists() else {}
     recorded = meta.chunk_vectors if meta.chunk_vectors in config.CHUNK_VECTORS else None
     chosen = chunks or cast(ChunkVectors | None, recorded) or config.DEFAULT_CHUNK_VECTORS
-    # An index that recorded no precision was built before int8 passages existed: fp32.
-    precision_was = meta.passage_precision or "fp32"
-    precision = passages or cast(PassagePrecision, precision_was)
+    precision = passages or cast(PassagePrecision, meta.passage_precision)
     if precision not in config.PASSAGE_PRECISIONS:  # recorded by a newer version
         precision = config.DEFAULT_PASSAGE_PRECISION
-    changed = chosen != recorded or precision != precision_was
+    changed = chosen != recorded or precision != meta.passage_precision
     resplit = store.exists() and (meta.split_version != SPLIT_VERSION or (bool(old) and changed))
     plan = make_plan(
         root, old, model, resplit=resplit, selection=selection, chunks=chosen, passages=precision

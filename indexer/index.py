@@ -261,7 +261,7 @@ class Index:
             "generation": meta.generation,
             "vector_index": _describe_vectors(meta.vectors),
             "chunk_vectors": meta.chunk_vectors or None,
-            "passage_precision": meta.passage_precision or "fp32",
+            "passage_precision": meta.passage_precision,
             "last_build": meta.last_build,
             "size_bytes": self.store.size_on_disk(),
         }

@@ -263,8 +263,8 @@ class IndexMeta:
     #: How the index's chunk vectors were made (config.ChunkVectors); "" before it was recorded.
     chunk_vectors: str = ""
     #: Which copy of the model made its chunk and section vectors (config.PassagePrecision);
-    #: "" before it was recorded, when it was always "fp32".
-    passage_precision: str = ""
+    #: "fp32" when none is recorded: indexes built before the choice existed used it.
+    passage_precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -322,7 +322,7 @@ def _meta_from_rows(rows: dict[str, str]) -> IndexMeta:
         last_build=rows.get("last_build"),
         vectors=_layout_from_rows(rows),
         chunk_vectors=rows.get("chunk_vectors", ""),
-        passage_precision=rows.get("passage_precision", ""),
+        passage_precision=rows.get("passage_precision", "fp32"),
     )
 
 

@@ -564,6 +564,17 @@ def test_int8_passages_change_only_passage_vectors_and_switch_back(
     assert again.changed == [] and again.passages_embedded == 0
 
 
+def test_an_index_that_recorded_no_precision_is_fp32_and_not_resplit(
+    index: Index, tmp_path: Path
+) -> None:
+    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
+    index.build(folder)
+    with index.store.db.conn:  # as an index built before the choice existed
+        index.store.db.execute("DELETE FROM meta WHERE key = 'passage_precision'")
+    assert index.status()["passage_precision"] == "fp32"
+    assert index.build(folder).changed == []
+
+
 def test_a_heading_scores_as_the_chunk_it_opens(index: Index, tmp_path: Path) -> None:
     heading = "# Keep pull requests small and focused."
     body = "Your laptop arrives on the first day."
