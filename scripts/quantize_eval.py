@@ -49,17 +49,10 @@ from scripts.common import (
 ROUNDS = 3
 
 
-def weight_names(model: onnx.ModelProto) -> list[str]:
-    """Initializer names of the linear layers' weights ("l3.fo.w"), in graph order."""
-    inits = {i.name for i in model.graph.initializer}
-    return [n.input[1] for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
-
-
 def dynamic_int8(src: Path, dest: Path, *, keep_fp32: Callable[[str], bool]) -> None:
     """indexer's int8 copy (indexer.models.quantize); MatMuls whose weight name keep_fp32
     picks stay fp32."""
-    kept = frozenset(w for w in weight_names(onnx.load(src)) if keep_fp32(w))
-    quantize(src, dest, keep_fp32=kept)
+    quantize(src, dest, keep_fp32=keep_fp32)
 
 
 def q4_blocks(nibbles: np.ndarray, rows: int, cols: int) -> np.ndarray:

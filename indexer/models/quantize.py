@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from indexer import config
@@ -109,17 +110,21 @@ def has_vnni() -> bool:
     return bool({"avx512_vnni", "avx_vnni"} & set(flags.split()))
 
 
-def quantize(source: Path, dest: Path, *, keep_fp32: frozenset[str] = frozenset()) -> None:
+def quantize(
+    source: Path, dest: Path, *, keep_fp32: Callable[[str], bool] = lambda weight: False
+) -> None:
     """Write `dest`: `source` with every MatMul on a stored weight in int8, except those whose
-    weight is named in `keep_fp32` (scripts/quantize_eval.py measures such choices)."""
+    weight name `keep_fp32` picks (scripts/quantize_eval.py measures such choices)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(source)
     inits = {i.name for i in model.graph.initializer}
+    kept = []
     for node in model.graph.node:  # quantize_dynamic excludes nodes by name: name them
         if node.op_type == "MatMul" and node.input[1] in inits:
             node.name = node.input[1]
+            kept += [node.name] if keep_fp32(node.name) else []
     named = dest.with_name(dest.name + ".named.onnx")
     onnx.save(model, named)
     del model
@@ -133,7 +138,7 @@ def quantize(source: Path, dest: Path, *, keep_fp32: frozenset[str] = frozenset(
             # model here); 7-bit weights avoid it, as onnxruntime's documentation advises.
             reduce_range=not has_vnni(),
             op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=sorted(keep_fp32),
+            nodes_to_exclude=kept,
         )
     finally:
         named.unlink(missing_ok=True)
