@@ -12,7 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -21,8 +21,8 @@ from typing import Protocol, TypeVar, cast
 import numpy as np
 
 from indexer import config, ranking, vectors
-from indexer.config import ChunkVectors, PassagePrecision
-from indexer.embed import Embedder, Model
+from indexer.config import ChunkVectors, PassagePrecision, SectionVectors
+from indexer.embed import Embedder, Model, normalize
 from indexer.errors import (
     EmptyFolderError,
     FileSkipped,
@@ -33,7 +33,16 @@ from indexer.errors import (
 )
 from indexer.load import Document, FileInfo, Selection, Skip, read_document, walk
 from indexer.models import ModelInfo
-from indexer.passages import Pass, Passage, Unit, make_passages, make_passes, make_units
+from indexer.passages import (
+    DEFAULT_RECIPE,
+    Pass,
+    Passage,
+    Recipe,
+    Unit,
+    make_passages,
+    make_passes,
+    make_units,
+)
 from indexer.store import (
     PASSAGE_ID_BASE,
     FileEntry,
@@ -53,6 +62,7 @@ SPLIT_VERSION = "9"
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
+V = TypeVar("V", bound=str)
 BAD_NAME = "file name is not valid UTF-8 (rename the file)"
 
 #: Crash-test hook: INDEXER_FAULT=STEP[:N] kills the build with SIGKILL at the N-th pass of STEP
@@ -88,11 +98,8 @@ class Plan:
     skipped: list[Skip] = field(default_factory=list)
     #: Indexed files that could not be read now: their indexed version stays.
     kept: list[str] = field(default_factory=list)
-    #: How the plan's chunk vectors are made (config.ChunkVectors), recorded at commit.
-    chunk_vectors: ChunkVectors = config.DEFAULT_CHUNK_VECTORS
-    #: Which copy of the model makes its passage vectors (config.PassagePrecision), recorded
-    #: at commit.
-    passage_precision: PassagePrecision = config.DEFAULT_PASSAGE_PRECISION
+    #: How the plan's passage vectors are made, recorded at commit.
+    recipe: Recipe = DEFAULT_RECIPE
 
     @property
     def changes_rows(self) -> bool:
@@ -116,6 +123,8 @@ class BuildReport:
     sentences: int = 0
     embedded: int = 0
     passages_embedded: int = 0
+    #: Section vectors averaged from their chunks' (no run of the model).
+    averaged: int = 0
     reused: int = 0
     windowed: int = 0
     generation: int = 0
@@ -262,22 +271,24 @@ def build(
     vector_policy: vectors.Policy = vectors.DEFAULT_POLICY,
     chunks: ChunkVectors | None = None,
     passages: PassagePrecision | None = None,
+    sections: SectionVectors | None = None,
 ) -> BuildReport:
     """Index new and changed files under root, drop deleted ones, re-path moved ones.
 
     A build that would drop most of a large index (an emptied or unmounted folder) stops with
     FolderVanishedError unless `confirm_delete`.
 
-    `chunks` chooses how chunk vectors are made and `passages` which copy of the model makes
-    chunk and section vectors (default: what the index recorded, else config's default);
-    choosing another re-splits every file.
+    `chunks` chooses how chunk vectors are made, `sections` how section vectors are, and
+    `passages` which copy of the model makes chunk and section vectors (default: what the
+    index recorded, else config's default); choosing another re-splits every file.
 
     `embed` runs the embed step elsewhere (indexer.distributed.RayEmbedding: a Ray cluster)
     instead of embed_missing.
     """
     started = time.perf_counter()
+    recipe = _recipe(store, chunks=chunks, sections=sections, passages=passages)
     plan, indexed = _planned(
-        store, model, root, dry_run=dry_run, selection=selection, chunks=chunks, passages=passages
+        store, model, root, dry_run=dry_run, selection=selection, recipe=recipe
     )
     if not dry_run and not confirm_delete:
         _refuse_mass_delete(plan, indexed, root)
@@ -288,11 +299,54 @@ def build(
         if missing:
             step = embed or embed_locally
             report.embedding = step(store, model, missing, batch_size=batch_size, progress=progress)
+        report.averaged = average_sections(store, plan, normalized=model.info.normalize)
         record = model_record(model.info, model_path)
         committed = _commit_confirmed(store, plan, record, vector_policy)
         report.generation, report.narrowed = committed.generation, committed.narrowed
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _recipe(
+    store: Store,
+    *,
+    chunks: ChunkVectors | None,
+    sections: SectionVectors | None,
+    passages: PassagePrecision | None,
+) -> Recipe:
+    """How this build makes passage vectors: each choice given, else what the index recorded
+    (read as a newer version's or an unknown value: config's default), else config's default.
+    Pooled chunks come from their section's pass, so sections are then embedded."""
+    recorded = _recorded(store.meta() if store.exists() else IndexMeta())
+    chosen = Recipe(
+        chunks=_known(chunks or recorded.chunks, config.CHUNK_VECTORS),
+        sections=_known(sections or recorded.sections, config.SECTION_VECTORS),
+        precision=_known(passages or recorded.precision, config.PASSAGE_PRECISIONS),
+    )
+    if chosen.chunks == "pooled" and chosen.sections == "averaged":
+        if sections == "averaged" and chunks == "pooled":
+            raise IndexerError(
+                "--chunks pooled makes chunks from their section's run of the model, and "
+                "--sections averaged makes sections from their chunks — choose one of them"
+            )
+        if sections and not chunks:
+            return replace(chosen, chunks="embedded")
+        return replace(chosen, sections="embedded")
+    return chosen
+
+
+def _recorded(meta: IndexMeta) -> Recipe:
+    """The recipe an index recorded (chunks "" when it recorded none)."""
+    return Recipe(
+        chunks=cast(ChunkVectors, meta.chunk_vectors),
+        sections=cast(SectionVectors, meta.section_vectors),
+        precision=cast(PassagePrecision, meta.passage_precision),
+    )
+
+
+def _known(value: V, choices: tuple[V, ...]) -> V:
+    """`value`, or the first (default) choice when a newer version recorded another one."""
+    return value if value in choices else choices[0]
 
 
 def _planned(
@@ -302,8 +356,7 @@ def _planned(
     *,
     dry_run: bool,
     selection: Selection | None,
-    chunks: ChunkVectors | None = None,
-    passages: PassagePrecision | None = None,
+    recipe: Recipe = DEFAULT_RECIPE,
 ) -> tuple[Plan, int]:
     """The plan for root against the index, and how many files the index holds."""
     if store.exists() and not dry_run:
@@ -311,16 +364,9 @@ def _planned(
     meta = store.meta() if store.exists() else IndexMeta()
     check_model(meta, model.info, store.path)
     old = store.files() if store.exists() else {}
-    recorded = meta.chunk_vectors if meta.chunk_vectors in config.CHUNK_VECTORS else None
-    chosen = chunks or cast(ChunkVectors | None, recorded) or config.DEFAULT_CHUNK_VECTORS
-    precision = passages or cast(PassagePrecision, meta.passage_precision)
-    if precision not in config.PASSAGE_PRECISIONS:  # recorded by a newer version
-        precision = config.DEFAULT_PASSAGE_PRECISION
-    changed = chosen != recorded or precision != meta.passage_precision
+    changed = recipe != _recorded(meta)
     resplit = store.exists() and (meta.split_version != SPLIT_VERSION or (bool(old) and changed))
-    plan = make_plan(
-        root, old, model, resplit=resplit, selection=selection, chunks=chosen, passages=precision
-    )
+    plan = make_plan(root, old, model, resplit=resplit, selection=selection, recipe=recipe)
     if not old and not plan.index and not plan.skipped:
         raise EmptyFolderError(
             f"no documents found in {root} (looked for {', '.join(sorted(config.TEXT_SUFFIXES))})"
@@ -368,11 +414,10 @@ def make_plan(
     *,
     resplit: bool = False,
     selection: Selection | None = None,
-    chunks: ChunkVectors = config.DEFAULT_CHUNK_VECTORS,
-    passages: PassagePrecision = config.DEFAULT_PASSAGE_PRECISION,
+    recipe: Recipe = DEFAULT_RECIPE,
 ) -> Plan:
     """Compare the folder with the index: stat first, content hash only when stat differs."""
-    plan = Plan(chunk_vectors=chunks, passage_precision=passages)
+    plan = Plan(recipe=recipe)
     unlisted: list[Skip] = []
     listing = {
         info.path: info for info in walk(root, selection or Selection(), on_skip=unlisted.append)
@@ -434,12 +479,7 @@ def _classify(
         plan.rename.append((moved, info))
         return
     units = make_units(doc.text, doc.format, model.tokenizer)
-    passages = make_passages(
-        units,
-        model.tokenizer,
-        pooled=plan.chunk_vectors == "pooled",
-        precision=plan.passage_precision,
-    )
+    passages = make_passages(units, model.tokenizer, plan.recipe)
     plan.index.append(FilePlan(_entry(doc), units, passages, old=row))
 
 
@@ -481,7 +521,7 @@ def missing_passes(store: Store, plan: Plan, prefix: str) -> list[Pass]:
     yet (a section whose chunks are pooled from it runs again for them), each run once."""
     wanted: dict[tuple[str, ...], Pass] = {}
     for file_plan in plan.index:
-        for run in make_passes(file_plan.units, file_plan.passages, prefix, plan.passage_precision):
+        for run in make_passes(file_plan.units, file_plan.passages, prefix, plan.recipe.precision):
             wanted.setdefault(tuple(run.keys), run)
     keys = {key for run in wanted.values() for key in run.keys}
     known = store.vector_ids(keys) if store.exists() else {}
@@ -545,6 +585,30 @@ def _embed_runs(
         checkpoint("vectors")
 
 
+def average_sections(store: Store, plan: Plan, *, normalized: bool = True) -> int:
+    """Store the vectors of the plan's averaged sections (Passage.parts) that are not stored
+    yet: the mean of their chunks' stored vectors, each weighted by its tokens (normalised
+    when the model normalises). Runs after the embed step stored every chunk; commits in
+    batches like it, so an interruption loses little. Returns how many it stored."""
+    wanted = {p.key: p.parts for fp in plan.index for p in fp.passages if p.parts}
+    known = store.vector_ids(wanted) if wanted else {}
+    missing = [(key, parts) for key, parts in wanted.items() if key not in known]
+    for batch in batched(missing, config.COMMIT_EVERY):
+        chunks = store.vectors_by_key({key for _, parts in batch for key, _ in parts})
+        means = np.stack([_weighted_mean(parts, chunks) for _, parts in batch])
+        store.add_vectors([key for key, _ in batch], normalize(means) if normalized else means)
+        checkpoint("vectors")
+    return len(missing)
+
+
+def _weighted_mean(
+    parts: tuple[tuple[str, int], ...], vectors: dict[str, np.ndarray]
+) -> np.ndarray:
+    weights = np.array([tokens for _, tokens in parts], dtype=np.float32)
+    stacked = np.stack([vectors[key] for key, _ in parts]).astype(np.float32)
+    return (weights[:, None] * stacked).sum(axis=0) / weights.sum()
+
+
 # ---------------------------------------------------------------- commit
 
 
@@ -596,8 +660,9 @@ def commit(
                 vector_ids_digest=written.digest,
                 layout=written.layout,
                 sentence_count=_sentences_after(meta, change) if meta.generation else None,
-                chunk_vectors=plan.chunk_vectors,
-                passage_precision=plan.passage_precision,
+                chunk_vectors=plan.recipe.chunks,
+                section_vectors=plan.recipe.sections,
+                passage_precision=plan.recipe.precision,
             )
         store.record_last_build(_now())
     checkpoint("commit")

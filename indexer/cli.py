@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from indexer import client, config
-from indexer.config import MODES, AnnMode, ChunkVectors, Mode, PassagePrecision
+from indexer.config import MODES, AnnMode, ChunkVectors, Mode, PassagePrecision, SectionVectors
 from indexer.display import hit_lines, printable
 from indexer.errors import ExitCode, IndexerError, from_sqlite
 
@@ -210,6 +210,15 @@ def cli() -> None:
     "re-splits every file [default: the index's choice, else embedded].",
 )
 @click.option(
+    "--sections",
+    type=click.Choice(config.SECTION_VECTORS),
+    default=None,
+    help="How section vectors are made: embedded (each section run through the model), or "
+    "averaged from its chunks' vectors (no run of the model: faster first builds; see "
+    "docs/performance.md). Needs embedded chunks. Recorded in the index; changing it re-splits "
+    "every file [default: the index's choice, else embedded].",
+)
+@click.option(
     "--passage-precision",
     "passages",
     type=click.Choice(config.PASSAGE_PRECISIONS),
@@ -262,6 +271,7 @@ def build(
     ann: AnnMode,
     compact: bool,
     chunks: ChunkVectors | None,
+    sections: SectionVectors | None,
     passages: PassagePrecision | None,
     ray_address: str | None,
     workers: int | None,
@@ -300,6 +310,7 @@ def build(
             embed=embed,
             chunks=chunks,
             passages=passages,
+            sections=sections,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))

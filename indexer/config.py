@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     ChunkVectors = Literal["embedded", "pooled"]
     AnnMode = Literal["exact", "auto", "always"]
     PassagePrecision = Literal["fp32", "int8"]
+    SectionVectors = Literal["embedded", "averaged"]
 else:
-    Mode = ChunkVectors = AnnMode = PassagePrecision = str
+    Mode = ChunkVectors = AnnMode = PassagePrecision = SectionVectors = str
 
 #: Environment variables users can set instead of flags.
 ENV_INDEX = "INDEXER_INDEX"
@@ -49,6 +50,13 @@ CHUNK_SENTENCES = 3
 #: builds, measured cost in docs/performance.md; type ChunkVectors).
 CHUNK_VECTORS: tuple[ChunkVectors, ...] = ("embedded", "pooled")
 DEFAULT_CHUNK_VECTORS: ChunkVectors = "embedded"
+#: How section vectors are made (`index build --sections`, recorded per index): "embedded",
+#: each section (as much as the model reads) a text of its own; "averaged", the mean of its
+#: chunks' vectors weighted by their tokens, with no run of the model (faster first builds,
+#: measured cost in docs/performance.md). Chunks pooled from their section's run need the
+#: section embedded (type SectionVectors).
+SECTION_VECTORS: tuple[SectionVectors, ...] = ("embedded", "averaged")
+DEFAULT_SECTION_VECTORS: SectionVectors = "embedded"
 #: How chunk and section vectors are computed (`index build --passage-precision`, recorded per
 #: index): "fp32", by the model as it is, like sentences; "int8", by a copy of the model with
 #: int8 linear layers (indexer.models.quantize: faster first builds, measured cost in

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from indexer import config, models, tokenize
-from indexer.config import ChunkVectors, Mode, PassagePrecision
+from indexer.config import ChunkVectors, Mode, PassagePrecision, SectionVectors
 from indexer.errors import (
     IndexerError,
     NoSuchDocumentError,
@@ -155,6 +155,7 @@ class Index:
         embed: EmbedStep | None = None,
         chunks: ChunkVectors | None = None,
         passages: PassagePrecision | None = None,
+        sections: SectionVectors | None = None,
     ) -> BuildReport:
         """Bring the index in line with a folder (incremental; one writer at a time).
 
@@ -163,9 +164,10 @@ class Index:
         go ahead when the build would drop most of the index (see FolderVanishedError);
         vector_policy: when to write deltas, compact and go approximate (vectors.Policy);
         embed: run the embed step elsewhere (indexer.distributed.RayEmbedding on a Ray cluster);
-        chunks: how chunk vectors are made, "embedded" or "pooled"; passages: which copy of the
-        model makes chunk and section vectors, "fp32" or "int8" (both recorded in the index;
-        default: what it recorded).
+        chunks: how chunk vectors are made, "embedded" or "pooled"; sections: how section
+        vectors are made, "embedded" or "averaged" from their chunks; passages: which copy of
+        the model makes chunk and section vectors, "fp32" or "int8" (each recorded in the
+        index; default: what it recorded).
         """
         from indexer import vectors
         from indexer.build import build
@@ -184,6 +186,7 @@ class Index:
                     selection=selection,
                     chunks=chunks,
                     passages=passages,
+                    sections=sections,
                 )
             with self.store.writer_lock(wait=wait):
                 return build(
@@ -199,6 +202,7 @@ class Index:
                     embed=embed,
                     chunks=chunks,
                     passages=passages,
+                    sections=sections,
                 )
 
     def ask(
@@ -261,6 +265,7 @@ class Index:
             "generation": meta.generation,
             "vector_index": _describe_vectors(meta.vectors),
             "chunk_vectors": meta.chunk_vectors or None,
+            "section_vectors": meta.section_vectors,
             "passage_precision": meta.passage_precision,
             "last_build": meta.last_build,
             "size_bytes": self.store.size_on_disk(),

@@ -15,6 +15,13 @@ for its sentence and once for its section.
 With int8 passages (`index build --passage-precision int8`) every passage pass runs on an int8
 copy of the model (indexer.models.quantize), and its vectors' keys name that copy
 (passage_checksum); units always run on the model as it is.
+
+With averaged sections (`index build --sections averaged`) a section is not a pass at all: its
+vector is the mean of the vectors of the chunks covering it, each weighted by its tokens
+(Passage.parts), stored after the chunks' passes ran (indexer.build.average_sections). Each
+token then goes through the model once for its sentence and once for its chunk.
+
+A Recipe names the three choices; each is recorded in the index.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from indexer import config
-from indexer.config import PassagePrecision
+from indexer.config import ChunkVectors, PassagePrecision, SectionVectors
 from indexer.models import ModelInfo
 from indexer.split import Sentence, split_document
 from indexer.store import PassageKind, vector_key
@@ -30,6 +37,23 @@ from indexer.tokenize import Tokenizer
 
 #: Marks the key of a chunk pooled from its section's pass, which no embedded text can have.
 LATE = "\x00late "
+#: Marks the key of a section averaged from its chunks' vectors (no embedded text has it).
+AVERAGED = "\x00averaged "
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a build makes its passage vectors: chunks embedded or pooled from their section's
+    pass, sections embedded or averaged from their chunks, and which copy of the model runs
+    the passage passes."""
+
+    chunks: ChunkVectors = config.DEFAULT_CHUNK_VECTORS
+    sections: SectionVectors = config.DEFAULT_SECTION_VECTORS
+    precision: PassagePrecision = config.DEFAULT_PASSAGE_PRECISION
+
+
+#: What a build makes when neither the index nor its options choose otherwise.
+DEFAULT_RECIPE = Recipe()
 
 
 @dataclass
@@ -57,6 +81,9 @@ class Passage:
     kind: PassageKind = "chunk"
     #: A chunk pooled from a section's pass: that section's key ("" when embedded alone).
     within: str = ""
+    #: A section averaged from its chunks: each chunk's key and its tokens, the weight it
+    #: counts with (empty when the section is embedded).
+    parts: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -102,25 +129,24 @@ def passage_checksum(checksum: str, precision: PassagePrecision) -> str:
 
 
 def make_passages(
-    units: list[Unit],
-    tokenizer: Tokenizer,
-    *,
-    pooled: bool = False,
-    precision: PassagePrecision = "fp32",
+    units: list[Unit], tokenizer: Tokenizer, recipe: Recipe = Recipe()
 ) -> list[Passage]:
-    """A document's chunks, then its sections that are not also a chunk. With `pooled`, a
-    chunk inside a longer section is pooled from that section's pass (Passage.within).
-    `precision`: which copy of the model makes them (a one-unit chunk keeps its unit's
-    vector)."""
-    checksum = passage_checksum(tokenizer.model.checksum, precision)
+    """A document's chunks, then its sections that are not also a chunk, made as `recipe`
+    says: with pooled chunks, a chunk inside a longer section is pooled from that section's
+    pass (Passage.within); with averaged sections, a section is the mean of its chunks
+    (Passage.parts). Keys name the copy of the model that makes the passages (a one-unit
+    chunk keeps its unit's vector)."""
+    checksum = passage_checksum(tokenizer.model.checksum, recipe.precision)
     chunks = make_chunks(units, tokenizer, checksum=checksum)
     sections = make_sections(units, tokenizer, chunks, checksum=checksum)
     info = tokenizer.model
-    if not pooled or info.pooling != "mean":
-        return chunks + sections
-    # Joined token by token, a section may come out a token or two longer than counted whole.
-    whole = [s for s in sections if pass_tokens(s, units, tokenizer) <= info.max_tokens]
-    return [_pooled(c, whole, units, info, checksum) for c in chunks] + sections
+    if recipe.chunks == "pooled" and info.pooling == "mean":
+        # Joined token by token, a section may come out a token or two longer than counted.
+        whole = [s for s in sections if pass_tokens(s, units, tokenizer) <= info.max_tokens]
+        return [_pooled(c, whole, units, info, checksum) for c in chunks] + sections
+    if recipe.sections == "averaged":
+        return chunks + [_averaged(s, chunks, tokenizer, checksum) for s in sections]
+    return chunks + sections
 
 
 def _pooled(
@@ -136,6 +162,21 @@ def _pooled(
             text = f"{LATE}{span}\n{info.passage_prefix}{section.text}"
             return replace(chunk, key=vector_key(checksum, text), within=section.key)
     return chunk
+
+
+def _averaged(
+    section: Passage, chunks: list[Passage], tokenizer: Tokenizer, checksum: str
+) -> Passage:
+    """The section as the mean of the chunks covering any of its units, each weighted by the
+    tokens it was embedded with; its key names those chunks and weights."""
+    prefix = tokenizer.model.passage_prefix
+    parts = tuple(
+        (c.key, tokenizer.count(prefix + c.text))
+        for c in chunks
+        if c.first <= section.last and section.first <= c.last
+    )
+    text = AVERAGED + "\n".join(f"{key} {tokens}" for key, tokens in parts)
+    return replace(section, key=vector_key(checksum, text), parts=parts)
 
 
 def _head(section: Passage, units: list[Unit], prefix: str) -> str:
@@ -164,8 +205,9 @@ def make_passes(
     precision: PassagePrecision = "fp32",
 ) -> list[Pass]:
     """The runs of the model a document needs: each unit and each passage embedded alone,
-    except chunks pooled from their section, which ride on that section's pass. Passages
-    run on the `precision` copy of the model (make_passages keyed them for it)."""
+    except chunks pooled from their section, which ride on that section's pass, and averaged
+    sections, which need none. Passages run on the `precision` copy of the model
+    (make_passages keyed them for it)."""
     passes = [Pass([prefix + u.text], [(u.key, None)]) for u in units]
     unit_keys = {u.key for u in units}
     pooled: dict[str, list[Passage]] = {}
@@ -175,7 +217,7 @@ def make_passes(
     for p in passages:
         if p.within:
             continue
-        if p.key in unit_keys:  # a one-unit chunk: its unit's pass makes its vector
+        if p.key in unit_keys or p.parts:  # a one-unit chunk, or an averaged section
             continue
         inside = pooled.get(p.key, [])
         if not inside:

@@ -265,6 +265,9 @@ class IndexMeta:
     #: Which copy of the model made its chunk and section vectors (config.PassagePrecision);
     #: "fp32" when none is recorded: indexes built before the choice existed used it.
     passage_precision: str = "fp32"
+    #: How its section vectors were made (config.SectionVectors); "embedded" when none is
+    #: recorded, as indexes built before the choice existed made them.
+    section_vectors: str = "embedded"
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,7 @@ def _meta_from_rows(rows: dict[str, str]) -> IndexMeta:
         vectors=_layout_from_rows(rows),
         chunk_vectors=rows.get("chunk_vectors", ""),
         passage_precision=rows.get("passage_precision", "fp32"),
+        section_vectors=rows.get("section_vectors", "embedded"),
     )
 
 
@@ -737,6 +741,7 @@ class Store:
         sentence_count: int | None = None,
         chunk_vectors: str = "",
         passage_precision: str = "",
+        section_vectors: str = "",
     ) -> None:
         """Record a changed build's model and generation (inside the build's transaction);
         the sentence count is counted when not given."""
@@ -751,6 +756,8 @@ class Store:
             values.update(chunk_vectors=chunk_vectors)
         if passage_precision:
             values.update(passage_precision=passage_precision)
+        if section_vectors:
+            values.update(section_vectors=section_vectors)
         self._set_meta(values)
         self.record_vectors(
             vector_count=vector_count, vector_ids_digest=vector_ids_digest, layout=layout
@@ -1047,6 +1054,11 @@ class Store:
     def vector_ids(self, keys: Iterable[str]) -> dict[str, int]:
         """Vector ids of the given keys that are already stored."""
         return dict(self._rows_in("SELECT key, id FROM vectors WHERE key IN ({marks})", keys))
+
+    def vectors_by_key(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of the given keys that are stored."""
+        sql = "SELECT key, vector FROM vectors WHERE key IN ({marks})"
+        return {key: decode_vector(blob) for key, blob in self._rows_in(sql, keys)}
 
     def add_vectors(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Store new vectors (encode_vector) and commit, so an interrupted build keeps them."""

@@ -2,7 +2,7 @@
 
     python -m scripts.eval SET_DIR [--mode MODE|all] [--limit N] [--k 10] [--index-dir DIR]
                                    [--model DIR] [--ann always] [--chunks pooled]
-                                   [--passages int8]
+                                   [--passages int8] [--sections averaged]
     python -m scripts.eval --table scripts/eval_results.jsonl
 
 Progress goes to stderr; each result is one JSON line on stdout (the last line is the result),
@@ -24,7 +24,7 @@ import click
 import numpy as np
 
 from indexer import Hit, Index, IndexerError, config, search
-from indexer.config import AnnMode, ChunkVectors, PassagePrecision
+from indexer.config import AnnMode, ChunkVectors, PassagePrecision, SectionVectors
 from indexer.vectors import Policy
 from scripts.common import SetError, copy_index, emit, log, read_jsonl
 
@@ -159,6 +159,7 @@ class Variant:
     ann: str | None = None
     chunks: str | None = None
     passages: str | None = None
+    sections: str | None = None
 
     @property
     def name(self) -> str:
@@ -168,9 +169,10 @@ class Variant:
 
 
 def variant_index_dir(index_dir: Path, variant: str) -> Path:
-    """The index evaluated with `--ann`, `--chunks` or `--passages`: a sibling of the default
-    one, first copied from it, so the variant's build re-embeds only what the variant changes
-    (nothing for --ann, the chunks for --chunks, chunks and sections for --passages)."""
+    """The index evaluated with `--ann`, `--chunks`, `--passages` or `--sections`: a sibling of
+    the default one, first copied from it, so the variant's build re-embeds only what the
+    variant changes (nothing for --ann or --sections, the chunks for --chunks, chunks and
+    sections for --passages)."""
     copy = index_dir.with_name(f"{index_dir.name}-{variant}")
     if not (copy / config.DB_NAME).exists() and (index_dir / config.DB_NAME).exists():
         log(f"copying {index_dir} to {copy}")
@@ -247,7 +249,9 @@ def evaluate_retrieval(
 ) -> Iterator[dict[str, object]]:
     """Build (incrementally) the set's docs, then one result per mode."""
     variant = variant or Variant()
-    ann, chunks, passages = variant.ann, variant.chunks, variant.passages
+    ann, chunks, passages, sections = (
+        variant.ann, variant.chunks, variant.passages, variant.sections
+    )  # fmt: skip
     modes = modes_to_run(index, mode)
     queries = read_queries(set_dir, limit)
     log(f"building {index.path} from {set_dir / 'docs'}")
@@ -261,12 +265,14 @@ def evaluate_retrieval(
         vector_policy=policy,
         chunks=cast(ChunkVectors | None, chunks),
         passages=cast(PassagePrecision | None, passages),
+        sections=cast(SectionVectors | None, sections),
     )
     build_seconds = time.perf_counter() - start
     status = index.status()
     vector_index = {"vector_index": status["vector_index"]} if ann else {}
     vector_index |= {"chunk_vectors": status["chunk_vectors"]} if chunks else {}
     vector_index |= {"passage_precision": status["passage_precision"]} if passages else {}
+    vector_index |= {"section_vectors": status["section_vectors"]} if sections else {}
     log(
         f"index ready: {len(report.added)} added, {len(report.changed)} changed, "
         f"{report.unchanged} unchanged files; {report.embedded} sentences embedded "
@@ -390,6 +396,13 @@ def results_table(results: Sequence[dict]) -> str:
     "builds it.",
 )
 @click.option(
+    "--sections",
+    type=click.Choice(config.SECTION_VECTORS),
+    default=None,
+    help="How section vectors are made (index build --sections), in a copy of the index beside "
+    "it. Default: the index as the tool builds it.",
+)
+@click.option(
     "--table",
     "table",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -405,6 +418,7 @@ def main(
     ann: str | None,
     chunks: str | None,
     passages: str | None,
+    sections: str | None,
     table: Path | None,
 ) -> None:
     """Evaluate SET_DIR: a retrieval set (recall@1/5/10, MRR@10 at passage level, hits mapped
@@ -416,7 +430,7 @@ def main(
         return
     if set_dir is None:
         raise click.UsageError("give SET_DIR (or --table FILE)")
-    variant = Variant(ann, chunks, passages)
+    variant = Variant(ann, chunks, passages, sections)
     try:
         for result in evaluate(
             set_dir, mode=mode, limit=limit, k=k, index_dir=index_dir, model=model, variant=variant

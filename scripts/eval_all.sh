@@ -18,6 +18,10 @@
 #   PASSAGES=int8 scripts/eval_all.sh   # chunk and section vectors from the model's int8 copy
 #                                       # (index build --passage-precision int8), in copies of
 #                                       # every index; results in scripts/eval_passages-int8_results.jsonl
+#   SECTIONS=averaged scripts/eval_all.sh
+#                                       # section vectors averaged from their chunks (index build
+#                                       # --sections averaged), in copies of every index; results
+#                                       # in scripts/eval_sections-averaged_results.jsonl
 #
 # Limits keep a run tractable on 2 cores; the table's "queries" column shows what was used.
 set -euo pipefail
@@ -28,6 +32,7 @@ MODES="${MODES:-all}"
 ANN="${ANN:-}"
 CHUNKS="${CHUNKS:-}"
 PASSAGES="${PASSAGES:-}"
+SECTIONS="${SECTIONS:-}"
 OUT="scripts/eval_results.jsonl"
 variant_args=()
 if [ -n "$ANN" ]; then
@@ -41,6 +46,10 @@ fi
 if [ -n "$PASSAGES" ]; then
   OUT="${OUT%_results.jsonl}_passages-${PASSAGES}_results.jsonl"
   variant_args+=(--passages "$PASSAGES")
+fi
+if [ -n "$SECTIONS" ]; then
+  OUT="${OUT%_results.jsonl}_sections-${SECTIONS}_results.jsonl"
+  variant_args+=(--sections "$SECTIONS")
 fi
 
 # "--limit N" for a set by name, or nothing (the limits live in scripts/common.py).

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from indexer.models import load_info
 from indexer.passages import (
+    Recipe,
     Unit,
     make_chunks,
     make_passages,
@@ -50,7 +51,7 @@ def test_a_section_longer_than_a_chunk_gets_its_own_vector(tiny_model_dir: Path)
     assert [(s.first, s.last, s.kind) for s in sections] == [(0, 4, "section")]
     assert sections[0].text == " ".join(["Setup", *STEPS])
     assert make_passages(units, tokenizer) == chunks + sections
-    passages = make_passages(units, tokenizer, pooled=True)
+    passages = make_passages(units, tokenizer, Recipe(chunks="pooled"))
     assert [(p.first, p.last, p.kind) for p in passages] == [
         (c.first, c.last, c.kind) for c in chunks + sections
     ]
@@ -73,7 +74,7 @@ def test_passes_run_each_token_once_for_its_sentence_and_once_for_its_section(
     assert [run.keys for run in make_passes(units, embedded, prefix)] == [
         [item.key] for item in [*units, *embedded]
     ]
-    passages = make_passages(units, tokenizer, pooled=True)
+    passages = make_passages(units, tokenizer, Recipe(chunks="pooled"))
     passes = make_passes(units, passages, prefix)
     # One pass per unit, one for "Short"'s chunk, one for "Setup"'s section and its chunks.
     assert len(passes) == len(units) + 2
@@ -114,7 +115,7 @@ def test_int8_passages_are_keyed_for_the_copy_and_run_on_it(tiny_model_dir: Path
     text = "Just one opening line.\n\n# Setup\n\n" + " ".join(STEPS) + "\n"
     units, tokenizer = markdown_units(text, tiny_model_dir)
     fp32 = make_passages(units, tokenizer)
-    int8 = make_passages(units, tokenizer, precision="int8")
+    int8 = make_passages(units, tokenizer, Recipe(precision="int8"))
     unit_keys = {u.key for u in units}
     assert [(p.first, p.last, p.kind) for p in int8] == [(p.first, p.last, p.kind) for p in fp32]
     for a, b in zip(fp32, int8, strict=True):
