@@ -188,6 +188,7 @@ class BuildReport:
                 "embedded": self.embedded,
                 "reused": self.reused,
                 "passages_embedded": self.passages_embedded,
+                "sections_averaged": self.averaged,
                 "windowed": self.windowed,
             },
             "added": self.added,

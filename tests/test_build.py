@@ -15,6 +15,7 @@ from indexer.errors import (
     EmptyFolderError,
     EmptyQuestionError,
     FolderVanishedError,
+    IndexerError,
     ModelMismatchError,
     NoIndexError,
 )
@@ -562,6 +563,84 @@ def test_int8_passages_change_only_passage_vectors_and_switch_back(
     assert stored_vectors(int8.path).keys() == before.keys()
     again = int8.build(folder)  # the index's choice stands
     assert again.changed == [] and again.passages_embedded == 0
+
+
+def test_averaged_sections_are_their_chunks_mean_and_switch_back(
+    index: Index, tmp_path: Path
+) -> None:
+    from indexer.embed import normalize
+
+    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
+    first = index.build(folder, sections="averaged")
+    assert index.status()["section_vectors"] == "averaged"
+    # Two chunks run through the model; the section is averaged from them, not run.
+    assert first.passages_embedded == 2 and first.averaged == 1
+    stored = {
+        kind: v for _, _, _, kind, v in index.store.passages_with_vectors() if kind != "chunk"
+    }
+    chunks = [v for _, _, _, kind, v in index.store.passages_with_vectors() if kind == "chunk"]
+    prefix = index.embedder.info.passage_prefix
+    texts = ["Setup " + " ".join(STEPS[:2]), "Setup\n" + " ".join(STEPS[2:])]
+    weights = [index.embedder.token_count(prefix + t) for t in texts]
+    expected = normalize((weights[0] * chunks[0] + weights[1] * chunks[1])[None])[0]
+    np.testing.assert_allclose(stored["section"], expected, atol=2e-3)  # stored as float16
+    assert index.ask(STEPS[2], k=1)[0].text == STEPS[2]
+
+    back = index.build(folder, sections="embedded")  # re-split: only the section runs
+    assert back.changed == ["a.md"] and back.embedded == 0
+    assert back.passages_embedded == 1 and back.averaged == 0
+    assert index.status()["section_vectors"] == "embedded"
+    again = index.build(folder)  # the index's choice stands
+    assert again.changed == [] and again.passages_embedded == 0
+    # Back to averaged: no run of the model, the section is averaged again.
+    averaged = index.build(folder, sections="averaged")
+    assert (averaged.embedded, averaged.passages_embedded, averaged.averaged) == (0, 0, 1)
+
+
+def test_a_build_killed_after_averaging_keeps_the_averaged_vectors(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
+    command = [sys.executable, "-m", "indexer", "build", str(folder), "--index",
+               str(tmp_path / "idx"), "--model", str(tiny_model_dir), "--sections", "averaged",
+               "--json"]  # fmt: skip
+    # The second vector commit is the averaged section's (the passes fit in one batch).
+    env = {**os.environ, "INDEXER_FAULT": "vectors:2"}
+    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    index = Index(tmp_path / "idx", model=tiny_model_dir)
+    assert index.store.generation() == 0  # nothing committed: no half-made index
+    env.pop("INDEXER_FAULT")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    sentences = json.loads(done.stdout)["sentences"]
+    assert (sentences["embedded"], sentences["sections_averaged"]) == (0, 0)  # all were kept
+    assert index.status()["section_vectors"] == "averaged"
+    assert index.ask(STEPS[2], k=1)[0].text == STEPS[2]
+
+
+def test_pooled_chunks_and_averaged_sections_exclude_each_other(
+    index: Index, tmp_path: Path
+) -> None:
+    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
+    with pytest.raises(IndexerError, match="choose one"):
+        index.build(folder, chunks="pooled", sections="averaged")
+    assert not index.store.exists() or index.store.generation() == 0
+    index.build(folder, sections="averaged")
+    index.build(folder, chunks="pooled")  # the chunks' choice given now: sections are embedded
+    assert (index.status()["chunk_vectors"], index.status()["section_vectors"]) == (
+        "pooled",
+        "embedded",
+    )
+    index.build(folder, sections="averaged")  # and the other way round
+    assert (index.status()["chunk_vectors"], index.status()["section_vectors"]) == (
+        "embedded",
+        "averaged",
+    )
 
 
 def test_an_index_that_recorded_no_precision_is_fp32_and_not_resplit(

@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 
 from indexer import Index, distributed
 from indexer.cli import cli
-from indexer.config import ChunkVectors, PassagePrecision
+from indexer.config import ChunkVectors, PassagePrecision, SectionVectors
 from indexer.errors import ModelMismatchError
 from tests.files import stored_vectors
 
@@ -67,10 +67,11 @@ def build_local(
     model: Path,
     chunks: ChunkVectors | None = None,
     passages: PassagePrecision | None = None,
+    sections: SectionVectors | None = None,
 ) -> None:
     idx = Index(index, model=model, threads=1, cache_dir=index.parent / "cache")
     try:
-        idx.build(folder, chunks=chunks, passages=passages)
+        idx.build(folder, chunks=chunks, passages=passages, sections=sections)
     finally:
         idx.close()
 
@@ -81,12 +82,14 @@ def build_on_ray(
     model: Path,
     chunks: ChunkVectors | None = None,
     passages: PassagePrecision | None = None,
+    sections: SectionVectors | None = None,
     **options: Any,
 ) -> dict[str, object]:
     idx = Index(index, model=model)
     try:
         step = distributed.RayEmbedding(workers=2, rows_per_call=32, **options)
-        return idx.build(folder, embed=step, chunks=chunks, passages=passages).embedding
+        built = idx.build(folder, embed=step, chunks=chunks, passages=passages, sections=sections)
+        return built.embedding
     finally:
         idx.close()
 
@@ -198,6 +201,26 @@ def test_int8_passages_on_ray_equal_those_made_here(
     for key, vector in local.items():
         np.testing.assert_allclose(remote[key], vector, rtol=1e-3, atol=1e-5)  # float16
     assert Index(tmp_path / "idx").status()["passage_precision"] == "int8"
+
+
+@pytest.mark.slow
+def test_sections_averaged_after_a_ray_build_equal_those_averaged_here(
+    ray_address: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "sections"
+    folder.mkdir()
+    for n in range(6):  # each a section of seven steps under a heading: three chunks
+        steps = " ".join(f"Step {n}{i} is done." for i in range(7))
+        (folder / f"s{n}.md").write_text(f"# Part {n}\n\n{steps}\n", encoding="utf-8")
+    build_local(folder, tmp_path / "local", tiny_model_dir, sections="averaged")
+    build_on_ray(folder, tmp_path / "idx", tiny_model_dir, sections="averaged")
+    local, remote = stored_vectors(tmp_path / "local"), stored_vectors(tmp_path / "idx")
+    assert local.keys() == remote.keys()
+    for key, vector in local.items():
+        np.testing.assert_allclose(remote[key], vector, rtol=1e-3, atol=1e-3)  # float16
+    assert Index(tmp_path / "idx").status()["section_vectors"] == "averaged"
+    kinds = {kind for *_, kind, _ in Index(tmp_path / "idx").store.passages_with_vectors()}
+    assert "section" in kinds, "no section in the folder"
 
 
 @pytest.mark.slow

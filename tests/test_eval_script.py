@@ -186,7 +186,7 @@ def test_ann_always_scores_a_copy_with_an_approximate_base(
 
 
 @pytest.mark.slow
-def test_chunks_pooled_and_int8_passages_score_a_copy_built_that_way(
+def test_each_passage_option_scores_a_copy_built_that_way(
     retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INDEXER_CACHE_DIR", str(tmp_path / "cache"))  # the int8 copy goes here
@@ -200,6 +200,9 @@ def test_chunks_pooled_and_int8_passages_score_a_copy_built_that_way(
     assert both["chunk_vectors"] == "pooled" and both["passage_precision"] == "int8"
     copy = Index(tmp_path / "i-chunks-pooled-passages-int8").status()
     assert (copy["chunk_vectors"], copy["passage_precision"]) == ("pooled", "int8")
+    averaged = last_json(run(*args, "--sections", "averaged"))
+    assert averaged["section_vectors"] == "averaged"
+    assert Index(tmp_path / "i-sections-averaged").status()["section_vectors"] == "averaged"
 
 
 @pytest.mark.slow

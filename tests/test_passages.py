@@ -131,3 +131,26 @@ def test_int8_passages_are_keyed_for_the_copy_and_run_on_it(tiny_model_dir: Path
     assert sorted(k for r in extra for k in r.keys) == sorted(
         p.key for p in int8 if p.key not in unit_keys
     )
+
+
+def test_averaged_sections_are_keyed_by_their_chunks_and_need_no_pass(tiny_model_dir: Path) -> None:
+    text = "# Setup\n\n" + " ".join(STEPS) + "\n\n# Short\n\nOne line.\n"
+    units, tokenizer = markdown_units(text, tiny_model_dir)
+    embedded = make_passages(units, tokenizer)
+    averaged = make_passages(units, tokenizer, Recipe(sections="averaged"))
+    chunks = [p for p in averaged if p.kind == "chunk"]
+    assert chunks == [p for p in embedded if p.kind == "chunk"]
+    (section,) = (p for p in averaged if p.kind == "section")
+    (embedded_section,) = (p for p in embedded if p.kind == "section")
+    assert (section.first, section.last) == (embedded_section.first, embedded_section.last)
+    # "Setup" is its two chunks, each weighing the tokens it is embedded with ("Short" is one
+    # chunk, which stands for its section as before).
+    prefix = tokenizer.model.passage_prefix
+    assert section.parts == tuple((c.key, tokenizer.count(prefix + c.text)) for c in chunks[:2])
+    assert section.key != embedded_section.key and not embedded_section.parts
+    passes = make_passes(units, averaged, prefix)
+    assert section.key not in {key for run in passes for key in run.keys}
+    assert len(passes) == len(make_passes(units, embedded, prefix)) - 1
+    # int8 chunks make int8 parts, so the averaged section is keyed apart from the fp32 one.
+    int8 = make_passages(units, tokenizer, Recipe(sections="averaged", precision="int8"))
+    assert [p.key for p in int8 if p.kind == "section"] != [section.key]
