@@ -161,33 +161,42 @@ def test_a_ray_build_equals_the_local_build(
     ray_address: str, folder: Path, local_index: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     report = build_on_ray(folder, tmp_path / "idx", tiny_model_dir)
-    local, remote = stored_vectors(local_index), stored_vectors(tmp_path / "idx")
-    assert local.keys() == remote.keys()
-    for key, vector in local.items():
-        np.testing.assert_allclose(remote[key], vector, rtol=1e-3, atol=1e-5)  # float16
+    keys = assert_same_vectors(local_index, tmp_path / "idx")
     assert answers(tmp_path / "idx", tiny_model_dir) == answers(local_index, tiny_model_dir)
-    assert report["workers"] == 2 and report["texts"] == len(local)
+    assert report["workers"] == 2 and report["texts"] == len(keys)
     per_worker = report["per_worker"]
-    assert isinstance(per_worker, list) and sum(w["texts"] for w in per_worker) == len(local)
+    assert isinstance(per_worker, list) and sum(w["texts"] for w in per_worker) == len(keys)
+
+
+@pytest.fixture
+def sections(tmp_path: Path) -> Path:
+    """Six sections of seven short steps under a heading each: three chunks per section."""
+    folder = tmp_path / "sections"
+    folder.mkdir()
+    for n in range(6):
+        steps = " ".join(f"Step {n}{i} is done." for i in range(7))
+        (folder / f"s{n}.md").write_text(f"# Part {n}\n\n{steps}\n", encoding="utf-8")
+    return folder
+
+
+def assert_same_vectors(local: Path, remote: Path, atol: float = 1e-5) -> set[str]:
+    """Both indexes store the same keys with the same vectors (as float16); the keys."""
+    here, there = stored_vectors(local), stored_vectors(remote)
+    assert here.keys() == there.keys()
+    for key, vector in here.items():
+        np.testing.assert_allclose(there[key], vector, rtol=1e-3, atol=atol)
+    return set(here)
 
 
 @pytest.mark.slow
 def test_chunks_pooled_on_ray_equal_those_pooled_here(
-    ray_address: str, tiny_model_dir: Path, tmp_path: Path
+    ray_address: str, sections: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    # Sections of short steps under headings: each holds chunks pooled from its pass.
-    short = tmp_path / "short"
-    short.mkdir()
-    for n in range(6):
-        steps = " ".join(f"Step {n}{i} is done." for i in range(7))
-        (short / f"s{n}.md").write_text(f"# Part {n}\n\n{steps}\n", encoding="utf-8")
-    build_local(short, tmp_path / "embedded", tiny_model_dir)
-    build_local(short, tmp_path / "local", tiny_model_dir, chunks="pooled")
-    build_on_ray(short, tmp_path / "idx", tiny_model_dir, chunks="pooled")
-    local, remote = stored_vectors(tmp_path / "local"), stored_vectors(tmp_path / "idx")
-    assert local.keys() == remote.keys() != stored_vectors(tmp_path / "embedded").keys()
-    for key, vector in local.items():
-        np.testing.assert_allclose(remote[key], vector, rtol=1e-3, atol=1e-5)  # float16
+    build_local(sections, tmp_path / "embedded", tiny_model_dir)
+    build_local(sections, tmp_path / "local", tiny_model_dir, chunks="pooled")
+    build_on_ray(sections, tmp_path / "idx", tiny_model_dir, chunks="pooled")
+    keys = assert_same_vectors(tmp_path / "local", tmp_path / "idx")
+    assert keys != set(stored_vectors(tmp_path / "embedded"))
 
 
 @pytest.mark.slow
@@ -196,31 +205,20 @@ def test_int8_passages_on_ray_equal_those_made_here(
 ) -> None:
     build_local(folder, tmp_path / "local", tiny_model_dir, passages="int8")
     build_on_ray(folder, tmp_path / "idx", tiny_model_dir, passages="int8")
-    local, remote = stored_vectors(tmp_path / "local"), stored_vectors(tmp_path / "idx")
-    assert local.keys() == remote.keys()
-    for key, vector in local.items():
-        np.testing.assert_allclose(remote[key], vector, rtol=1e-3, atol=1e-5)  # float16
+    assert_same_vectors(tmp_path / "local", tmp_path / "idx")
     assert Index(tmp_path / "idx").status()["passage_precision"] == "int8"
 
 
 @pytest.mark.slow
 def test_sections_averaged_after_a_ray_build_equal_those_averaged_here(
-    ray_address: str, tiny_model_dir: Path, tmp_path: Path
+    ray_address: str, sections: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "sections"
-    folder.mkdir()
-    for n in range(6):  # each a section of seven steps under a heading: three chunks
-        steps = " ".join(f"Step {n}{i} is done." for i in range(7))
-        (folder / f"s{n}.md").write_text(f"# Part {n}\n\n{steps}\n", encoding="utf-8")
-    build_local(folder, tmp_path / "local", tiny_model_dir, sections="averaged")
-    build_on_ray(folder, tmp_path / "idx", tiny_model_dir, sections="averaged")
-    local, remote = stored_vectors(tmp_path / "local"), stored_vectors(tmp_path / "idx")
-    assert local.keys() == remote.keys()
-    for key, vector in local.items():
-        np.testing.assert_allclose(remote[key], vector, rtol=1e-3, atol=1e-3)  # float16
-    assert Index(tmp_path / "idx").status()["section_vectors"] == "averaged"
-    kinds = {kind for *_, kind, _ in Index(tmp_path / "idx").store.passages_with_vectors()}
-    assert "section" in kinds, "no section in the folder"
+    build_local(sections, tmp_path / "local", tiny_model_dir, sections="averaged")
+    build_on_ray(sections, tmp_path / "idx", tiny_model_dir, sections="averaged")
+    assert_same_vectors(tmp_path / "local", tmp_path / "idx", atol=1e-3)  # means of float16
+    remote = Index(tmp_path / "idx")
+    assert remote.status()["section_vectors"] == "averaged"
+    assert "section" in {kind for *_, kind, _ in remote.store.passages_with_vectors()}
 
 
 @pytest.mark.slow
