@@ -287,9 +287,9 @@ def build(
     instead of embed_missing.
     """
     started = time.perf_counter()
-    recipe = _recipe(store, chunks=chunks, sections=sections, passages=passages)
+    chosen = Choices(chunks, sections, passages)
     plan, indexed = _planned(
-        store, model, root, dry_run=dry_run, selection=selection, recipe=recipe
+        store, model, root, dry_run=dry_run, selection=selection, chosen=chosen
     )
     if not dry_run and not confirm_delete:
         _refuse_mass_delete(plan, indexed, root)
@@ -308,21 +308,32 @@ def build(
     return report
 
 
-def _recipe(
-    store: Store,
-    *,
-    chunks: ChunkVectors | None,
-    sections: SectionVectors | None,
-    passages: PassagePrecision | None,
-) -> Recipe:
+@dataclass(frozen=True)
+class Choices:
+    """The passage options a build was given (None: not given)."""
+
+    chunks: ChunkVectors | None = None
+    sections: SectionVectors | None = None
+    passages: PassagePrecision | None = None
+
+
+def _recipe(given: Choices, recorded: Recipe) -> Recipe:
     """How this build makes passage vectors: each choice given, else what the index recorded
-    (read as a newer version's or an unknown value: config's default), else config's default.
+    (a value a newer version recorded reads as config's default), else config's default.
     Pooled chunks come from their section's pass, so sections are then embedded."""
-    recorded = _recorded(store.meta() if store.exists() else IndexMeta())
+    chunks, sections, passages = given.chunks, given.sections, given.passages
     chosen = Recipe(
-        chunks=_known(chunks or recorded.chunks, config.CHUNK_VECTORS),
-        sections=_known(sections or recorded.sections, config.SECTION_VECTORS),
-        precision=_known(passages or recorded.precision, config.PASSAGE_PRECISIONS),
+        chunks=_known(
+            chunks or recorded.chunks, config.CHUNK_VECTORS, config.DEFAULT_CHUNK_VECTORS
+        ),
+        sections=_known(
+            sections or recorded.sections, config.SECTION_VECTORS, config.DEFAULT_SECTION_VECTORS
+        ),
+        precision=_known(
+            passages or recorded.precision,
+            config.PASSAGE_PRECISIONS,
+            config.DEFAULT_PASSAGE_PRECISION,
+        ),
     )
     if chosen.chunks == "pooled" and chosen.sections == "averaged":
         if sections == "averaged" and chunks == "pooled":
@@ -345,9 +356,9 @@ def _recorded(meta: IndexMeta) -> Recipe:
     )
 
 
-def _known(value: V, choices: tuple[V, ...]) -> V:
-    """`value`, or the first (default) choice when a newer version recorded another one."""
-    return value if value in choices else choices[0]
+def _known(value: V, choices: tuple[V, ...], default: V) -> V:
+    """`value`, or `default` when it is none of the choices (a newer version recorded it)."""
+    return value if value in choices else default
 
 
 def _planned(
@@ -357,7 +368,7 @@ def _planned(
     *,
     dry_run: bool,
     selection: Selection | None,
-    recipe: Recipe = DEFAULT_RECIPE,
+    chosen: Choices = Choices(),
 ) -> tuple[Plan, int]:
     """The plan for root against the index, and how many files the index holds."""
     if store.exists() and not dry_run:
@@ -365,6 +376,7 @@ def _planned(
     meta = store.meta() if store.exists() else IndexMeta()
     check_model(meta, model.info, store.path)
     old = store.files() if store.exists() else {}
+    recipe = _recipe(chosen, _recorded(meta))
     changed = recipe != _recorded(meta)
     resplit = store.exists() and (meta.split_version != SPLIT_VERSION or (bool(old) and changed))
     plan = make_plan(root, old, model, resplit=resplit, selection=selection, recipe=recipe)
