@@ -129,7 +129,7 @@ def passage_checksum(checksum: str, precision: PassagePrecision) -> str:
 
 
 def make_passages(
-    units: list[Unit], tokenizer: Tokenizer, recipe: Recipe = Recipe()
+    units: list[Unit], tokenizer: Tokenizer, recipe: Recipe = DEFAULT_RECIPE
 ) -> list[Passage]:
     """A document's chunks, then its sections that are not also a chunk, made as `recipe`
     says: with pooled chunks, a chunk inside a longer section is pooled from that section's
