@@ -50,6 +50,12 @@ def cache_dir_option(what: str) -> Callable[[Any], Any]:
     )
 
 
+def choice_option(*decls: str, choices: Sequence[str], help: str) -> Callable[[Any], Any]:
+    """An option taking one of `choices`; None when not given, so that what the index recorded
+    (or the default) stands."""
+    return click.option(*decls, type=click.Choice(choices), default=None, help=help)
+
+
 def json_option(what: str) -> Callable[[Any], Any]:
     """--json, machine-readable output."""
     return click.option("--json", "as_json", is_flag=True, help=what)
@@ -200,30 +206,27 @@ def cli() -> None:
     "version kept as float32 as float16 (builds compact on their own when the deltas pass "
     "10 % of the base, without the float16 step).",
 )
-@click.option(
+@choice_option(
     "--chunks",
-    type=click.Choice(config.CHUNK_VECTORS),
-    default=None,
+    choices=config.CHUNK_VECTORS,
     help="How chunk vectors are made: embedded (each chunk embedded alone), or pooled from "
     "their section's run of the model (first builds about 1.5x faster, but up to .013 lower "
     "R@1 on some languages; see docs/performance.md). Recorded in the index; changing it "
     "re-splits every file [default: the index's choice, else embedded].",
 )
-@click.option(
+@choice_option(
     "--sections",
-    type=click.Choice(config.SECTION_VECTORS),
-    default=None,
+    choices=config.SECTION_VECTORS,
     help="How section vectors are made: embedded (each section run through the model), or "
     "averaged from its chunks' vectors (no run of the model: first builds about 0.7x the time, "
     "but up to .006 lower R@1 on some languages; see docs/performance.md). Needs embedded "
     "chunks. Recorded in the index; changing it re-splits every file [default: the index's "
     "choice, else embedded].",
 )
-@click.option(
+@choice_option(
     "--passage-precision",
     "passages",
-    type=click.Choice(config.PASSAGE_PRECISIONS),
-    default=None,
+    choices=config.PASSAGE_PRECISIONS,
     help="How chunk and section vectors are computed: fp32 (the model as it is), or int8 (an "
     "8-bit copy of the model, made once into the cache: faster first builds; see "
     "docs/performance.md). Sentence vectors are always fp32. Recorded in the index; changing "

@@ -24,6 +24,7 @@ import click
 import numpy as np
 
 from indexer import Hit, Index, IndexerError, config, search
+from indexer.cli import choice_option
 from indexer.config import AnnMode, ChunkVectors, PassagePrecision, SectionVectors
 from indexer.vectors import Policy
 from scripts.common import SetError, copy_index, emit, log, read_jsonl
@@ -373,32 +374,28 @@ def results_table(results: Sequence[dict]) -> str:
 @click.option(
     "--model", type=click.Path(path_type=Path), help="Model directory; default: the default model."
 )
-@click.option(
+@choice_option(
     "--ann",
-    type=click.Choice(config.ANN_MODES),
-    default=None,
+    choices=config.ANN_MODES,
     help="Vector search to evaluate (index build --ann), in a copy of the index beside it; "
     "`always` forces the approximate path at any size. Default: the index as the tool builds it.",
 )
-@click.option(
+@choice_option(
     "--chunks",
-    type=click.Choice(config.CHUNK_VECTORS),
-    default=None,
+    choices=config.CHUNK_VECTORS,
     help="How chunk vectors are made (index build --chunks), in a copy of the index beside it. "
     "Default: the index as the tool builds it.",
 )
-@click.option(
+@choice_option(
     "--passages",
-    type=click.Choice(config.PASSAGE_PRECISIONS),
-    default=None,
+    choices=config.PASSAGE_PRECISIONS,
     help="Which copy of the model makes chunk and section vectors (index build "
     "--passage-precision), in a copy of the index beside it. Default: the index as the tool "
     "builds it.",
 )
-@click.option(
+@choice_option(
     "--sections",
-    type=click.Choice(config.SECTION_VECTORS),
-    default=None,
+    choices=config.SECTION_VECTORS,
     help="How section vectors are made (index build --sections), in a copy of the index beside "
     "it. Default: the index as the tool builds it.",
 )
