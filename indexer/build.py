@@ -376,8 +376,9 @@ def _planned(
     meta = store.meta() if store.exists() else IndexMeta()
     check_model(meta, model.info, store.path)
     old = store.files() if store.exists() else {}
-    recipe = _recipe(chosen, _recorded(meta))
-    changed = recipe != _recorded(meta)
+    recorded = _recorded(meta)
+    recipe = _recipe(chosen, recorded)
+    changed = recipe != recorded
     resplit = store.exists() and (meta.split_version != SPLIT_VERSION or (bool(old) and changed))
     plan = make_plan(root, old, model, resplit=resplit, selection=selection, recipe=recipe)
     if not old and not plan.index and not plan.skipped:

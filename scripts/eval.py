@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import cast
 
 import click
 import numpy as np
@@ -152,15 +151,28 @@ def default_index_dir(set_dir: Path, model: Path | None) -> Path:
     return config.cache_dir() / "eval" / f"{set_dir.resolve().name}-{digest}"
 
 
+#: What `index status` calls the outcome of each Variant option, reported beside the scores.
+STATUS_KEYS = {
+    "ann": "vector_index",
+    "chunks": "chunk_vectors",
+    "passages": "passage_precision",
+    "sections": "section_vectors",
+}
+
+
 @dataclass(frozen=True)
 class Variant:
     """How the evaluated index is built unlike the tool's default (`index build` options),
     in a copy beside the cached one (variant_index_dir); all None: the index as it is."""
 
-    ann: str | None = None
-    chunks: str | None = None
-    passages: str | None = None
-    sections: str | None = None
+    ann: AnnMode | None = None
+    chunks: ChunkVectors | None = None
+    passages: PassagePrecision | None = None
+    sections: SectionVectors | None = None
+
+    def built_as(self, status: dict[str, object]) -> dict[str, object]:
+        """What `index status` says of each option this variant sets."""
+        return {key: status[key] for name, key in STATUS_KEYS.items() if getattr(self, name)}
 
     @property
     def name(self) -> str:
@@ -250,47 +262,40 @@ def evaluate_retrieval(
 ) -> Iterator[dict[str, object]]:
     """Build (incrementally) the set's docs, then one result per mode."""
     variant = variant or Variant()
-    ann, chunks, passages, sections = (
-        variant.ann, variant.chunks, variant.passages, variant.sections
-    )  # fmt: skip
     modes = modes_to_run(index, mode)
     queries = read_queries(set_dir, limit)
     log(f"building {index.path} from {set_dir / 'docs'}")
     start = time.perf_counter()
     # With --ann, a fresh vector base on every run: the copy kept from an earlier run would
     # keep the lists and nprobe that the earlier code chose.
-    policy = Policy(ann=cast(AnnMode, ann), compact=True) if ann else None
+    policy = Policy(ann=variant.ann, compact=True) if variant.ann else None
     report = index.build(
         set_dir / "docs",
         progress=build_progress,
         vector_policy=policy,
-        chunks=cast(ChunkVectors | None, chunks),
-        passages=cast(PassagePrecision | None, passages),
-        sections=cast(SectionVectors | None, sections),
+        chunks=variant.chunks,
+        passages=variant.passages,
+        sections=variant.sections,
     )
     build_seconds = time.perf_counter() - start
-    status = index.status()
-    vector_index = {"vector_index": status["vector_index"]} if ann else {}
-    vector_index |= {"chunk_vectors": status["chunk_vectors"]} if chunks else {}
-    vector_index |= {"passage_precision": status["passage_precision"]} if passages else {}
-    vector_index |= {"section_vectors": status["section_vectors"]} if sections else {}
+    built_as = variant.built_as(index.status())
     log(
         f"index ready: {len(report.added)} added, {len(report.changed)} changed, "
         f"{report.unchanged} unchanged files; {report.embedded} sentences embedded "
         f"in {build_seconds:.1f} s"
     )
-    passages = count_lines(set_dir / "passages.jsonl")
+    passage_count = count_lines(set_dir / "passages.jsonl")
     for each in modes:
         scores, seconds = run_queries(index, queries, k=k, mode=each)
         yield {
             "set": set_dir.resolve().name,
             "mode": mode_name(each),
             "queries": len(queries),
-            "passages": passages,
+            "passages": passage_count,
             **scores,
             "seconds": seconds,
             "build_seconds": build_seconds,
-            **vector_index,
+            **built_as,
         }
 
 
@@ -412,10 +417,10 @@ def main(
     k: int,
     index_dir: Path | None,
     model: Path | None,
-    ann: str | None,
-    chunks: str | None,
-    passages: str | None,
-    sections: str | None,
+    ann: AnnMode | None,
+    chunks: ChunkVectors | None,
+    passages: PassagePrecision | None,
+    sections: SectionVectors | None,
     table: Path | None,
 ) -> None:
     """Evaluate SET_DIR: a retrieval set (recall@1/5/10, MRR@10 at passage level, hits mapped
