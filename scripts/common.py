@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from indexer.models.quantize import has_vnni
+from indexer.models.quantize import cpu_field, has_vnni
 
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
@@ -120,21 +120,21 @@ def source() -> dict[str, Any]:
 SOURCE = source()
 
 
-def _cpuinfo(field: str) -> str | None:
-    """The first value of a /proc/cpuinfo field, or None."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == field:
-                return value.strip()
-    except OSError:
-        pass
-    return None
-
-
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo."""
-    return _cpuinfo("model name") or platform.processor() or "unknown"
+    return cpu_field("model name") or platform.processor() or "unknown"
+
+
+def percentiles(seconds: Sequence[float], *points: int) -> dict[str, float | None]:
+    """Percentiles of latencies given in seconds, as milliseconds ({"p50_ms": …}; p50 and
+    p95 unless `points` says), interpolated between samples; None when there are none."""
+    import numpy as np
+
+    points = points or (50, 95)
+    if not seconds:
+        return {f"p{p}_ms": None for p in points}
+    values = np.percentile(np.asarray(seconds) * 1000, points)
+    return {f"p{p}_ms": round(float(v), 2) for p, v in zip(points, values, strict=True)}
 
 
 def ram_gb() -> float:

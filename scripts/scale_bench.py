@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ from typing import Any
 import click
 import numpy as np
 
-from scripts.common import CHILD_ENV, SHARED, emit, log, read_jsonl, run_python
+from scripts.common import CHILD_ENV, SHARED, emit, log, percentiles, read_jsonl, run_python
 
 SENTENCES_PER_FILE = 20
 NOISE = 0.5
@@ -67,6 +66,11 @@ FLAT_UP_TO = 2_000_000
 
 
 # ---------------------------------------------------------------- children
+
+
+def largest_index(folder: Path) -> Path:
+    """The index under `folder` with the largest vector file (the default --source)."""
+    return max(folder.glob("*/vectors.*.faiss"), key=lambda p: p.stat().st_size).parent
 
 
 def real_vectors(source: Path) -> np.ndarray:
@@ -392,14 +396,6 @@ def exact_top(
     return np.take_along_axis(ids, order, 1), np.take_along_axis(best, order, 1)
 
 
-def percentiles(times: list[float]) -> dict[str, float]:
-    ms = sorted(t * 1000 for t in times)
-    return {
-        "p50_ms": round(statistics.median(ms), 2),
-        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2),
-    }
-
-
 # ---------------------------------------------------------------- the parent
 
 
@@ -498,10 +494,7 @@ def main(
     """Build synthetic indexes of each size and time re-indexing, compaction and search."""
     if ctx.invoked_subcommand:
         return
-    source = (
-        source
-        or max(DEFAULT_SOURCE.glob("*/vectors.*.faiss"), key=lambda p: p.stat().st_size).parent
-    )
+    source = source or largest_index(DEFAULT_SOURCE)
     counts = [int(s) for s in sizes.split(",") if s] + ([10_000_000] if huge else [])
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         queries = Path(tmp) / "queries.npy"

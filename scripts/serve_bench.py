@@ -27,32 +27,31 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import click
-import numpy as np
 
 from indexer.client import discovery_file
 from indexer.client import find as find_server
 from scripts.bench import DONE, QUESTIONS, index_flags
-from scripts.common import CHILD_ENV, copy_index, corpus_option, emit, log, run_python
+from scripts.common import (
+    CHILD_ENV,
+    copy_index,
+    corpus_option,
+    emit,
+    log,
+    percentiles,
+    run_python,
+)
 
 #: Files of the corpus copy edited before each build beside (each build embeds their changes).
 EDITED_FILES = 10
 #: Seconds to wait for the server to load the model and listen.
 START_TIMEOUT = 300.0
-
-
-def percentiles(seconds: Sequence[float], *points: int) -> dict[str, float | None]:
-    """The given percentiles of latencies in seconds, as milliseconds."""
-    if not seconds:
-        return {f"p{p}_ms": None for p in points}
-    values = np.percentile(np.asarray(seconds) * 1000, points)
-    return {f"p{p}_ms": round(float(v), 2) for p, v in zip(points, values, strict=True)}
 
 
 # -- the server

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer import Index
+from indexer import Index, vectors
 from tests.files import run_script, write_docs
 
 pytestmark = pytest.mark.slow
@@ -79,3 +79,19 @@ def test_real_texts_give_real_keyword_rows_and_timed_hybrid_asks(
     assert set(stages) == {name for _, name in STAGES}
     assert stages["question_vector"] > 0 and stages["keyword_search"] > 0
     assert stages["dense"] + stages["_hybrid"] < 5 * hybrid["p95_ms"]
+
+
+def test_ivf_quantizer_compares_flat_and_hnsw_coarse_quantizers(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    source = source_index(tmp_path, tiny_model_dir)
+    done = run_script("ivf_quantizer", "--sizes", "3000", "--questions", "5", "--source", source)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert [row["quantizer"] for row in rows] == ["flat", "hnsw"]
+    for row in rows:
+        assert row["vectors"] == 3000 and row["nlist"] == vectors.nlist_for(3000)
+        assert row["train_seconds"] > 0 and row["add_seconds"] >= 0 and row["commit"]
+        # 64 of its 76 lists: nearly an exact search, re-ranked on the exact vectors.
+        assert row["by_nprobe"]["64"]["recall_at_10"] >= 0.9
+        assert row["by_nprobe"]["8"]["ms"] > 0

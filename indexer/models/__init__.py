@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -308,8 +309,10 @@ def _convert(dest: Path, echo: Echo | None) -> None:
     _write_stamp(dest)
 
 
-def _acquire_lock(dest: Path) -> FileLock:
-    """Hold the preparation lock so two processes never convert at once."""
+@contextmanager
+def preparing(dest: Path) -> Iterator[None]:
+    """Hold the lock on making `dest` (a model copy in the cache), so two processes never
+    make it at once."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(dest.parent / f".{dest.name}.lock"))
@@ -319,7 +322,10 @@ def _acquire_lock(dest: Path) -> FileLock:
             f"cannot write the model cache {dest.parent} ({e}) — set {config.ENV_CACHE} "
             "or pass --cache-dir to a writable folder"
         ) from e
-    return lock
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def prepare(
@@ -335,16 +341,13 @@ def prepare(
     every file (`index model prepare` does), so a copy damaged in place is converted again.
     """
     dest = default_dir(cache)
-    lock = _acquire_lock(dest)
-    try:
+    with preparing(dest):
         stale = not _stamp_ok(dest) or (check_content and not verify(dest))
         if force or stale:
             if not force and verify(dest):
                 _write_stamp(dest)  # intact but touched (copied, restored): just re-stamp
             else:
                 _convert(dest, echo)
-    finally:
-        lock.release()
     return dest
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from indexer import config
 from indexer.errors import ModelPrepareError
-from indexer.models import ModelInfo, _acquire_lock, sha256_file
+from indexer.models import ModelInfo, preparing, sha256_file
 
 #: Changing how the copy is made changes its file name, so copies made before are not reused.
 RECIPE = "dynamic-int8-matmul-v1"
@@ -45,12 +45,9 @@ def int8_model(info: ModelInfo, cache: Path | None = None) -> Path:
     dest = int8_path(info, cache)
     if _intact(dest, info):
         return dest
-    lock = _acquire_lock(dest)
-    try:
+    with preparing(dest):
         if not _intact(dest, info, hash_it=True):
             _make(info, dest)
-    finally:
-        lock.release()
     return dest
 
 
@@ -100,14 +97,22 @@ def _make(info: ModelInfo, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def has_vnni() -> bool:
-    """Whether the CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
+def cpu_field(name: str) -> str | None:
+    """The first value of a /proc/cpuinfo field ("model name", "flags"), or None."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return False
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return bool({"avx512_vnni", "avx_vnni"} & set(flags.split()))
+        return None
+    for line in text.splitlines():
+        field, _, value = line.partition(":")
+        if field.strip() == name:
+            return value.strip()
+    return None
+
+
+def has_vnni() -> bool:
+    """Whether the CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
+    return bool({"avx512_vnni", "avx_vnni"} & set((cpu_field("flags") or "").split()))
 
 
 def quantize(
