@@ -40,6 +40,7 @@ One stamped JSON row per size goes to stdout, progress to stderr.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -69,8 +70,15 @@ FLAT_UP_TO = 2_000_000
 
 
 def largest_index(folder: Path) -> Path:
-    """The index under `folder` with the largest vector file (the default --source)."""
-    return max(folder.glob("*/vectors.*.faiss"), key=lambda p: p.stat().st_size).parent
+    """The index under `folder` with the largest vector file (the default --source), among
+    those scripts/eval.py keeps per set ("SET-DIGEST"), not its copies built another way
+    ("SET-DIGEST-chunks-pooled"), whose questions question_texts would not find."""
+    kept = (
+        p
+        for p in folder.glob("*/vectors.*.faiss")
+        if re.fullmatch(r".+-[0-9a-f]{12}", p.parent.name)
+    )
+    return max(kept, key=lambda p: p.stat().st_size).parent
 
 
 def real_vectors(source: Path) -> np.ndarray:
