@@ -37,6 +37,7 @@ from scripts.scale_bench import (
     largest_index,
     question_vectors,
     real_vectors,
+    source_option,
     synthetic,
 )
 
@@ -100,13 +101,7 @@ def measure(
 
 @click.command()
 @click.option("--sizes", default="300000,1400000", show_default=True, help="Vectors per base.")
-@click.option(
-    "--source",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="An existing index whose vectors the synthetic ones are made from "
-    "(default: the largest eval index under ~/.cache/indexer/eval).",
-)
+@source_option
 @click.option("--questions", default=200, show_default=True, help="Question vectors to search.")
 @click.option("--hnsw-m", "m", default=32, show_default=True, help="HNSW links per centroid.")
 @click.option("--ef", default=64, show_default=True, help="HNSW efSearch (at least nprobe).")

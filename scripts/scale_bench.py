@@ -69,6 +69,16 @@ FLAT_UP_TO = 2_000_000
 # ---------------------------------------------------------------- children
 
 
+#: --source: the index whose vectors synthetic ones are made from (largest_index by default).
+source_option = click.option(
+    "--source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="An existing index whose vectors the synthetic ones are made from "
+    "(default: the largest eval index under ~/.cache/indexer/eval).",
+)
+
+
 def largest_index(folder: Path) -> Path:
     """The index under `folder` with the largest vector file (the default --source), among
     those scripts/eval.py keeps per set ("SET-DIGEST"), not its copies built another way
@@ -464,13 +474,7 @@ def one_size(
 @click.group(invoke_without_command=True)
 @click.option("--sizes", default="100000,1000000", show_default=True, help="Sentences per index.")
 @click.option("--huge", is_flag=True, help="Add 10,000,000 sentences (hours and ~40 GB here).")
-@click.option(
-    "--source",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="An existing index whose vectors the synthetic ones are made from "
-    "(default: the largest eval index under ~/.cache/indexer/eval).",
-)
+@source_option
 @click.option("--questions", default=200, show_default=True, help="Question vectors to time.")
 @click.option("--work", type=click.Path(path_type=Path), default=None, help="Scratch folder.")
 @click.option(
