@@ -604,10 +604,10 @@ def nlist_for(count: int) -> int:
 def ivf_sq8(quantizer: faiss.Index, dim: int, nlist: int) -> faiss.IndexIVFScalarQuantizer:
     """An untrained IVF index with 8-bit scalar codes over `nlist` lists, by inner product.
 
-    The coarse quantizer is flat (IndexFlatIP): an HNSW one (faiss.IndexHNSWFlat) assigned
-    vectors to lists 4.3 times slower and trained 4.5 times slower at 300,000 vectors (2,190
-    lists), for the same recall, since a flat quantizer compares with one matrix product
-    (scripts/ivf_quantizer.py)."""
+    The caller's coarse quantizer is flat (IndexFlatIP) in every base index build writes: an
+    HNSW one (faiss.IndexHNSWFlat) trained and filled 3.7-5.1 times slower at 300,000 and
+    1,400,000 vectors for the same recall, since a flat one compares every centroid in one
+    matrix product (scripts/ivf_quantizer.py)."""
     ivf = faiss.IndexIVFScalarQuantizer(
         quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
     )
