@@ -53,6 +53,8 @@ QUANTIZED_TOLERANCE = 0.1
 QUANTIZER_MARGIN = 0.1
 #: Candidates fetched from an approximate base per wanted hit, re-ranked on exact vectors.
 RERANK_DEPTH = 2
+#: Sample vectors an IVF base is trained on, per inverted list (FAISS warns below 39).
+TRAIN_PER_LIST = 64
 #: Queries used to choose nprobe, and the recall@k they are measured at.
 RECALL_QUERIES = 200
 RECALL_AT = 10
@@ -629,7 +631,7 @@ def _ivf_base(
     trained = _reusable_training(store, previous, count, policy)
     if trained is None:
         nlist = nlist_for(count)
-        sample_ids = rng.choice(all_ids, size=min(count, nlist * 64), replace=False)
+        sample_ids = rng.choice(all_ids, size=min(count, nlist * TRAIN_PER_LIST), replace=False)
         sample = np.concatenate([v for _, v in _blocks_of(store, np.sort(sample_ids), dim)])
         ivf = ivf_sq8(faiss.IndexFlatIP(dim), dim, nlist)
         ivf.train(sample)

@@ -6,7 +6,7 @@
 Per size (vectors), synthetic vectors made as scripts/scale_bench.py makes them (real stored
 vectors of --source plus Gaussian noise of norm 0.5, normalised) fill an IVF base with 8-bit
 codes built by `indexer.vectors.ivf_sq8` with nlist and training sample as `index build`
-chooses them (`nlist_for`, 64 sample vectors a list), once with each coarse quantizer:
+chooses them (`nlist_for`, `TRAIN_PER_LIST` sample vectors a list), once with each coarse quantizer:
 
     flat    faiss.IndexFlatIP over the centroids (index build's choice)
     hnsw    faiss.IndexHNSWFlat over the centroids (M = --hnsw-m, efSearch = --ef, or nprobe
@@ -57,11 +57,11 @@ def coarse(kind: str, dim: int, m: int, ef: int) -> faiss.Index:
 
 def measure(
     kind: str, data: np.ndarray, sample: np.ndarray, questions: np.ndarray, truth: np.ndarray,
-    *, m: int, ef: int,
+    *, nlist: int, m: int, ef: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train, fill and search one IVF base; its timings and recall per nprobe."""
+    """Train, fill and search one IVF base of `nlist` lists; its timings and recall per
+    nprobe."""
     dim = data.shape[1]
-    nlist = vectors.nlist_for(len(data))
     ivf = vectors.ivf_sq8(coarse(kind, dim, m, ef), dim, nlist)
     if kind == "hnsw":
         ivf.clustering_index = coarse(kind, dim, m, ef)
@@ -115,11 +115,12 @@ def main(sizes: str, source: Path | None, questions: int, m: int, ef: int) -> No
     for count in (int(s) for s in sizes.split(",") if s):
         data = synthetic(real, count, rng).astype(np.float32)
         nlist = vectors.nlist_for(count)
-        sample = data[rng.choice(count, size=min(count, nlist * 64), replace=False)]
+        size = min(count, nlist * vectors.TRAIN_PER_LIST)
+        sample = data[rng.choice(count, size=size, replace=False)]
         _, truth = faiss.knn(queries, data, K, faiss.METRIC_INNER_PRODUCT)
         for kind in QUANTIZERS:
             log(f"{count} vectors: {kind} quantizer")
-            row = measure(kind, data, sample, queries, truth, m=m, ef=ef)
+            row = measure(kind, data, sample, queries, truth, nlist=nlist, m=m, ef=ef)
             emit({"vectors": count, "quantizer": kind, "source": source.name, **row},
                  readable=True)  # fmt: skip
 
