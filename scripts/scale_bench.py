@@ -40,7 +40,6 @@ One stamped JSON row per size goes to stdout, progress to stderr.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 import tempfile
@@ -53,6 +52,7 @@ import click
 import numpy as np
 
 from scripts.common import CHILD_ENV, SHARED, emit, log, percentiles, read_jsonl, run_python
+from scripts.eval import set_name_of
 
 SENTENCES_PER_FILE = 20
 NOISE = 0.5
@@ -81,13 +81,9 @@ source_option = click.option(
 
 def largest_index(folder: Path) -> Path:
     """The index under `folder` with the largest vector file (the default --source), among
-    those scripts/eval.py keeps per set ("SET-DIGEST"), not its copies built another way
-    ("SET-DIGEST-chunks-pooled"), whose questions question_texts would not find."""
-    kept = (
-        p
-        for p in folder.glob("*/vectors.*.faiss")
-        if re.fullmatch(r".+-[0-9a-f]{12}", p.parent.name)
-    )
+    those scripts/eval.py keeps per set, not its copies built another way, whose questions
+    question_texts would not find."""
+    kept = (p for p in folder.glob("*/vectors.*.faiss") if set_name_of(p.parent))
     return max(kept, key=lambda p: p.stat().st_size).parent
 
 
@@ -279,9 +275,9 @@ def change(index: Path, source: Path, what: str) -> dict[str, Any]:
 def question_texts(source: Path, count: int) -> list[str]:
     """The first `count` questions of the eval set the source index was built for (none when
     there is no such set)."""
-    name = source.name.rsplit("-", 1)[0]
-    path = SHARED / "eval" / name / "queries.jsonl"
-    return [r["question"] for r in read_jsonl(path)][:count] if path.is_file() else []
+    name = set_name_of(source)
+    path = SHARED / "eval" / str(name) / "queries.jsonl"
+    return [r["question"] for r in read_jsonl(path)][:count] if name and path.is_file() else []
 
 
 def question_vectors(source: Path, count: int, scratch: Path) -> np.ndarray:
