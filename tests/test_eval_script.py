@@ -185,6 +185,16 @@ def test_ann_always_scores_a_copy_with_an_approximate_base(
     assert approximate["recall@1"] == exact["recall@1"] == 1.0
 
 
+def test_the_set_an_index_was_kept_for_is_read_back_from_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INDEXER_CACHE_DIR", str(tmp_path / "cache"))
+    kept = ev.default_index_dir(tmp_path / "jsquad_valid", None)
+    assert ev.set_name_of(kept) == "jsquad_valid"
+    assert ev.set_name_of(ev.variant_index_dir(kept, "chunks-pooled")) is None
+    assert ev.set_name_of(tmp_path / "my-index") is None
+
+
 @pytest.mark.slow
 def test_each_passage_option_scores_a_copy_built_that_way(
     retrieval_set: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
