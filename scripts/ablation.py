@@ -40,6 +40,11 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
   stands for the default 5,000 in an index 50 times larger, where a question's rarest word
   alone can be held by more rows than the budget (how many questions are then searched with
   their rarest terms together: searched_together);
+- baseline: the simple baseline the Japanese/Chinese issue measures us against, on the same
+  questions: character-bigram BM25 over whole passages (title and text lower-cased, whitespace
+  removed, every adjacent pair; the question's term frequencies, k1 1.2, b 0.75) fused with
+  the best sentence cosine of each passage by a min-max weighted sum (BASELINE_WEIGHTS of the
+  BM25 side), beside BM25 alone, the sentence cosine alone and our hybrid mode;
 - misses: hybrid questions whose first passage is wrong, how many of those rank another
   passage with the gold passage's title (same article) first, and how many rank first a
   passage that also holds one of the question's gold answers (word for word).
@@ -52,6 +57,7 @@ import re
 import sqlite3
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +76,11 @@ BETAS = (0.0, 0.1, 0.2, 0.3)
 STATEMENT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 NAME_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 PASSAGE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
+BASELINE_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
 ROW_BUDGETS = (DEFAULT.keyword_rows, 500, 100)
 MEASURES = (
     "mix", "statement", "headings", "trust", "ramp", "alike", "names", "passage_bm25", "misses",
-    "passage", "pool", "expand", "words", "rows",
+    "passage", "pool", "expand", "words", "rows", "baseline",
 )  # fmt: skip
 
 
@@ -360,6 +367,73 @@ def measure_expand(set_dir: Path, index: Index, queries: list) -> None:
                   **hybrid(index, queries, variant, mode)})  # fmt: skip
 
 
+def baseline_terms(text: str) -> list[str]:
+    """The baseline's terms: the text lower-cased, whitespace removed, every adjacent pair of
+    characters."""
+    squeezed = "".join(text.lower().split())
+    return [squeezed[i : i + 2] for i in range(len(squeezed) - 1)]
+
+
+def bm25_scores(passages: list[str], questions: list[str]) -> np.ndarray:
+    """[questions, passages] Okapi BM25 (k1 1.2, b 0.75, IDF ln(1 + (N − df + ½) / (df + ½)))
+    of the baseline's terms, each of a question's terms counted as often as it occurs."""
+    k1, b = 1.2, 0.75
+    postings: dict[str, dict[int, int]] = {}
+    lengths = np.zeros(len(passages))
+    for column, text in enumerate(passages):
+        terms = baseline_terms(text)
+        lengths[column] = len(terms)
+        for term, count in Counter(terms).items():
+            postings.setdefault(term, {})[column] = count
+    norm = k1 * (1 - b + b * lengths / max(1.0, float(lengths.mean())))
+    scores = np.zeros((len(questions), len(passages)))
+    for row, question in enumerate(questions):
+        for term, asked in Counter(baseline_terms(question)).items():
+            held = postings.get(term)
+            if not held:
+                continue
+            columns = np.fromiter(held, dtype=np.int64)
+            tf = np.fromiter(held.values(), dtype=np.float64)
+            idf = np.log(1 + (len(passages) - len(held) + 0.5) / (len(held) + 0.5))
+            scores[row, columns] += asked * idf * tf * (k1 + 1) / (tf + norm[columns])
+    return scores
+
+
+def min_max(scores: np.ndarray) -> np.ndarray:
+    """Each row scaled to 0–1 (a constant row to 0)."""
+    low, high = scores.min(axis=1, keepdims=True), scores.max(axis=1, keepdims=True)
+    return (scores - low) / np.where(high > low, high - low, 1.0)
+
+
+def ranked_scores(scores: np.ndarray, ids: list[str], golds: list[str]) -> dict[str, float]:
+    """R@1 and MRR@10 of passages ranked by [questions, passages] scores, rounded."""
+    rankings = [[ids[c] for c in np.argsort(-row, kind="stable")[:10]] for row in scores]
+    measured = ev.retrieval_scores(rankings, golds)
+    return {key: round(measured[key], 3) for key in ("recall@1", "mrr@10")}
+
+
+def measure_baseline(set_dir: Path, index: Index, queries: list, dense: Dense) -> None:
+    passages = list(common.read_jsonl(set_dir / "passages.jsonl"))
+    ids = [str(p["id"]) for p in passages]
+    column = {passage: c for c, passage in enumerate(ids)}
+    texts = [f"{p.get('title') or ''} {p['text']}" for p in passages]
+    bm25 = bm25_scores(texts, [x.question for x in queries])
+    # Each passage's best sentence cosine; a passage the index holds no sentence of scores -1.
+    cosine = np.full_like(bm25, -1.0)
+    stems = [column[dense.data["stem"][f]] for f in dense.data["file"].tolist()]
+    for row, sentences in zip(cosine, dense.cos["sentence"], strict=True):
+        np.maximum.at(row, stems, sentences)
+    golds = [x.passage_id for x in queries]
+    runs = {"bm25": bm25, "sentence cosine": cosine}
+    for weight in BASELINE_WEIGHTS:
+        runs[f"fused {weight}"] = weight * min_max(bm25) + (1 - weight) * min_max(cosine)
+    for name, scores in runs.items():
+        emit({"set": set_dir.name, "measure": "baseline", "ranking": name,
+              "queries": len(queries), **ranked_scores(scores, ids, golds)})  # fmt: skip
+    emit({"set": set_dir.name, "measure": "baseline", "ranking": "ours (hybrid)",
+          "queries": len(queries), **hybrid(index, queries)})  # fmt: skip
+
+
 def measure_passage_bm25(set_dir: Path, queries: list) -> None:
     recall = passage_bm25_recall(set_dir, queries, keyword.terms)
     emit({"set": set_dir.name, "measure": "passage_bm25", "recall@1": recall})
@@ -514,7 +588,7 @@ def main(
     for set_dir in set_dirs:
         queries = ev.read_queries(set_dir, limit)
         index = open_index(set_dir, index_dir)
-        if chosen & {"mix", "statement", "headings"}:
+        if chosen & {"mix", "statement", "headings", "baseline"}:
             dense = Dense.of(index, queries)
             if "mix" in chosen:
                 measure_mix(set_dir, index, queries, dense, with_windows)
@@ -522,6 +596,8 @@ def main(
                 measure_statement(set_dir, queries, dense)
             if "headings" in chosen:
                 measure_headings(set_dir, index, queries, dense, with_plain)
+            if "baseline" in chosen:
+                measure_baseline(set_dir, index, queries, dense)
         if "trust" in chosen:
             measure_trust(set_dir, index, queries)
         if "ramp" in chosen:
