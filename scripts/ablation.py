@@ -40,7 +40,7 @@ JSON line per measurement on stdout, a readable line per measurement on stderr:
   stands for the default 5,000 in an index 50 times larger, where a question's rarest word
   alone can be held by more rows than the budget (how many questions are then searched with
   their rarest terms together: searched_together);
-- baseline: the simple baseline the Japanese/Chinese issue measures us against, on the same
+- baseline: the simple baseline the Japanese and Chinese targets are set against, on the same
   questions: character-bigram BM25 over whole passages (title and text lower-cased, whitespace
   removed, every adjacent pair; the question's term frequencies, k1 1.2, b 0.75) fused with
   the best sentence cosine of each passage by a min-max weighted sum (BASELINE_WEIGHTS of the
