@@ -210,6 +210,7 @@ def fuse(
     alike: np.ndarray | None = None,
     name_share: np.ndarray | None = None,
     passage_share: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
     ranking: Ranking = DEFAULT,
 ) -> np.ndarray:
     """Hybrid scores: min-max normalised cosine and keyword evidence mixed by `weight`. The
@@ -222,10 +223,14 @@ def fuse(
     Candidates not `alike` (written unlike the question) cannot share its words, so the dense
     side alone scores them rather than a keyword score of zero; they gain name_weight × the
     share of the question's names they write by sound.
+
+    The cosines of the `reference` candidates (all when None or none) set the min-max range;
+    others scale by the same range, below 0 or above 1 when they fall outside it.
     """
     if len(cosines) == 0:
         return np.zeros(0)
-    low, high = cosines.min(), cosines.max()
+    span = cosines[reference] if reference is not None and reference.any() else cosines
+    low, high = span.min(), span.max()
     dense = (cosines - low) / (high - low) if high > low else np.ones_like(cosines)
     kw = bm25 / keyword_top if keyword_top > 0 else np.zeros_like(bm25)
     if passage_share is not None:

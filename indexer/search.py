@@ -170,7 +170,7 @@ class Searcher:
         self._holders = {}
         # Hybrid scores the keyword candidates' meaning in the same pass as the dense ones.
         also = [i for i, _ in found[:pool]] if mode == "hybrid" else []
-        dense = self.dense(vector, pool, also=also) if vector is not None else []
+        dense, reference = self._dense(vector, pool, also) if vector is not None else ([], set())
         if mode == "dense":
             return [Scored(i, s, dense_rank=r, dense_score=s) for r, (i, s) in enumerate(dense, 1)]
         if mode == "keyword":
@@ -178,25 +178,41 @@ class Searcher:
                 Scored(i, s, keyword_rank=r, keyword_score=s)
                 for r, (i, s) in enumerate(found[:pool], 1)
             ]
-        return self._hybrid(question, dense, dict(found))
+        reference.update(i for i, _ in found[: self.ranking.min_pool])
+        return self._hybrid(question, dense, dict(found), reference)
 
     def dense(
         self, vector: np.ndarray, pool: int, *, also: Collection[int] = ()
     ) -> list[tuple[int, float]]:
         """Sentences by dense score, from sentence and passage vectors alike, and the dense
         scores of the sentences `also` names."""
+        return self._dense(vector, pool, also)[0]
+
+    def _dense(
+        self, vector: np.ndarray, pool: int, also: Collection[int]
+    ) -> tuple[list[tuple[int, float]], set[int]]:
+        """dense(), and the candidates that the first Ranking.min_pool vector hits make: the
+        candidates of any k up to min_pool / overfetch, which fix the scale of hybrid scores
+        (_hybrid), so asking for more hits never reorders the first ones."""
         own: dict[int, float] = {}
         passages: dict[int, float] = {}
-        for i, s in self._current_vectors().search(vector, pool):
+        first_own: list[int] = []
+        first_passages: list[int] = []
+        hits = self._current_vectors().search(vector, pool)
+        for rank, (i, s) in enumerate(hits):
+            first = rank < self.ranking.min_pool
             if i >= PASSAGE_ID_BASE:
                 passages[i - PASSAGE_ID_BASE] = s
+                first_passages += [i - PASSAGE_ID_BASE] if first else []
             else:
                 own[i] = s
+                first_own += [i] if first else []
         kind: PassageKind | None = None if self.ranking.expand_sections else "chunk"
         members = self.store.passage_members(list(passages), kind=kind)
         candidates = list(dict.fromkeys([*own, *(j for js in members.values() for j in js), *also]))
         combined = self.dense_scores(vector, candidates, own, passages)
-        return sorted(combined.items(), key=lambda item: -item[1])
+        reference = {*first_own, *(j for p in first_passages for j in members.get(p, ()))}
+        return sorted(combined.items(), key=lambda item: -item[1]), reference
 
     def dense_scores(
         self,
@@ -234,21 +250,29 @@ class Searcher:
         return dict(zip(kept, scores.tolist(), strict=True))
 
     def _hybrid(
-        self, question: str, dense: list[tuple[int, float]], bm25: dict[int, float]
+        self,
+        question: str,
+        dense: list[tuple[int, float]],
+        bm25: dict[int, float],
+        reference: set[int],
     ) -> list[Scored]:
-        """Dense candidates and the best keyword ones (all dense-scored), fused."""
+        """Dense candidates and the best keyword ones (all dense-scored), fused. The
+        `reference` candidates (those of the smallest pool) set the range dense scores are
+        scaled by and the passages terms are weighed among, so the scores do not depend on
+        how many hits were asked for."""
         cosines = dict(dense)
         ids = list(cosines)
         terms, trust = self.term_weights(question)
         weight = ranking.keyword_weight(trust, self.ranking)
         passages = self._passages(ids, terms) if weight > 0 else {}
         alike, sounds = self._script_evidence(question, ids, weight, passages)
-        shares = self._passage_shares(terms, passages)
+        shares = self._passage_shares(terms, passages, reference)
         scores = ranking.fuse(
             np.array([cosines[i] for i in ids]),
             np.array([bm25.get(i, 0.0) for i in ids]),
             weight,
             keyword_top=max(bm25.values(), default=0.0),
+            reference=np.array([i in reference for i in ids], dtype=bool),
             alike=None if alike is None else np.array([i in alike for i in ids], dtype=bool),
             name_share=np.array([sounds.get(i, 0.0) for i in ids]) if sounds else None,
             passage_share=np.array([shares.get(i, 0.0) for i in ids]) if shares else None,
@@ -264,13 +288,15 @@ class Searcher:
         ]  # fmt: skip
 
     def _passage_shares(
-        self, terms: dict[str, float], passages: dict[int, Around]
+        self, terms: dict[str, float], passages: dict[int, Around], reference: set[int]
     ) -> dict[int, float]:
         """The share of the question's terms each candidate's passage holds, the terms weighted
-        by their IDF in the index and (Ranking.pool_idf) among the candidates' passages."""
+        by their IDF in the index and (Ranking.pool_idf) among the `reference` candidates'
+        passages."""
         held = {a.passage: a.terms for a in passages.values()}
         if self.ranking.pool_idf:
-            terms = ranking.pool_weighted(terms, list(held.values()))
+            among = {a.passage: a.terms for i, a in passages.items() if i in reference}
+            terms = ranking.pool_weighted(terms, list(among.values()))
         shares = {p: ranking.weighted_share(terms, t) for p, t in held.items()}
         return {i: shares[a.passage] for i, a in passages.items()}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from pathlib import Path
@@ -87,6 +88,28 @@ def test_a_question_is_embedded_beside_its_keyword_search_and_ranked_the_same(
     assert [(h.sentence_id, h.score) for h in hits] == [(s.id, round(s.score, 4)) for s in chosen]
     index.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("indexer-embed")]
+
+
+def test_asking_for_more_hits_never_reorders_the_first_ones(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # A pool of 4 candidates per hit from 4 up: k=1 scores 4 vector hits, k=10 scores 40.
+    docs = {
+        f"notes/{n}.md": f"# Topic {n}\n\n"
+        + " ".join(f"Item {n}.{i} covers {word} and {other}." for i, (word, other) in enumerate(
+            zip(("tests", "reviews", "NNAPI", "laptops", "expenses"),
+                ("speed", "the VPN", "style", "power", "the buddy"), strict=True)))
+        + "\n\nNPUの測定では約15倍速くなりました。\n"
+        for n in range(8)
+    }  # fmt: skip
+    narrow = dataclasses.replace(ranking.DEFAULT, min_pool=4, overfetch=4)
+    index = Index(tmp_path / "idx", model=tiny_model_dir, ranking=narrow)
+    index.build(write_docs(tmp_path / "docs", docs))
+    for question in ("Who checks the tests for speed?", "NNAPI style", "NPUの測定"):
+        many = [(h.sentence_id, h.score) for h in index.ask(question, k=10, context=0)]
+        for k in (1, 2, 3):
+            few = [(h.sentence_id, h.score) for h in index.ask(question, k=k, context=0)]
+            assert few == many[:k], (question, k)
 
 
 def test_how_a_text_is_written() -> None:

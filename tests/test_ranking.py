@@ -120,6 +120,16 @@ def test_fuse_with_equal_cosines_keeps_the_dense_side_whole() -> None:
     assert fused.tolist() == pytest.approx([1.0, 0.5, 0.75])
 
 
+def test_fuse_scales_every_candidate_by_the_reference_candidates_range() -> None:
+    cosines, bm25 = np.array([0.9, 0.5, 0.7, 0.1]), np.zeros(4)
+    reference = np.array([True, True, True, False])
+    fused = ranking.fuse(cosines, bm25, 0.0, keyword_top=0.0, reference=reference)
+    # 0.5–0.9 is the range; the fourth candidate, outside it, falls below 0.
+    assert fused.tolist() == pytest.approx([1.0, 0.0, 0.5, -1.0])
+    first = ranking.fuse(cosines[:3], bm25[:3], 0.0, keyword_top=0.0)
+    assert fused[:3].tolist() == pytest.approx(first.tolist())
+
+
 def test_dense_mix_against_the_formula_on_seeded_arrays() -> None:
     rng = np.random.default_rng(7)
     own, chunk, section = rng.uniform(-1, 1, (3, 50))
