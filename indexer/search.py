@@ -193,7 +193,8 @@ class Searcher:
     ) -> tuple[list[tuple[int, float]], set[int]]:
         """dense(), and the candidates that the first Ranking.min_pool vector hits make: the
         candidates of any k up to min_pool / overfetch, which fix the scale of hybrid scores
-        (_hybrid), so asking for more hits never reorders the first ones."""
+        (_hybrid): asking for more hits keeps the first ones and their scores, unless a
+        candidate only the deeper search finds scores higher."""
         own: dict[int, float] = {}
         passages: dict[int, float] = {}
         first_own: list[int] = []

@@ -90,7 +90,7 @@ def test_a_question_is_embedded_beside_its_keyword_search_and_ranked_the_same(
     assert not [t for t in threading.enumerate() if t.name.startswith("indexer-embed")]
 
 
-def test_asking_for_more_hits_never_reorders_the_first_ones(
+def test_asking_for_more_hits_keeps_the_first_ones_and_their_scores(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     # A pool of 4 candidates per hit from 4 up: k=1 scores 4 vector hits, k=10 scores 40.
