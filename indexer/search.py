@@ -197,22 +197,19 @@ class Searcher:
         candidate only the deeper search finds scores higher."""
         own: dict[int, float] = {}
         passages: dict[int, float] = {}
-        first_own: list[int] = []
-        first_passages: list[int] = []
         hits = self._current_vectors().search(vector, pool)
-        for rank, (i, s) in enumerate(hits):
-            first = rank < self.ranking.min_pool
+        for i, s in hits:
             if i >= PASSAGE_ID_BASE:
                 passages[i - PASSAGE_ID_BASE] = s
-                first_passages += [i - PASSAGE_ID_BASE] if first else []
             else:
                 own[i] = s
-                first_own += [i] if first else []
         kind: PassageKind | None = None if self.ranking.expand_sections else "chunk"
         members = self.store.passage_members(list(passages), kind=kind)
         candidates = list(dict.fromkeys([*own, *(j for js in members.values() for j in js), *also]))
         combined = self.dense_scores(vector, candidates, own, passages)
-        reference = {*first_own, *(j for p in first_passages for j in members.get(p, ()))}
+        reference: set[int] = set()
+        for i, _ in hits[: self.ranking.min_pool]:
+            reference.update(members.get(i - PASSAGE_ID_BASE, ()) if i >= PASSAGE_ID_BASE else [i])
         return sorted(combined.items(), key=lambda item: -item[1]), reference
 
     def dense_scores(
