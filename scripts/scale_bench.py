@@ -39,12 +39,13 @@ One stamped JSON row per size goes to stdout, progress to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -234,8 +235,11 @@ def make(
 
 
 def change(index: Path, source: Path, what: str) -> dict[str, Any]:
-    """One timed commit on an existing index."""
+    """One timed commit on an existing index; of its seconds, those spent cleaning up after
+    it (deleting superseded vector files, giving free pages back)."""
+    from indexer import vectors
     from indexer.build import Plan, commit
+    from indexer.store import Store
     from indexer.vectors import Policy
 
     store = open_store(index)
@@ -259,11 +263,14 @@ def change(index: Path, source: Path, what: str) -> dict[str, Any]:
         vecs = synthetic(real_vectors(source), vectors_per_file(), rng)
         plan = Plan(index=[file_plan(int(row.path[1:8]), vecs, f"e{time.time_ns()}", store, row)])
     started = time.perf_counter()
-    commit(store, plan, record, policies[what])
+    with timed_calls([(vectors, "remove_old"), (Store, "reclaim_space")]) as tidying:
+        commit(store, plan, record, policies[what])
     seconds = time.perf_counter() - started
     layout = store.meta().vectors
     return {
         "seconds": round(seconds, 3),
+        # After the commit: superseded vector files deleted, free SQLite pages given back.
+        "cleanup_seconds": round(sum(tidying.values()), 3),
         "kind": layout.kind,
         "deltas": len(layout.deltas),
         "nprobe": layout.nprobe,
@@ -317,7 +324,7 @@ def ask(index: Path, queries: Path) -> dict[str, Any]:
 #: `_hybrid` the dense scores of the keyword side's extra candidates and the passage stage.
 STAGES = (
     ("Searcher", "question_vector"),
-    ("Searcher", "dense"),
+    ("Searcher", "_dense"),
     ("Searcher", "keyword_match"),
     ("Store", "keyword_search"),
     ("Searcher", "_hybrid"),
@@ -352,12 +359,21 @@ def ask_hybrid(index: Path, questions: Path) -> dict[str, Any]:
 
 
 def stage_times(ask: Any, texts: list[str]) -> dict[str, float]:
-    """Mean milliseconds per ask spent in each of STAGES (the methods wrapped with a timer
-    for these asks, then restored)."""
+    """Mean milliseconds per ask spent in each of STAGES."""
     from indexer import search, store
 
     owners = {"Searcher": search.Searcher, "Store": store.Store}
-    spent = dict.fromkeys((name for _, name in STAGES), 0.0)
+    with timed_calls([(owners[owner], name) for owner, name in STAGES]) as spent:
+        for question in texts:
+            ask(question)
+    return {name: round(seconds / len(texts) * 1000, 2) for name, seconds in spent.items()}
+
+
+@contextlib.contextmanager
+def timed_calls(targets: list[tuple[Any, str]]) -> Iterator[dict[str, float]]:
+    """Seconds spent in each (owner, attribute) function or method while the block runs,
+    by attribute name: each is wrapped with a timer, and restored afterwards."""
+    spent = dict.fromkeys((name for _, name in targets), 0.0)
 
     def timed(name: str, method: Any) -> Any:
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -369,16 +385,14 @@ def stage_times(ask: Any, texts: list[str]) -> dict[str, float]:
 
         return run
 
-    saved = [(owners[owner], name, getattr(owners[owner], name)) for owner, name in STAGES]
-    for cls, name, method in saved:
-        setattr(cls, name, timed(name, method))
+    saved = [(owner, name, getattr(owner, name)) for owner, name in targets]
+    for owner, name, method in saved:
+        setattr(owner, name, timed(name, method))
     try:
-        for question in texts:
-            ask(question)
+        yield spent
     finally:
-        for cls, name, method in saved:
-            setattr(cls, name, method)
-    return {name: round(seconds / len(texts) * 1000, 2) for name, seconds in spent.items()}
+        for owner, name, method in saved:
+            setattr(owner, name, method)
 
 
 def recall(index: Path, queries: Path) -> dict[str, Any]:
