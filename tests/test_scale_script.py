@@ -36,6 +36,9 @@ def test_scale_bench_times_every_step(tmp_path: Path, tiny_model_dir: Path) -> N
     assert row["train"]["kind"] == "ivf-sq8" and row["train"]["sample_recall"] >= 0.95
     assert row["edit-delta-on-ivf"]["kind"] == "ivf-sq8"
     assert row["recall_ivf"]["recall_at_10"] > 0 and row["ask_flat_2t"]["p50_ms"] > 0
+    # Only an approximate base re-ranks on stored vectors.
+    assert row["ask_flat_1t"]["rerank_read_ms"] == 0 < row["ask_ivf_1t"]["rerank_read_ms"]
+    assert 0 < row["ask_ivf_1t"]["faiss_ms"] <= row["ask_ivf_1t"]["p95_ms"] * 2
     assert all(row[step]["peak_rss_mib"] for step in ("make", "compact", "ask_flat_1t"))
 
 
