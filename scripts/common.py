@@ -99,6 +99,9 @@ def read_jsonl(path: Path) -> Iterator[dict]:
 
 # -- the commit and the machine
 
+#: How the files the measurement scripts append their rows to are named.
+RESULTS_SUFFIX = "_results.jsonl"
+
 
 def git(*args: str) -> str:
     """Output of a git command in the repository, or "" when git is unavailable or fails."""
@@ -110,10 +113,17 @@ def git(*args: str) -> str:
 
 
 def source() -> dict[str, Any]:
-    """{"commit": short HEAD}, plus {"dirty": True} when tracked files have uncommitted changes."""
+    """{"commit": short HEAD}, plus {"dirty": True} when tracked files other than result
+    files (RESULTS_SUFFIX: what these scripts write, e.g. while scripts/eval_all.sh runs)
+    have uncommitted changes."""
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"commit": commit, **({"dirty": True} if dirty else {})}
+    changed = dirty(git("status", "--porcelain", "--untracked-files=no"))
+    return {"commit": commit, **({"dirty": True} if changed else {})}
+
+
+def dirty(status: str) -> bool:
+    """Whether `git status --porcelain` output names a changed file that is not a result file."""
+    return any(not line.rstrip().endswith(RESULTS_SUFFIX) for line in status.splitlines())
 
 
 #: The code this process runs, read when it starts: a long run can outlive later commits.

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
-from scripts.common import PEAK_MARK, run_python, split_peak
+from scripts.common import PEAK_MARK, dirty, run_python, split_peak
 from tests.files import run_script
 from tests.tiny_model import CORPUS
 
@@ -94,6 +94,14 @@ def test_the_runner_reports_exit_codes_and_times_bare_children() -> None:
 def test_split_peak_keeps_the_rest_of_stderr() -> None:
     assert split_peak(f"warning\n{PEAK_MARK} 2048\nlast\n") == ("warning\nlast\n", 2048)
     assert split_peak("no mark\n") == ("no mark\n", None)
+
+
+def test_a_row_is_dirty_for_changed_code_not_for_result_files() -> None:
+    # `git status --porcelain` lines: eval_all.sh rewrites its result file while it runs.
+    assert not dirty("")
+    assert not dirty(" M scripts/eval_results.jsonl\n M scripts/bench_results.jsonl\n")
+    assert dirty(" M scripts/eval_results.jsonl\n M indexer/ranking.py\n")
+    assert dirty("M  docs/quality.md")
 
 
 @pytest.mark.slow
