@@ -46,6 +46,8 @@ CHECKED_ON_LOAD = 4
 CHECKED_BY_VERIFY = 256
 #: A single query only gains from threads on large indexes (measured by scripts/bench.py).
 PARALLEL_SEARCH_FROM = 200_000
+#: FAISS's IndexIVF.parallel_mode that splits one query's probed lists between threads.
+SPLIT_PROBES = 1
 #: How far (L2) a vector read back from an 8-bit quantized base may stray from the stored
 #: one: cosine 0.995 for unit vectors (a component past the trained range is clipped).
 QUANTIZED_TOLERANCE = 0.1
@@ -161,6 +163,10 @@ class VectorIndex:
     def __init__(self, index: faiss.Index) -> None:
         self._index = index
         self._threads = faiss.omp_get_max_threads()
+        if (ivf := self._ivf) is not None:
+            # Threads share one query's lists: FAISS's default shares queries between
+            # threads, so the one question of an ask searched its lists on one thread.
+            ivf.parallel_mode = SPLIT_PROBES
 
     @classmethod
     def from_blocks(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int) -> VectorIndex:

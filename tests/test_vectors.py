@@ -135,3 +135,29 @@ def test_deltas_hide_what_they_removed_where_it_was_visible(tmp_path: Path) -> N
             generation.layers[0].index.vectors_of(np.array([1]))[0],
         ],
     )
+
+
+def test_threads_share_one_querys_lists_with_the_same_answers(tmp_path: Path) -> None:
+    import faiss
+
+    ids, vecs = seeded(4000, dim=16)
+    quantizer = faiss.IndexFlatIP(16)
+    raw = faiss.IndexIDMap2(vectors.ivf_sq8(quantizer, 16, 32))
+    raw.train(vecs)
+    raw.add_with_ids(vecs, ids)
+    faiss.write_index(raw, str(tmp_path / "ivf.faiss"))
+    index = VectorIndex.load(tmp_path / "ivf.faiss", kind="ivf-sq8")
+    split = faiss.extract_index_ivf(index._index)
+    assert split.parallel_mode == vectors.SPLIT_PROBES  # FAISS's default (0) splits queries
+    before = faiss.omp_get_max_threads()
+    params = faiss.SearchParametersIVF()
+    params.nprobe = 8
+    try:
+        for query in vecs[:20]:
+            faiss.omp_set_num_threads(2)
+            expected = raw.search(query[None], 10, params=params)[1][0].tolist()
+            found = split.search(query[None], 10, params=params)[1][0].tolist()
+            assert [int(ids[i]) for i in found] == expected
+            assert [i for i, _ in index.search(query, 10, nprobe=8)] == expected
+    finally:
+        faiss.omp_set_num_threads(before)
