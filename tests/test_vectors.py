@@ -161,3 +161,29 @@ def test_threads_share_one_querys_lists_with_the_same_answers(tmp_path: Path) ->
             assert [i for i, _ in index.search(query, 10, nprobe=8)] == expected
     finally:
         faiss.omp_set_num_threads(before)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf-sq8"])
+def test_a_layer_drops_its_hidden_ids_as_a_selector_would(tmp_path: Path, kind: str) -> None:
+    import faiss
+
+    ids, vecs = seeded(3000, dim=16)
+    if kind == "flat":
+        index = VectorIndex.from_blocks([(ids, vecs)], 16)
+    else:
+        raw = faiss.IndexIDMap2(vectors.ivf_sq8(faiss.IndexFlatIP(16), 16, 16))
+        raw.train(vecs)
+        raw.add_with_ids(vecs, ids)
+        index = VectorIndex(raw)
+    rng = np.random.default_rng(5)
+    for count in (0, 7, vectors.FILTER_AFTER, vectors.FILTER_AFTER + 1):
+        hidden = np.sort(rng.choice(ids, size=count, replace=False))
+        layer = vectors.Layer(index, hidden)
+        assert (layer.skip is None) == (count <= vectors.FILTER_AFTER)
+        selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(hidden))
+        for query in vecs[:30:3]:
+            expected = index.search(query, 20, skip=selector, nprobe=4) if count else None
+            found = layer.search(query, 20, 4)
+            assert len(found) == 20 and not set(hidden.tolist()) & {i for i, _ in found}
+            if expected is not None:
+                assert [i for i, _ in found] == [i for i, _ in expected]
