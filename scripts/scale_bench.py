@@ -3,6 +3,7 @@ to 1 M (10 M with --huge) sentences, without embedding anything.
 
     python -m scripts.scale_bench [--sizes 100000,1000000] [--huge] [--source INDEX] [--questions N]
                                   [--commit-size 1000000] [--flat-up-to 2000000] [--texts]
+    python -m scripts.scale_bench --existing INDEX [--source INDEX]   # searches and recall only
 
 An index of N sentences is written through the store's public API and build.commit (the real
 commit path: SQL rows, keyword rows, vector files): files of 20 sentences, each with seven
@@ -479,10 +480,8 @@ def one_size(
     row["edit-delta-on-ivf"] = child("change", index, source, "edit-delta-ivf")
     if sentences > flat_up_to:
         row["edit-delta-on-ivf-2"] = child("change", index, source, "edit-delta-ivf")
-    for threads in (1, 2):
-        row[f"ask_ivf_{threads}t"] = child("ask", index, queries, threads=threads)
-    log(f"{sentences}: recall")
-    row["recall_ivf"] = child("recall", index, queries)
+    log(f"{sentences}: asks and recall")
+    row.update(searches(index, queries))
     if questions:
         log(f"{sentences}: hybrid asks")
         row["ask_hybrid_2t"] = child("ask-hybrid", index, questions)
@@ -490,6 +489,12 @@ def one_size(
     row["vectors"] = sentences // SENTENCES_PER_FILE * vectors_per_file()
     shutil.rmtree(index, ignore_errors=True)
     return row
+
+
+def searches(index: Path, queries: Path) -> dict[str, Any]:
+    """Warm searches of an index with an IVF base at 1 and 2 threads, and its recall."""
+    row = {f"ask_ivf_{t}t": child("ask", index, queries, threads=t) for t in (1, 2)}
+    return {**row, "recall_ivf": child("recall", index, queries)}
 
 
 @click.group(invoke_without_command=True)
@@ -512,6 +517,13 @@ def one_size(
     show_default=True,
     help="Largest size run with flat bases; larger ones run on IVF bases only.",
 )
+@click.option(
+    "--existing",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Only time the searches and recall of this index with an IVF base (e.g. one the "
+    "make step wrote, kept), as it is; nothing is made or changed.",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -523,6 +535,7 @@ def main(
     commit_size: int,
     flat_up_to: int,
     texts: bool,
+    existing: Path | None,
 ) -> None:
     """Build synthetic indexes of each size and time re-indexing, compaction and search."""
     if ctx.invoked_subcommand:
@@ -538,6 +551,10 @@ def main(
             # Without an eval set beside the source, its first sentences stand in.
             made = question_texts(source, questions) or RealTexts(source).texts[:questions]
             asked.write_text(json.dumps(made, ensure_ascii=False), encoding="utf-8")
+        if existing is not None:
+            log(f"{existing}: asks and recall")
+            emit({"source": source.name, "index": str(existing), **searches(existing, queries)})
+            return
         for count in counts:
             row = one_size(count, source, queries, Path(tmp), commit_size, flat_up_to, asked)
             emit({"source": source.name, **row}, readable=True)

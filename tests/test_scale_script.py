@@ -101,3 +101,22 @@ def test_ivf_quantizer_compares_flat_and_hnsw_coarse_quantizers(
         # 64 of its 76 lists: nearly an exact search, re-ranked on the exact vectors.
         assert row["by_nprobe"]["64"]["recall_at_10"] >= 0.9
         assert row["by_nprobe"]["8"]["ms"] > 0
+
+
+def test_an_existing_index_gets_its_searches_timed_as_it_is(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    source = source_index(tmp_path, tiny_model_dir)
+    index = tmp_path / "kept"
+    made = run_script("scale_bench", "make", index, source, "2000", "1000", "0")
+    assert made.returncode == 0, made.stderr
+    before = sorted(p.name for p in index.iterdir())
+    done = run_script(
+        "scale_bench", "--existing", index, "--source", source, "--questions", "5",
+        "--work", tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert row["index"] == str(index) and row["commit"] and "make" not in row
+    assert row["ask_ivf_2t"]["kind"] == "ivf-sq8" and row["recall_ivf"]["recall_at_10"] > 0
+    assert sorted(p.name for p in index.iterdir()) == before
