@@ -49,8 +49,7 @@ PARALLEL_SEARCH_FROM = 200_000
 #: FAISS's IndexIVF.parallel_mode that splits one query's probed lists between threads.
 SPLIT_PROBES = 1
 #: Up to this many ids hidden in a layer (removed by later deltas), a search asks for that
-#: many more hits and drops them instead of giving FAISS a selector: at 4,200,000 vectors
-#: asking for 1,100 instead of 100 cost 0-20 % more, a selector 2-2.5 times (Layer.search).
+#: many more hits and drops them instead of giving FAISS a selector (Layer.search).
 FILTER_AFTER = 1024
 #: How far (L2) a vector read back from an 8-bit quantized base may stray from the stored
 #: one: cosine 0.995 for unit vectors (a component past the trained range is clipped).
@@ -273,7 +272,8 @@ class Layer:
     def search(self, vector: np.ndarray, k: int, nprobe: int) -> list[tuple[int, float]]:
         """The k nearest ids the layer shows, best first. Up to FILTER_AFTER hidden ids, the
         search asks for as many more and drops them: FAISS checking every scanned id against
-        a selector made IVF searches 2-2.5 times as slow (scripts/scale_bench.py)."""
+        a selector made IVF searches about twice as slow (scripts/scale_bench.py --existing,
+        docs/performance.md)."""
         if self._hidden is None:
             return self.index.search(vector, k, skip=self.skip, nprobe=nprobe)
         found = self.index.search(vector, k + len(self._hidden), nprobe=nprobe)
