@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,14 +138,22 @@ def test_deltas_hide_what_they_removed_where_it_was_visible(tmp_path: Path) -> N
     )
 
 
+def ivf_of(ids: np.ndarray, vecs: np.ndarray, nlist: int) -> Any:
+    """An IVF-SQ8 FAISS index over these ids, as an IVF base holds them, trained and filled."""
+    import faiss
+
+    dim = vecs.shape[1]
+    raw = faiss.IndexIDMap2(vectors.ivf_sq8(faiss.IndexFlatIP(dim), dim, nlist))
+    raw.train(vecs)
+    raw.add_with_ids(vecs, ids)
+    return raw
+
+
 def test_threads_share_one_querys_lists_with_the_same_answers(tmp_path: Path) -> None:
     import faiss
 
     ids, vecs = seeded(4000, dim=16)
-    quantizer = faiss.IndexFlatIP(16)
-    raw = faiss.IndexIDMap2(vectors.ivf_sq8(quantizer, 16, 32))
-    raw.train(vecs)
-    raw.add_with_ids(vecs, ids)
+    raw = ivf_of(ids, vecs, 32)
     faiss.write_index(raw, str(tmp_path / "ivf.faiss"))
     index = VectorIndex.load(tmp_path / "ivf.faiss", kind="ivf-sq8")
     split = faiss.extract_index_ivf(index._index)
@@ -171,10 +180,7 @@ def test_a_layer_drops_its_hidden_ids_as_a_selector_would(tmp_path: Path, kind: 
     if kind == "flat":
         index = VectorIndex.from_blocks([(ids, vecs)], 16)
     else:
-        raw = faiss.IndexIDMap2(vectors.ivf_sq8(faiss.IndexFlatIP(16), 16, 16))
-        raw.train(vecs)
-        raw.add_with_ids(vecs, ids)
-        index = VectorIndex(raw)
+        index = VectorIndex(ivf_of(ids, vecs, 16))
     rng = np.random.default_rng(5)
     for count in (0, 7, vectors.FILTER_AFTER, vectors.FILTER_AFTER + 1):
         hidden = np.sort(rng.choice(ids, size=count, replace=False))
