@@ -502,7 +502,7 @@ def searches(index: Path, queries: Path) -> dict[str, Any]:
 @click.option("--huge", is_flag=True, help="Add 10,000,000 sentences (hours and ~40 GB here).")
 @source_option
 @click.option("--questions", default=200, show_default=True, help="Question vectors to time.")
-@click.option("--work", type=click.Path(path_type=Path), default=None, help="Scratch folder.")
+@click.option("--work", type=click.Path(path_type=Path), default=None, help="Scratch folder (made if missing).")
 @click.option(
     "--texts",
     is_flag=True,
@@ -542,6 +542,8 @@ def main(
         return
     source = source or largest_index(DEFAULT_SOURCE)
     counts = [int(s) for s in sizes.split(",") if s] + ([10_000_000] if huge else [])
+    if work:
+        work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         queries = Path(tmp) / "queries.npy"
         np.save(queries, question_vectors(source, questions, Path(tmp)))
