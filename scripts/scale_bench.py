@@ -502,7 +502,9 @@ def searches(index: Path, queries: Path) -> dict[str, Any]:
 @click.option("--huge", is_flag=True, help="Add 10,000,000 sentences (hours and ~40 GB here).")
 @source_option
 @click.option("--questions", default=200, show_default=True, help="Question vectors to time.")
-@click.option("--work", type=click.Path(path_type=Path), default=None, help="Scratch folder (made if missing).")
+@click.option(
+    "--work", type=click.Path(path_type=Path), default=None, help="Scratch folder (made if needed)."
+)
 @click.option(
     "--texts",
     is_flag=True,

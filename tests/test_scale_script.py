@@ -26,12 +26,14 @@ def source_index(tmp_path: Path, model: Path) -> Path:
 
 def test_scale_bench_times_every_step(tmp_path: Path, tiny_model_dir: Path) -> None:
     source = source_index(tmp_path, tiny_model_dir)
+    work = tmp_path / "scratch" / "not yet made"
     done = run_script(
-        "scale_bench", "--sizes", "2000", "--questions", "5", "--source", source, "--work", tmp_path
+        "scale_bench", "--sizes", "2000", "--questions", "5", "--source", source, "--work", work
     )
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout.strip().splitlines()[-1])
     assert row["sentences"] == 2000 and row["commit"] and row["machine"]
+    assert work.is_dir()
     assert row["edit-delta-2"]["deltas"] == 2 and row["edit-full"]["deltas"] == 0
     assert row["train"]["kind"] == "ivf-sq8" and row["train"]["sample_recall"] >= 0.95
     assert row["edit-delta-on-ivf"]["kind"] == "ivf-sq8"
