@@ -643,7 +643,6 @@ def commit(
     also stores the float32 vectors of older versions as float16, and gives the space back."""
     generation = store.generation()
     narrowed = 0
-    before = vectors.layout_of(store.meta())
     with store.transaction():
         replaced = [row.id for row in plan.delete] + [fp.old.id for fp in plan.index if fp.old]
         removed = store.file_vector_ids(replaced)
@@ -680,8 +679,7 @@ def commit(
             )
         store.record_last_build(_now())
     checkpoint("commit")
-    referenced = vectors.file_names(before) + vectors.file_names(vectors.layout_of(store.meta()))
-    vectors.remove_old(store.path, keep=generation, referenced=referenced)
+    vectors.remove_old(store.path, vectors.file_names(vectors.layout_of(store.meta())))
     if plan.delete or plan.index or narrowed:
         store.reclaim_space()
     return Committed(generation, narrowed)

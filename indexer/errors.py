@@ -109,6 +109,18 @@ class IndexBusyError(IndexerError):
     exit_code = ExitCode.LOCKED
 
 
+class GenerationMovedError(IndexBusyError):
+    """The generation a read snapshot names was superseded, and its vector files deleted,
+    before the reader opened them: read again in a new snapshot (Searcher.ask does)."""
+
+    def __init__(self, generation: int) -> None:
+        super().__init__(
+            f"builds replaced the index while it was being read (generation {generation}) "
+            "— ask again"
+        )
+        self.generation = generation
+
+
 class NotWritableError(IndexerError):
     """The index cannot be written here: a read-only mount, or another user's files."""
 

@@ -7,6 +7,7 @@ indexer.ranking.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,9 +18,18 @@ import numpy as np
 from indexer import config, keyword, names, ranking, vectors
 from indexer.config import MODES, Mode
 from indexer.embed import Embedder
-from indexer.errors import EmptyQuestionError, IndexerError, ModelDamagedError
+from indexer.errors import (
+    EmptyQuestionError,
+    GenerationMovedError,
+    IndexerError,
+    ModelDamagedError,
+)
 from indexer.ranking import Ranking, Scored
 from indexer.store import PASSAGE_ID_BASE, Holders, PassageKind, SentenceRow, Store
+
+#: Read snapshots an ask tries: each retry follows a build that replaced the vector files
+#: of the generation the snapshot named before they were opened (vectors.remove_old).
+READ_ATTEMPTS = 3
 
 
 @dataclass
@@ -106,6 +116,21 @@ class Searcher:
         if mode not in MODES:
             raise IndexerError(f"unknown mode {mode!r} — choose one of {', '.join(MODES)}")
         embedding = None if mode == "keyword" else self._embed_beside(question)
+        for _ in range(READ_ATTEMPTS - 1):
+            with contextlib.suppress(GenerationMovedError):
+                return self._ask(question, embedding, k=k, context=context, mode=mode)
+        return self._ask(question, embedding, k=k, context=context, mode=mode)
+
+    def _ask(
+        self,
+        question: str,
+        embedding: Future[np.ndarray] | None,
+        *,
+        k: int,
+        context: int,
+        mode: Mode,
+    ) -> list[Hit]:
+        """ask() in one read snapshot."""
         with self.store.snapshot():
             pool = self.ranking.pool(k)
             found = self.keyword_found(question, mode=mode, pool=pool)

@@ -729,6 +729,12 @@ class Store:
         """The committed generation (0 before the first build)."""
         return int(_meta_value(self.db, "generation") or 0)
 
+    def latest_generation(self) -> int:
+        """The generation committed now, read on a connection of its own: outside the read
+        snapshot this store's connection may be in."""
+        with contextlib.closing(self._open(create=False)) as conn:
+            return int(_meta_value(conn, "generation") or 0)
+
     def record_build(
         self,
         model: ModelRecord,

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 
 from indexer import Index, vectors
 from indexer.cli import cli
+from indexer.search import Hit, Searcher
 from indexer.vectors import Policy
 from tests.files import store_vectors_as_float32, write_docs
 
@@ -114,16 +116,57 @@ def test_a_small_change_writes_a_delta_and_answers_as_a_fresh_build(
     assert hits(index, questions) == hits(expected, questions)
     assert all(h.path != gone for q in questions for h in index.ask(q, k=50, mode="dense"))
 
-    # Compaction on request: a fresh base, the same answers, the deltas' files removed later.
+    # Compaction on request: a fresh base, the same answers; it deletes the files it replaced.
     index.build(folder, vector_policy=Policy(compact=True))
     compacted = layout(index)
     assert compacted.deltas == () and compacted.base != base.base
+    assert sorted(p.name for p in index.path.glob("vectors.*")) == [compacted.base]
     assert hits(index, questions) == hits(expected, questions)
-    docs = edit(folder, docs, {"new/more.txt": corpus(1, seed=7)["d0/f000.txt"]})
-    index.build(folder, vector_policy=DELTAS)
-    index.build(folder, vector_policy=Policy(compact=True))
-    assert not (index.path / base.base).exists(), "files of older generations are removed"
     assert index.verify().ok
+
+
+def test_a_compaction_deletes_what_it_replaced_and_every_reader_still_answers(
+    world: tuple[Index, Path, dict[str, str]],
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index, folder, docs = world
+    docs = edit(folder, docs, {"new/added.txt": corpus(1, seed=6)["d0/f000.txt"]})
+    index.build(folder, vector_policy=DELTAS)
+    replaced = vectors.file_names(layout(index))
+    replaced_generation = index.store.generation()
+    questions = questions_of(docs)
+    # A reader that opened the generation before the compaction keeps its mapped files.
+    opened = Index(index.path, model=tiny_model_dir)
+    before = hits(opened, questions)
+    # A reader whose read snapshot names that generation, but that has not opened its files
+    # when the compaction deletes them, reads again in a new snapshot: no rebuild from SQLite.
+    notes: list[str] = []
+    late = Index(index.path, model=tiny_model_dir, echo=notes.append)
+    searcher_class = type(late.searcher)
+    keyword_found, one_snapshot = searcher_class.keyword_found, searcher_class._ask
+    compactions, snapshots = [], []
+
+    def compact_once(self: Searcher, *args: Any, **kwargs: Any) -> list[tuple[int, float]]:
+        found = keyword_found(self, *args, **kwargs)
+        if not compactions:
+            assert self.store.generation() == replaced_generation  # the snapshot begins
+            compactions.append(index.build(folder, vector_policy=Policy(compact=True)))
+        return found
+
+    def counted(self: Searcher, *args: Any, **kwargs: Any) -> list[Hit]:
+        snapshots.append(1)
+        return one_snapshot(self, *args, **kwargs)
+
+    monkeypatch.setattr(searcher_class, "keyword_found", compact_once)
+    monkeypatch.setattr(searcher_class, "_ask", counted)
+    answered = hits(late, questions)
+    assert compactions and len(snapshots) == len(questions) + 1, "the first ask read again"
+    assert not any((index.path / name).exists() for name in replaced)
+    assert not notes, notes
+    assert answered == before == hits(opened, questions)
+    assert layout(index).deltas == () and index.verify().ok
 
 
 def test_a_delta_build_trusts_its_own_base_and_readers_still_check_it(
@@ -178,10 +221,7 @@ def test_small_indexes_keep_one_flat_file_as_before(tmp_path: Path, tiny_model_d
     edit(folder, docs, {"d0/f000.txt": corpus(1, seed=3)["d0/f000.txt"]})
     index.build(folder)
     generation = index.store.generation()
-    assert sorted(p.name for p in index.path.glob("vectors.*")) == [
-        f"vectors.{generation - 1}.faiss",
-        f"vectors.{generation}.faiss",
-    ]
+    assert [p.name for p in index.path.glob("vectors.*")] == [f"vectors.{generation}.faiss"]
     assert index.status()["vector_index"] == "flat"
 
 

@@ -98,13 +98,18 @@ def test_repair_rewrites_a_missing_file(built: Index) -> None:
     assert vectors.problems(store) == []
 
 
-def test_old_generations_are_removed_but_the_previous_one(tmp_path: Path) -> None:
+def test_vector_files_the_committed_generation_does_not_name_are_removed(tmp_path: Path) -> None:
     ids, vecs = seeded(4)
     for generation in range(1, 5):
         VectorIndex.from_blocks([(ids, vecs)], 8).save(vectors.path_of(tmp_path, generation))
     (tmp_path / "vectors.9.tmp").write_bytes(b"partial")
-    vectors.remove_old(tmp_path, keep=4)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.3.faiss", "vectors.4.faiss"]
+    (tmp_path / "index.sqlite").write_bytes(b"")
+    vectors.remove_old(tmp_path, ["vectors.2.faiss", "vectors.4.faiss"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "index.sqlite",
+        "vectors.2.faiss",
+        "vectors.4.faiss",
+    ]
 
 
 def test_deltas_hide_what_they_removed_where_it_was_visible(tmp_path: Path) -> None:
