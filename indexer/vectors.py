@@ -776,8 +776,8 @@ def recall_at(
 
 
 def remove_old(directory: Path, referenced: Iterable[str]) -> None:
-    """Delete the vector files the committed generation does not refer to, and temp files
-    (under the writer lock, after the commit).
+    """Delete the vector files the committed generation does not refer to, temp files
+    among them (under the writer lock, after the commit).
 
     Readers that opened an older generation keep reading it: its files stay mapped after
     they are deleted. A reader whose read snapshot names a generation whose files are gone
@@ -786,7 +786,7 @@ def remove_old(directory: Path, referenced: Iterable[str]) -> None:
     took 3.2 s on a file system mounted with `discard` (docs/performance.md, Scale)."""
     wanted = set(referenced)
     for path in directory.glob("vectors.*"):
-        if path.suffix == ".tmp" or path.name not in wanted:
+        if path.name not in wanted:
             path.unlink(missing_ok=True)
 
 
