@@ -49,14 +49,19 @@ def usable_threads(threads: int | None) -> int:
 
 
 def make_session(
-    info: ModelInfo, threads: int, onnx_path: Path | None = None
+    info: ModelInfo, threads: int, onnx_path: Path | None = None, *, spin: bool = False
 ) -> ort.InferenceSession:
     """An onnxruntime CPU session with every graph optimisation (attention, LayerNorm, GELU),
-    on the model's graph or on `onnx_path` (a copy of it, e.g. its int8 one)."""
+    on the model's graph or on `onnx_path` (a copy of it, e.g. its int8 one).
+
+    Its threads sleep when idle unless `spin`: spinning (onnxruntime's default) takes the core
+    an ask's keyword search runs on while the question is embedded, and gains a build nothing
+    (docs/performance.md, "Threads that sleep when idle")."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.log_severity_level = 3
     try:
         path = onnx_path or info.onnx_path
