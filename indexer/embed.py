@@ -49,14 +49,15 @@ def usable_threads(threads: int | None) -> int:
 
 
 def make_session(
-    info: ModelInfo, threads: int, onnx_path: Path | None = None, *, spin: bool = False
+    info: ModelInfo, threads: int, onnx_path: Path | None = None, *, spin: bool = True
 ) -> ort.InferenceSession:
     """An onnxruntime CPU session with every graph optimisation (attention, LayerNorm, GELU),
     on the model's graph or on `onnx_path` (a copy of it, e.g. its int8 one).
 
-    Its threads sleep when idle unless `spin`: spinning (onnxruntime's default) takes the core
-    an ask's keyword search runs on while the question is embedded, and gains a build nothing
-    (docs/performance.md, "Threads that sleep when idle")."""
+    With `spin` (onnxruntime's default) its idle threads spin for the next piece of work, which
+    embeds a build's batches a few per cent faster; without, they sleep, leaving the core to an
+    ask's keyword search while its question is embedded (docs/performance.md, "Threads that
+    sleep when idle")."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
@@ -112,13 +113,14 @@ class Embedder:
         self._inputs = {i.name for i in session.get_inputs()}
 
     @classmethod
-    def load(cls, model_dir: Path, *, threads: int | None = None) -> Embedder:
-        """Load a model directory (see indexer.models) into an onnxruntime CPU session."""
+    def load(cls, model_dir: Path, *, threads: int | None = None, spin: bool = True) -> Embedder:
+        """Load a model directory (see indexer.models) into an onnxruntime CPU session
+        (make_session: `spin`)."""
         info = load_info(Path(model_dir))
         # Both loads release the GIL: a 250k-piece spm takes ~0.35 s, as long as the session.
         with ThreadPoolExecutor(max_workers=1) as pool:
             tokenizer = pool.submit(Tokenizer, info)
-            session = make_session(info, usable_threads(threads))
+            session = make_session(info, usable_threads(threads), spin=spin)
             return cls(info, session, tokenizer.result())
 
     @property
@@ -260,22 +262,28 @@ class Model:
 
     @property
     def embedder(self) -> Embedder:
-        """The embedder, loaded on first use (sharing the tokenizer if already loaded)."""
+        """The embedder for questions, loaded on first use: its threads sleep when idle."""
+        return self._loaded(spin=False)
+
+    def _loaded(self, *, spin: bool) -> Embedder:
+        """The model's one fp32 embedder, loaded on first use (sharing the tokenizer if already
+        loaded); the first use chooses whether its threads spin (make_session)."""
         if self._embedder is None:
             if self._tokenizer is None:
-                self._embedder = Embedder.load(self.path, threads=self._threads)
+                self._embedder = Embedder.load(self.path, threads=self._threads, spin=spin)
                 self._tokenizer = self._embedder.tokenizer
             else:
-                session = make_session(self.info, usable_threads(self._threads))
+                session = make_session(self.info, usable_threads(self._threads), spin=spin)
                 self._embedder = Embedder(self.info, session, self._tokenizer)
         return self._embedder
 
     def embedder_for(self, precision: PassagePrecision) -> Embedder:
         """The embedder that runs passes of this precision: the model as it is (kept), or a
         new one on its int8 copy (made once into the cache). The int8 one is not kept: a
-        build drops it after its passes, so it never holds both sessions for long."""
+        build drops it after its passes, so it never holds both sessions for long. Their
+        threads spin while idle (make_session), unless questions loaded the fp32 one first."""
         if precision == "fp32":
-            return self.embedder
+            return self._loaded(spin=True)
         from indexer.models import quantize
 
         path = quantize.int8_model(self.info, self._cache)

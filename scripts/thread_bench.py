@@ -1,5 +1,5 @@
 """How the embedder uses the cores: one onnxruntime session with 1..N intra-op threads (with
-their threads sleeping when idle, as the tool runs them, and spinning, onnxruntime's default)
+their idle threads spinning, as a build runs them, and sleeping, as an ask's do)
 against N sessions of one thread each, embedding the same corpus sentences side by side.
 
     python -m scripts.thread_bench [--corpus DIR] [--sample 1200] [--rounds 2] [--model DIR]
@@ -54,8 +54,8 @@ def main(corpus: Path, size: int, rounds: int, model: Path | None) -> None:
         one = probe if threads == 1 else Embedder(info, make_session(info, threads), tokenizer)
         variants[f"1 session, {threads} threads"] = lambda e=one: e.embed(texts)
         if threads > 1:
-            busy = Embedder(info, make_session(info, threads, spin=True), tokenizer)
-            variants[f"1 session, {threads} threads, spinning"] = lambda e=busy: e.embed(texts)
+            calm = Embedder(info, make_session(info, threads, spin=False), tokenizer)
+            variants[f"1 session, {threads} threads, sleeping"] = lambda e=calm: e.embed(texts)
     if cores > 1:
         sessions = [Embedder(info, make_session(info, 1), tokenizer) for _ in range(cores)]
         pool = ThreadPoolExecutor(max_workers=cores)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer import models
-from indexer.embed import Embedder, is_statement, normalize
+from indexer.embed import Embedder, Model, is_statement, normalize
 from indexer.errors import ModelDirError, ModelPrepareError, TextTooLongError
 from indexer.models import load_info, verify
 from indexer.passages import Pass
@@ -350,3 +350,25 @@ def test_unwritable_cache_is_a_prepare_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(ModelPrepareError, match="cannot write the model cache"):
         models.prepare(blocker)
+
+
+# -- threads
+
+
+def _spins(embedder: Embedder) -> str:
+    options = embedder.session.get_session_options()
+    return options.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_questions_get_threads_that_sleep_and_builds_threads_that_spin(
+    tiny_model_dir: Path,
+) -> None:
+    # An ask embeds its question while its keyword search runs on the other core.
+    asked = Model(tiny_model_dir, threads=2)
+    assert _spins(asked.embedder) == "0"
+    assert asked.embedder_for("fp32") is asked.embedder  # one fp32 session per model
+    built = Model(tiny_model_dir, threads=2)
+    assert _spins(built.embedder_for("fp32")) == "1"
+    assert built.embedder is built.embedder_for("fp32")
+    vectors = [m.embedder.embed(["雨の季節は六月に始まる。"]) for m in (asked, built)]
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)
