@@ -54,10 +54,10 @@ def make_session(
     """An onnxruntime CPU session with every graph optimisation (attention, LayerNorm, GELU),
     on the model's graph or on `onnx_path` (a copy of it, e.g. its int8 one).
 
-    With `spin` (onnxruntime's default) its idle threads spin for the next piece of work, which
-    embeds a build's batches a few per cent faster; without, they sleep, leaving the core to an
-    ask's keyword search while its question is embedded (docs/performance.md, "Threads that
-    sleep when idle")."""
+    With `spin` (onnxruntime's default, kept for builds) its idle threads spin for the next
+    piece of work; without, they sleep, leaving the core to an ask's keyword search while its
+    question is embedded (docs/performance.md, "Threads that sleep when idle"; for a build's
+    batches the two differ by no more than the noise of scripts/thread_bench.py here)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
