@@ -136,5 +136,9 @@ def test_thread_bench_times_each_threading_variant(tmp_path: Path, tiny_model_di
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert rows[0]["variant"] == "1 session, 1 threads" and rows[0]["speedup"] == 1.0
-    assert len(rows) == rows[0]["cores"] + (rows[0]["cores"] > 1)
+    cores = rows[0]["cores"]
+    # 1..N threads spinning, 2..N threads sleeping, N sessions of one thread.
+    assert len(rows) == 2 * cores - 1 + (cores > 1)
+    if cores > 1:
+        assert f"1 session, {cores} threads, sleeping" in {r["variant"] for r in rows}
     assert all(r["sentences"] == 8 and r["sentences_per_s"] > 0 for r in rows)
