@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from indexer import config
 from indexer.config import ChunkVectors, PassagePrecision, SectionVectors
 from indexer.models import ModelInfo
+from indexer.models.quantize import RECIPE
 from indexer.split import Sentence, split_document
 from indexer.store import PassageKind, vector_key
 from indexer.tokenize import Tokenizer
@@ -124,8 +125,9 @@ def make_units(text: str, fmt: str, tokenizer: Tokenizer) -> list[Unit]:
 
 def passage_checksum(checksum: str, precision: PassagePrecision) -> str:
     """What names the model behind a passage vector in its key: the model's checksum, marked
-    when an int8 copy of it makes the vector."""
-    return checksum if precision == "fp32" else f"{checksum} {precision}"
+    with the copy's recipe when an int8 copy of it makes the vector (a new recipe makes new
+    vectors)."""
+    return checksum if precision == "fp32" else f"{checksum} {precision} {RECIPE}"
 
 
 def make_passages(

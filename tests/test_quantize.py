@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from indexer import Index
 from indexer.embed import Model
 from indexer.errors import ModelPrepareError
 from indexer.models import load_info, sha256_file
-from indexer.models.quantize import SIDECAR, int8_model
+from indexer.models.quantize import SIDECAR, int8_model, quantize
 from tests.files import write_docs
 from tests.tiny_model import CORPUS
 
@@ -73,3 +75,30 @@ def test_verify_finds_a_damaged_int8_copy_and_repair_removes_it(
     more = {"b.md": "# More\n\n" + " ".join(CORPUS[4:8]) + "\n"}
     index.build(write_docs(folder, more))  # its passages make the copy again
     assert copy.exists() and not index.verify().problems
+
+
+def test_the_int8_copy_keeps_down_projections_fp32(tmp_path: Path) -> None:
+    """A feed-forward block (4 → 16 → 4): the copy quantises the layer that widens and keeps
+    the one that projects down, whose inputs after the activation hold the outliers."""
+    rng = np.random.default_rng(3)
+    up, down = rng.standard_normal((4, 16)), rng.standard_normal((16, 4))
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "up"], ["h"]),
+            helper.make_node("Relu", ["h"], ["a"]),
+            helper.make_node("MatMul", ["a", "down"], ["y"]),
+        ],
+        "ffn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        [numpy_helper.from_array(w.astype(np.float32), n) for w, n in ((up, "up"), (down, "down"))],
+    )
+    src, dest = tmp_path / "ffn.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
+    quantize(src, dest)
+    nodes = onnx.load(dest).graph.node
+    assert [n.input[1] for n in nodes if n.op_type == "MatMul"] == ["down"]
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)
+    x = rng.standard_normal((8, 4)).astype(np.float32)
+    (y,) = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(y, np.maximum(x @ up, 0) @ down, rtol=0.05, atol=0.1)

@@ -1,8 +1,11 @@
 """int8 copies of a model for passage vectors (`index build --passage-precision int8`).
 
-onnxruntime's dynamic quantisation stores every linear layer's weights as int8 (one scale per
+onnxruntime's dynamic quantisation stores the linear layers' weights as int8 (one scale per
 output column) and quantises activations per run: faster, at a measured cost in retrieval
-(docs/performance.md, "int8 passage vectors"). Sentence
+(docs/performance.md, "int8 passage vectors"). Layers that project down (more inputs than
+outputs: a transformer's feed-forward output, whose GELU inputs hold the outliers one scale per
+run rounds away) stay fp32: they carried most of the int8 copy's error for little of its
+speed (docs/performance.md, "Which layers stay fp32"). Sentence
 vectors, the main evidence of a hit, stay fp32; chunks and sections, which add context to a
 sentence's score, may come from the int8 copy.
 
@@ -20,7 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from indexer import config
@@ -28,7 +31,7 @@ from indexer.errors import ModelPrepareError
 from indexer.models import ModelInfo, preparing, sha256_file
 
 #: Changing how the copy is made changes its file name, so copies made before are not reused.
-RECIPE = "dynamic-int8-matmul-v1"
+RECIPE = "dynamic-int8-matmul-fp32-down-v2"
 #: Beside the copy: what it was made from and its sha256 (a cheap check before each use).
 SIDECAR = ".json"
 
@@ -115,21 +118,29 @@ def has_vnni() -> bool:
     return bool({"avx512_vnni", "avx_vnni"} & set((cpu_field("flags") or "").split()))
 
 
-def quantize(
-    source: Path, dest: Path, *, keep_fp32: Callable[[str], bool] = lambda weight: False
-) -> None:
-    """Write `dest`: `source` with every MatMul on a stored weight in int8, except those whose
-    weight name `keep_fp32` picks (scripts/quantize_eval.py measures such choices)."""
+#: Which MatMuls stay fp32, by their stored weight's name and shape ([inputs, outputs]).
+KeepFp32 = Callable[[str, Sequence[int]], bool]
+
+
+def projects_down(name: str, shape: Sequence[int]) -> bool:
+    """Whether a weight maps more inputs to fewer outputs (a feed-forward output projection):
+    what the index's int8 copy keeps fp32."""
+    return len(shape) == 2 and shape[0] > shape[1]
+
+
+def quantize(source: Path, dest: Path, *, keep_fp32: KeepFp32 = projects_down) -> None:
+    """Write `dest`: `source` with every MatMul on a stored weight in int8, except those
+    `keep_fp32` picks (scripts/quantize_eval.py measures such choices)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(source)
-    inits = {i.name for i in model.graph.initializer}
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
     kept = []
     for node in model.graph.node:  # quantize_dynamic excludes nodes by name: name them
-        if node.op_type == "MatMul" and node.input[1] in inits:
+        if node.op_type == "MatMul" and node.input[1] in shapes:
             node.name = node.input[1]
-            kept += [node.name] if keep_fp32(node.name) else []
+            kept += [node.name] if keep_fp32(node.name, shapes[node.name]) else []
     named = dest.with_name(dest.name + ".named.onnx")
     onnx.save(model, named)
     del model
