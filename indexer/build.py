@@ -30,6 +30,7 @@ from indexer.errors import (
     IndexerError,
     ModelDamagedError,
     ModelMismatchError,
+    ModelPrepareError,
 )
 from indexer.load import Document, FileInfo, Selection, Skip, read_document, walk
 from indexer.models import ModelInfo
@@ -100,6 +101,8 @@ class Plan:
     kept: list[str] = field(default_factory=list)
     #: How the plan's passage vectors are made, recorded at commit.
     recipe: Recipe = DEFAULT_RECIPE
+    #: What the build chose on its own and says once (a default it could not follow).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def changes_rows(self) -> bool:
@@ -134,6 +137,8 @@ class BuildReport:
     dry_run: bool = False
     #: How a distributed embed step ran (workers, per-worker throughput); empty when local.
     embedding: dict[str, object] = field(default_factory=dict)
+    #: The plan's notes (Plan.notes).
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, plan: Plan, root: Path, missing: list[Pass], *, dry_run: bool) -> BuildReport:
@@ -158,6 +163,7 @@ class BuildReport:
             reused=len(units) - embedded,
             windowed=sum(1 for u in units if u.windowed),
             dry_run=dry_run,
+            notes=list(plan.notes),
         )
 
     @property
@@ -202,6 +208,7 @@ class BuildReport:
             "truncated": self.truncated,
             "generation": self.generation,
             "seconds": round(self.seconds, 3),
+            "notes": self.notes,
             **({"ray": self.embedding} if self.embedding else {}),
         }
 
@@ -347,6 +354,18 @@ def _recipe(given: Choices, recorded: Recipe) -> Recipe:
     return chosen
 
 
+def _default_precision(model: Model, recipe: Recipe, notes: list[str]) -> Recipe:
+    """The default int8 passages when the model's int8 copy is there or can be made, else
+    fp32 passages and a note saying why (a read-only or full cache, a graph the quantiser
+    cannot read): a default never stops a build that fp32 passages would finish."""
+    try:
+        model.int8_copy()
+    except ModelPrepareError as exc:
+        notes.append(f"chunk and section vectors made by the fp32 model: {exc}")
+        return replace(recipe, precision="fp32")
+    return recipe
+
+
 def _recorded(meta: IndexMeta) -> Recipe:
     """The recipe an index recorded (chunks "" when it recorded none)."""
     return Recipe(
@@ -373,14 +392,20 @@ def _planned(
     """The plan for root against the index, and how many files the index holds."""
     if store.exists() and not dry_run:
         store.create()  # finishes a schema that an interrupted first build left half-made
-    meta = store.meta() if store.exists() else IndexMeta()
+    # A new index records nothing yet, so config's default precision applies; an existing one
+    # that recorded none was built with fp32 passages (IndexMeta's default).
+    meta = store.meta() if store.exists() else IndexMeta(passage_precision="")
     check_model(meta, model.info, store.path)
     old = store.files() if store.exists() else {}
     recorded = _recorded(meta)
     recipe = _recipe(chosen, recorded)
+    notes: list[str] = []
+    if recipe.precision == "int8" and not (dry_run or chosen.passages or recorded.precision):
+        recipe = _default_precision(model, recipe, notes)
     changed = recipe != recorded
     resplit = store.exists() and (meta.split_version != SPLIT_VERSION or (bool(old) and changed))
     plan = make_plan(root, old, model, resplit=resplit, selection=selection, recipe=recipe)
+    plan.notes = notes
     if not old and not plan.index and not plan.skipped:
         raise EmptyFolderError(
             f"no documents found in {root} (looked for {', '.join(sorted(config.TEXT_SUFFIXES))})"

@@ -227,10 +227,11 @@ def cli() -> None:
     "--passage-precision",
     "passages",
     choices=config.PASSAGE_PRECISIONS,
-    help="How chunk and section vectors are computed: fp32 (the model as it is), or int8 (an "
-    "8-bit copy of the model, made once into the cache: faster first builds; see "
-    "docs/performance.md). Sentence vectors are always fp32. Recorded in the index; changing "
-    "it re-splits every file [default: the index's choice, else fp32].",
+    help="How chunk and section vectors are computed: int8 (an 8-bit copy of the model, made "
+    "once into the cache: faster first builds at the same measured quality; see "
+    "docs/performance.md), or fp32 (the model as it is). Sentence vectors are always fp32. "
+    "Recorded in the index; changing it re-splits every file [default: the index's choice, "
+    "else int8; fp32 when the copy cannot be made].",
 )
 @click.option(
     "--ray",
@@ -349,6 +350,8 @@ def _print_build(report: BuildReport, path: Path, *, quiet: bool) -> None:
         if skip.transient or not quiet:
             kept = " (previous version kept)" if skip.path in report.kept else ""
             _echo_err(f"skipped {printable(skip.path)}: {printable(skip.reason)}{kept}")
+    for note in report.notes:
+        _echo_err(f"note: {printable(note)}")
     if quiet:
         return
     verb = "would index" if report.dry_run else "indexed"

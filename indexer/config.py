@@ -58,11 +58,12 @@ DEFAULT_CHUNK_VECTORS: ChunkVectors = "embedded"
 SECTION_VECTORS: tuple[SectionVectors, ...] = ("embedded", "averaged")
 DEFAULT_SECTION_VECTORS: SectionVectors = "embedded"
 #: How chunk and section vectors are computed (`index build --passage-precision`, recorded per
-#: index): "fp32", by the model as it is, like sentences; "int8", by a copy of the model with
-#: int8 linear layers (indexer.models.quantize: faster first builds, measured cost in
+#: index): "fp32", by the model as it is, like sentences; "int8" (the default for new indexes),
+#: by a copy of the model with int8 linear layers but its down projections
+#: (indexer.models.quantize: faster first builds at the same retrieval quality, measured in
 #: docs/performance.md). Sentence vectors are always fp32 (type PassagePrecision).
 PASSAGE_PRECISIONS: tuple[PassagePrecision, ...] = ("fp32", "int8")
-DEFAULT_PASSAGE_PRECISION: PassagePrecision = "fp32"
+DEFAULT_PASSAGE_PRECISION: PassagePrecision = "int8"
 #: Vector search (`index build --ann`): exact, always a flat base; always, an approximate
 #: (IVF) base; auto, approximate from vectors.Policy.ann_from vectors (type AnnMode).
 ANN_MODES: tuple[AnnMode, ...] = ("exact", "auto", "always")

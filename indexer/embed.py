@@ -284,11 +284,15 @@ class Model:
         threads spin while idle (make_session), unless questions loaded the fp32 one first."""
         if precision == "fp32":
             return self._loaded(spin=True)
+        session = make_session(self.info, usable_threads(self._threads), self.int8_copy())
+        return Embedder(self.info, session, self.tokenizer)
+
+    def int8_copy(self) -> Path:
+        """The model's int8 copy for passage passes, made once into the cache
+        (ModelPrepareError when it cannot be)."""
         from indexer.models import quantize
 
-        path = quantize.int8_model(self.info, self._cache)
-        session = make_session(self.info, usable_threads(self._threads), path)
-        return Embedder(self.info, session, self.tokenizer)
+        return quantize.int8_model(self.info, self._cache)
 
 
 def lean(query: np.ndarray, passage: np.ndarray, weight: float | np.ndarray) -> np.ndarray:

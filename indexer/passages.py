@@ -12,9 +12,9 @@ inside a longer section is not embedded as a text of its own but pooled from the
 pass over its units' tokens ("late chunking"): each token then goes through the model once
 for its sentence and once for its section.
 
-With int8 passages (`index build --passage-precision int8`) every passage pass runs on an int8
-copy of the model (indexer.models.quantize), and its vectors' keys name that copy
-(passage_checksum); units always run on the model as it is.
+With int8 passages (`index build --passage-precision int8`, the default for a new index) every
+passage pass runs on an int8 copy of the model (indexer.models.quantize), and its vectors' keys
+name that copy and its recipe (passage_checksum); units always run on the model as it is.
 
 With averaged sections (`index build --sections averaged`) a section is not a pass at all: its
 vector is the mean of the vectors of the chunks covering it, each weighted by its tokens

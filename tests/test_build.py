@@ -18,6 +18,7 @@ from indexer.errors import (
     FolderVanishedError,
     IndexerError,
     ModelMismatchError,
+    ModelPrepareError,
     NoIndexError,
 )
 from tests.files import store_vectors_as_float32, stored_vectors, write_docs
@@ -567,7 +568,7 @@ def test_int8_passages_change_only_passage_vectors_and_switch_back(
     )
     fp32 = Index(tmp_path / "fp32", model=tiny_model_dir, cache_dir=tmp_path / "cache")
     int8 = Index(tmp_path / "int8", model=tiny_model_dir, cache_dir=tmp_path / "cache")
-    fp32.build(folder)
+    fp32.build(folder, passages="fp32")
     first = int8.build(folder, passages="int8")
     assert int8.status()["passage_precision"] == "int8"
     assert fp32.status()["passage_precision"] == "fp32"
@@ -586,6 +587,38 @@ def test_int8_passages_change_only_passage_vectors_and_switch_back(
     assert stored_vectors(int8.path).keys() == before.keys()
     again = int8.build(folder)  # the index's choice stands
     assert again.changed == [] and again.passages_embedded == 0
+
+
+def test_new_indexes_take_int8_passages_and_older_ones_keep_theirs(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
+    new = Index(tmp_path / "new", model=tiny_model_dir, cache_dir=tmp_path / "cache")
+    assert new.build(folder).notes == []
+    assert new.status()["passage_precision"] == "int8"
+    older = Index(tmp_path / "older", model=tiny_model_dir, cache_dir=tmp_path / "cache")
+    older.build(folder, passages="fp32")  # as every index built before int8 was the default
+    again = older.build(folder)
+    assert again.changed == [] and again.passages_embedded == 0
+    assert older.status()["passage_precision"] == "fp32"
+
+
+def test_a_default_int8_copy_that_cannot_be_made_leaves_passages_fp32(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the model cache would be\n", encoding="utf-8")
+    index = Index(tmp_path / "i", model=tiny_model_dir, cache_dir=blocked)
+    report = index.build(folder)  # the default cannot be followed: the build still finishes
+    assert index.status()["passage_precision"] == "fp32" and report.passages_embedded > 0
+    assert len(report.notes) == 1 and "fp32 model" in report.notes[0]
+    assert "--cache-dir" in report.notes[0]  # what to do about it
+    assert index.ask(STEPS[2], k=1)[0].text == STEPS[2]
+    chosen = Index(tmp_path / "j", model=tiny_model_dir, cache_dir=blocked)
+    with pytest.raises(ModelPrepareError, match="cannot write the model cache"):
+        chosen.build(folder, passages="int8")  # asked for by name: an error, not a fallback
+    assert not (tmp_path / "j" / "index.db").exists() or chosen.status()["files"] == 0
 
 
 def test_averaged_sections_are_their_chunks_mean_and_switch_back(
@@ -631,8 +664,9 @@ def test_a_build_killed_after_averaging_keeps_the_averaged_vectors(
     folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
     command = [sys.executable, "-m", "indexer", "build", str(folder), "--index",
                str(tmp_path / "idx"), "--model", str(tiny_model_dir), "--sections", "averaged",
-               "--json"]  # fmt: skip
-    # The second vector commit is the averaged section's (the passes fit in one batch).
+               "--passage-precision", "fp32", "--json"]  # fmt: skip
+    # The second vector commit is the averaged section's (the passes fit in one batch; with
+    # fp32 passages, one model runs them all).
     env = {**os.environ, "INDEXER_FAULT": "vectors:2"}
     killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert killed.returncode == -signal.SIGKILL, killed.stderr

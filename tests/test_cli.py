@@ -579,3 +579,17 @@ def test_printable_escapes_controls_and_keeps_tabs_and_indented_lines() -> None:
     assert printable("a\tb\x00\x7f\x85\u2066\udce9\r") == "a\tb\\x00\\x7f\\x85\\u2066\\udce9\\r"
     assert printable("code:\n  x = 1\x1b", indent="   ") == "code:\n     x = 1\\x1b"
     assert printable("日本語 — fine") == "日本語 — fine"
+
+
+def test_a_build_says_when_it_could_not_follow_the_int8_default(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    docs = write_docs(tmp_path / "docs", {"a.md": "The VPN needs a token.\n"})
+    blocked = tmp_path / "cache"
+    blocked.write_text("not a folder\n", encoding="utf-8")
+    idx = tmp_path / "idx"
+    args = ("build", docs, "--index", idx, "--model", tiny_model_dir, "--cache-dir", blocked)
+    result = assert_ok(run(*args))
+    assert result.stderr.startswith("note: chunk and section vectors made by the fp32 model")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert_ok(run("status", "--index", idx, "--json"))

@@ -31,6 +31,10 @@ def markdown_units(text: str, model_dir: Path) -> tuple[list[Unit], Tokenizer]:
     return make_units(text, "markdown", tokenizer), tokenizer
 
 
+#: Passages made by the model as it is (new indexes make them with its int8 copy).
+FP32 = Recipe(precision="fp32")
+
+
 def test_chunks_under_a_heading_carry_its_text(tiny_model_dir: Path) -> None:
     steps = [f"Step {i} is done by hand." for i in range(1, 6)]
     units, tokenizer = markdown_units("# Setup\n\n" + " ".join(steps) + "\n", tiny_model_dir)
@@ -50,8 +54,8 @@ def test_a_section_longer_than_a_chunk_gets_its_own_vector(tiny_model_dir: Path)
     # "Setup" spans two chunks, so it has a section; "Short" is one chunk, which stands for it.
     assert [(s.first, s.last, s.kind) for s in sections] == [(0, 4, "section")]
     assert sections[0].text == " ".join(["Setup", *STEPS])
-    assert make_passages(units, tokenizer) == chunks + sections
-    passages = make_passages(units, tokenizer, Recipe(chunks="pooled"))
+    assert make_passages(units, tokenizer, FP32) == chunks + sections
+    passages = make_passages(units, tokenizer, Recipe(chunks="pooled", precision="fp32"))
     assert [(p.first, p.last, p.kind) for p in passages] == [
         (c.first, c.last, c.kind) for c in chunks + sections
     ]
@@ -74,7 +78,7 @@ def test_passes_run_each_token_once_for_its_sentence_and_once_for_its_section(
     assert [run.keys for run in make_passes(units, embedded, prefix)] == [
         [item.key] for item in [*units, *embedded]
     ]
-    passages = make_passages(units, tokenizer, Recipe(chunks="pooled"))
+    passages = make_passages(units, tokenizer, Recipe(chunks="pooled", precision="fp32"))
     passes = make_passes(units, passages, prefix)
     # One pass per unit, one for "Short"'s chunk, one for "Setup"'s section and its chunks.
     assert len(passes) == len(units) + 2
@@ -114,7 +118,7 @@ def test_int8_passages_are_keyed_for_the_copy_and_run_on_it(tiny_model_dir: Path
     # The opening line is a chunk of one unit; "Setup" has two chunks and a section.
     text = "Just one opening line.\n\n# Setup\n\n" + " ".join(STEPS) + "\n"
     units, tokenizer = markdown_units(text, tiny_model_dir)
-    fp32 = make_passages(units, tokenizer)
+    fp32 = make_passages(units, tokenizer, FP32)
     int8 = make_passages(units, tokenizer, Recipe(precision="int8"))
     unit_keys = {u.key for u in units}
     assert [(p.first, p.last, p.kind) for p in int8] == [(p.first, p.last, p.kind) for p in fp32]
@@ -136,8 +140,8 @@ def test_int8_passages_are_keyed_for_the_copy_and_run_on_it(tiny_model_dir: Path
 def test_averaged_sections_are_keyed_by_their_chunks_and_need_no_pass(tiny_model_dir: Path) -> None:
     text = "# Setup\n\n" + " ".join(STEPS) + "\n\n# Short\n\nOne line.\n"
     units, tokenizer = markdown_units(text, tiny_model_dir)
-    embedded = make_passages(units, tokenizer)
-    averaged = make_passages(units, tokenizer, Recipe(sections="averaged"))
+    embedded = make_passages(units, tokenizer, FP32)
+    averaged = make_passages(units, tokenizer, Recipe(sections="averaged", precision="fp32"))
     chunks = [p for p in averaged if p.kind == "chunk"]
     assert chunks == [p for p in embedded if p.kind == "chunk"]
     (section,) = (p for p in averaged if p.kind == "section")
