@@ -209,11 +209,12 @@ def test_passage_vectors_made_another_way_on_ray_equal_those_made_here(
     status_key: str,
     atol: float,
 ) -> None:
-    build_local(sections, tmp_path / "default", tiny_model_dir)
+    other = {"chunks": "embedded", "passages": "fp32", "sections": "embedded"}[option]
+    build_local(sections, tmp_path / "other", tiny_model_dir, **{option: other})
     build_local(sections, tmp_path / "local", tiny_model_dir, **{option: value})
     build_on_ray(sections, tmp_path / "idx", tiny_model_dir, **{option: value})
     keys = assert_same_vectors(tmp_path / "local", tmp_path / "idx", atol=atol)
-    assert keys != set(stored_vectors(tmp_path / "default"))  # the key says how it was made
+    assert keys != set(stored_vectors(tmp_path / "other"))  # the key says how it was made
     assert Index(tmp_path / "idx").status()[status_key] == value
 
 
