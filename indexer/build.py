@@ -392,9 +392,12 @@ def _planned(
     """The plan for root against the index, and how many files the index holds."""
     if store.exists() and not dry_run:
         store.create()  # finishes a schema that an interrupted first build left half-made
-    # A new index records nothing yet, so config's default precision applies; an existing one
-    # that recorded none was built with fp32 passages (IndexMeta's default).
-    meta = store.meta() if store.exists() else IndexMeta(passage_precision="")
+    meta = store.meta() if store.exists() else IndexMeta()
+    if meta.generation == 0:
+        # Nothing committed yet (a new index, or a first build that was interrupted): config's
+        # default precision applies. An index that committed without recording one was built
+        # with fp32 passages (IndexMeta's default).
+        meta = replace(meta, passage_precision="")
     check_model(meta, model.info, store.path)
     old = store.files() if store.exists() else {}
     recorded = _recorded(meta)
