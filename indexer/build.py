@@ -354,16 +354,16 @@ def _recipe(given: Choices, recorded: Recipe) -> Recipe:
     return chosen
 
 
-def _default_precision(model: Model, recipe: Recipe, notes: list[str]) -> Recipe:
+def _default_precision(model: Model, recipe: Recipe) -> tuple[Recipe, list[str]]:
     """The default int8 passages when the model's int8 copy is there or can be made, else
     fp32 passages and a note saying why (a read-only or full cache, a graph the quantiser
     cannot read): a default never stops a build that fp32 passages would finish."""
     try:
         model.int8_copy()
     except ModelPrepareError as exc:
-        notes.append(f"chunk and section vectors made by the fp32 model: {exc}")
-        return replace(recipe, precision="fp32")
-    return recipe
+        note = f"chunk and section vectors made by the fp32 model: {exc}"
+        return replace(recipe, precision="fp32"), [note]
+    return recipe, []
 
 
 def _recorded(meta: IndexMeta) -> Recipe:
@@ -404,7 +404,7 @@ def _planned(
     recipe = _recipe(chosen, recorded)
     notes: list[str] = []
     if recipe.precision == "int8" and not (dry_run or chosen.passages or recorded.precision):
-        recipe = _default_precision(model, recipe, notes)
+        recipe, notes = _default_precision(model, recipe)
     changed = recipe != recorded
     resplit = store.exists() and (meta.split_version != SPLIT_VERSION or (bool(old) and changed))
     plan = make_plan(root, old, model, resplit=resplit, selection=selection, recipe=recipe)

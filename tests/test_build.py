@@ -603,28 +603,6 @@ def test_new_indexes_take_int8_passages_and_older_ones_keep_theirs(
     assert older.status()["passage_precision"] == "fp32"
 
 
-def test_a_killed_first_build_resumes_with_the_int8_passages_it_committed(
-    tmp_path: Path, tiny_model_dir: Path
-) -> None:
-    import json
-    import signal
-    import subprocess
-    import sys
-
-    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
-    command = [sys.executable, "-m", "indexer", "build", str(folder), "--index",
-               str(tmp_path / "idx"), "--model", str(tiny_model_dir), "--json"]  # fmt: skip
-    # The int8 passage passes commit first, the sentences' second (each fits one batch).
-    env = {**os.environ, "INDEXER_FAULT": "vectors:2"}
-    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    env.pop("INDEXER_FAULT")
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    sentences = json.loads(done.stdout)["sentences"]
-    assert sentences["passages_embedded"] == 0  # the int8 passages were kept, not redone
-    assert Index(tmp_path / "idx", model=tiny_model_dir).status()["passage_precision"] == "int8"
-
-
 def test_a_default_int8_copy_that_cannot_be_made_leaves_passages_fp32(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:

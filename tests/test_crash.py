@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from indexer import config
+from indexer import Index, config
 from indexer.cli import cli
 
 pytestmark = pytest.mark.slow
@@ -286,6 +286,23 @@ def test_build_killed_before_wal_mode_was_set(world: World, tmp_path: Path) -> N
     assert completing_build(docs, idx, world.model)["files"]["added"] == FILES
     assert contents(idx) == world.content_a
     assert_journal_is_wal(idx)
+
+
+def test_a_killed_first_build_resumes_with_the_int8_passages_it_committed(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    steps = "Plug in the cable. Turn on the power. Wait for the light. Open the app."
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text(f"# Setup\n\n{steps}\n", encoding="utf-8")
+    idx = tmp_path / "idx"
+    # The int8 passage passes commit first, the sentences' second (each fits one batch).
+    killed = run_build(docs, idx, tiny_model_dir, fault="vectors:2")
+    _, err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, err
+    report = completing_build(docs, idx, tiny_model_dir)
+    assert report["sentences"]["passages_embedded"] == 0  # the int8 passages were kept, not redone
+    assert Index(idx, model=tiny_model_dir).status()["passage_precision"] == "int8"
 
 
 # ---------------------------------------------------------------- random kills
