@@ -402,18 +402,26 @@ def _planned(
     old = store.files() if store.exists() else {}
     recorded = _recorded(meta)
     recipe = _recipe(chosen, recorded)
-    notes: list[str] = []
-    if recipe.precision == "int8" and not (dry_run or chosen.passages or recorded.precision):
-        recipe, notes = _default_precision(model, recipe)
-    changed = recipe != recorded
-    resplit = store.exists() and (meta.split_version != SPLIT_VERSION or (bool(old) and changed))
-    plan = make_plan(root, old, model, resplit=resplit, selection=selection, recipe=recipe)
-    plan.notes = notes
+
+    def plan_for(recipe: Recipe) -> Plan:
+        changed = recipe != recorded
+        resplit = store.exists() and (
+            meta.split_version != SPLIT_VERSION or (bool(old) and changed)
+        )
+        return make_plan(root, old, model, resplit=resplit, selection=selection, recipe=recipe)
+
+    plan = plan_for(recipe)
     if not old and not plan.index and not plan.skipped:
         raise EmptyFolderError(
             f"no documents found in {root} (looked for {', '.join(sorted(config.TEXT_SUFFIXES))})"
             " — point `index build` at a folder of text files"
         )
+    if recipe.precision == "int8" and not (dry_run or chosen.passages or recorded.precision):
+        # Made only once the folder has documents; a plan's keys name the copy, not its file.
+        fallback, notes = _default_precision(model, recipe)
+        if notes:
+            plan = plan_for(fallback)
+            plan.notes = notes
     return plan, len(old)
 
 

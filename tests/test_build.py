@@ -621,6 +621,21 @@ def test_a_default_int8_copy_that_cannot_be_made_leaves_passages_fp32(
     assert not (tmp_path / "j" / "index.db").exists() or chosen.status()["files"] == 0
 
 
+def test_an_empty_folder_is_reported_before_the_int8_copy_is_made(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cache = tmp_path / "cache"
+    index = Index(tmp_path / "i", model=tiny_model_dir, cache_dir=cache)
+    with pytest.raises(EmptyFolderError):
+        index.build(empty)
+    assert not (cache / "models" / "int8").exists()  # nothing to embed: no copy made
+    index.build(write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"}))
+    assert index.status()["passage_precision"] == "int8"
+    assert any((cache / "models" / "int8").glob("*.onnx"))
+
+
 def test_averaged_sections_are_their_chunks_mean_and_switch_back(
     index: Index, tmp_path: Path
 ) -> None:
