@@ -668,33 +668,6 @@ def test_averaged_sections_are_their_chunks_mean_and_switch_back(
     assert (averaged.embedded, averaged.passages_embedded, averaged.averaged) == (0, 0, 1)
 
 
-def test_a_build_killed_after_averaging_keeps_the_averaged_vectors(
-    tmp_path: Path, tiny_model_dir: Path
-) -> None:
-    import json
-    import signal
-    import subprocess
-    import sys
-
-    folder = write_docs(tmp_path / "s", {"a.md": "# Setup\n\n" + " ".join(STEPS) + "\n"})
-    command = [sys.executable, "-m", "indexer", "build", str(folder), "--index",
-               str(tmp_path / "idx"), "--model", str(tiny_model_dir), "--sections", "averaged",
-               "--passage-precision", "fp32", "--json"]  # fmt: skip
-    # The second vector commit is the averaged section's (the passes fit in one batch; with
-    # fp32 passages, one model runs them all).
-    env = {**os.environ, "INDEXER_FAULT": "vectors:2"}
-    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    index = Index(tmp_path / "idx", model=tiny_model_dir)
-    assert index.store.generation() == 0  # nothing committed: no half-made index
-    env.pop("INDEXER_FAULT")
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    sentences = json.loads(done.stdout)["sentences"]
-    assert (sentences["embedded"], sentences["sections_averaged"]) == (0, 0)  # all were kept
-    assert index.status()["section_vectors"] == "averaged"
-    assert index.ask(STEPS[2], k=1)[0].text == STEPS[2]
-
-
 def test_pooled_chunks_and_averaged_sections_exclude_each_other(
     index: Index, tmp_path: Path
 ) -> None:

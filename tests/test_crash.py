@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,12 +109,15 @@ def build_command(docs: Path, idx: Path, model: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "indexer", *map(str, args)]
 
 
-def run_build(docs: Path, idx: Path, model: Path, fault: str | None = None) -> subprocess.Popen:
+def run_build(
+    docs: Path, idx: Path, model: Path, fault: str | None = None, options: Sequence[str] = ()
+) -> subprocess.Popen:
+    """`index build --json` in a child process (`options` added), killed at `fault`."""
     env = {k: v for k, v in os.environ.items() if k != "INDEXER_FAULT"}
     if fault:
         env["INDEXER_FAULT"] = fault
     return subprocess.Popen(
-        build_command(docs, idx, model, "--json"),
+        build_command(docs, idx, model, "--json", *options),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -125,9 +129,9 @@ def cli_run(*args: object) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def completing_build(docs: Path, idx: Path, model: Path) -> dict:
-    """A normal build that must finish; its JSON report."""
-    result = cli_run("build", docs, "--index", idx, "--model", model, "--json")
+def completing_build(docs: Path, idx: Path, model: Path, options: Sequence[str] = ()) -> dict:
+    """A normal build that must finish (`options` added); its JSON report."""
+    result = cli_run("build", docs, "--index", idx, "--model", model, "--json", *options)
     assert result.exit_code == 0, (result.stderr, result.exception)
     return json.loads(result.stdout)
 
@@ -303,6 +307,28 @@ def test_a_killed_first_build_resumes_with_the_int8_passages_it_committed(
     report = completing_build(docs, idx, tiny_model_dir)
     assert report["sentences"]["passages_embedded"] == 0  # the int8 passages were kept, not redone
     assert Index(idx, model=tiny_model_dir).status()["passage_precision"] == "int8"
+
+
+def test_a_build_killed_after_averaging_keeps_the_averaged_vectors(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    steps = "Plug in the cable. Turn on the power. Wait for the light. Open the app."
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text(f"# Setup\n\n{steps}\n", encoding="utf-8")
+    idx = tmp_path / "idx"
+    options = ("--sections", "averaged", "--passage-precision", "fp32")
+    # The second vector commit is the averaged section's (the passes fit in one batch; with
+    # fp32 passages, one model runs them all).
+    killed = run_build(docs, idx, tiny_model_dir, fault="vectors:2", options=options)
+    _, err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, err
+    index = Index(idx, model=tiny_model_dir)
+    assert index.store.generation() == 0  # nothing committed: no half-made index
+    sentences = completing_build(docs, idx, tiny_model_dir, options)["sentences"]
+    assert (sentences["embedded"], sentences["sections_averaged"]) == (0, 0)  # all were kept
+    assert index.status()["section_vectors"] == "averaged"
+    assert index.ask("Turn on the power.", k=1)[0].text == "Turn on the power."
 
 
 # ---------------------------------------------------------------- random kills
