@@ -292,18 +292,34 @@ def test_build_killed_before_wal_mode_was_set(world: World, tmp_path: Path) -> N
     assert_journal_is_wal(idx)
 
 
+SETUP_SENTENCES = [
+    "Plug in the cable.",
+    "Turn on the power.",
+    "Wait for the light.",
+    "Open the app.",
+]
+
+
+def killed_first_build(
+    tmp_path: Path, model: Path, fault: str, options: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """A first build of one four-sentence section (two chunks; every pass fits one batch),
+    killed at `fault`; the folder and the index."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text(f"# Setup\n\n{' '.join(SETUP_SENTENCES)}\n", encoding="utf-8")
+    idx = tmp_path / "idx"
+    killed = run_build(docs, idx, model, fault=fault, options=options)
+    _, err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, err
+    return docs, idx
+
+
 def test_a_killed_first_build_resumes_with_the_int8_passages_it_committed(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    steps = "Plug in the cable. Turn on the power. Wait for the light. Open the app."
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.md").write_text(f"# Setup\n\n{steps}\n", encoding="utf-8")
-    idx = tmp_path / "idx"
-    # The int8 passage passes commit first, the sentences' second (each fits one batch).
-    killed = run_build(docs, idx, tiny_model_dir, fault="vectors:2")
-    _, err = killed.communicate(timeout=120)
-    assert killed.returncode == -signal.SIGKILL, err
+    # The int8 passage passes commit first, the sentences' second.
+    docs, idx = killed_first_build(tmp_path, tiny_model_dir, "vectors:2")
     report = completing_build(docs, idx, tiny_model_dir)
     assert report["sentences"]["passages_embedded"] == 0  # the int8 passages were kept, not redone
     assert Index(idx, model=tiny_model_dir).status()["passage_precision"] == "int8"
@@ -312,23 +328,16 @@ def test_a_killed_first_build_resumes_with_the_int8_passages_it_committed(
 def test_a_build_killed_after_averaging_keeps_the_averaged_vectors(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    steps = "Plug in the cable. Turn on the power. Wait for the light. Open the app."
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.md").write_text(f"# Setup\n\n{steps}\n", encoding="utf-8")
-    idx = tmp_path / "idx"
     options = ("--sections", "averaged", "--passage-precision", "fp32")
-    # The second vector commit is the averaged section's (the passes fit in one batch; with
-    # fp32 passages, one model runs them all).
-    killed = run_build(docs, idx, tiny_model_dir, fault="vectors:2", options=options)
-    _, err = killed.communicate(timeout=120)
-    assert killed.returncode == -signal.SIGKILL, err
+    # The second vector commit is the averaged section's (with fp32 passages, one model runs
+    # every pass).
+    docs, idx = killed_first_build(tmp_path, tiny_model_dir, "vectors:2", options)
     index = Index(idx, model=tiny_model_dir)
     assert index.store.generation() == 0  # nothing committed: no half-made index
     sentences = completing_build(docs, idx, tiny_model_dir, options)["sentences"]
     assert (sentences["embedded"], sentences["sections_averaged"]) == (0, 0)  # all were kept
     assert index.status()["section_vectors"] == "averaged"
-    assert index.ask("Turn on the power.", k=1)[0].text == "Turn on the power."
+    assert index.ask(SETUP_SENTENCES[1], k=1)[0].text == SETUP_SENTENCES[1]
 
 
 # ---------------------------------------------------------------- random kills
