@@ -219,7 +219,8 @@ def cli() -> None:
     choices=config.SECTION_VECTORS,
     help="How section vectors are made: embedded (each section run through the model), or "
     "averaged from its chunks' vectors (no run of the model: first builds about 0.7x the time, "
-    "but up to .006 lower R@1 on some languages; see docs/performance.md). Needs embedded "
+    "but up to .006 lower R@1 on some languages, .012 with int8 passages; see "
+    "docs/performance.md). Needs embedded "
     "chunks. Recorded in the index; changing it re-splits every file [default: the index's "
     "choice, else embedded].",
 )
