@@ -354,16 +354,15 @@ def _recipe(given: Choices, recorded: Recipe) -> Recipe:
     return chosen
 
 
-def _default_precision(model: Model, recipe: Recipe) -> tuple[Recipe, list[str]]:
-    """The default int8 passages when the model's int8 copy is there or can be made, else
-    fp32 passages and a note saying why (a read-only or full cache, a graph the quantiser
-    cannot read): a default never stops a build that fp32 passages would finish."""
+def _int8_unavailable(model: Model) -> str | None:
+    """None when the model's int8 copy is there or can be made, else a note saying why not (a
+    read-only or full cache, a graph the quantiser cannot read) for a build that then makes
+    fp32 passages: a default never stops a build that fp32 passages would finish."""
     try:
         model.int8_copy()
     except ModelPrepareError as exc:
-        note = f"chunk and section vectors made by the fp32 model: {exc}"
-        return replace(recipe, precision="fp32"), [note]
-    return recipe, []
+        return f"chunk and section vectors made by the fp32 model: {exc}"
+    return None
 
 
 def _recorded(meta: IndexMeta) -> Recipe:
@@ -418,10 +417,10 @@ def _planned(
         )
     if recipe.precision == "int8" and not (dry_run or chosen.passages or recorded.precision):
         # Made only once the folder has documents; a plan's keys name the copy, not its file.
-        fallback, notes = _default_precision(model, recipe)
-        if notes:
-            plan = plan_for(fallback)
-            plan.notes = notes
+        note = _int8_unavailable(model)
+        if note:
+            plan = plan_for(replace(recipe, precision="fp32"))
+            plan.notes = [note]
     return plan, len(old)
 
 
